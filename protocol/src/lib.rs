@@ -1,0 +1,381 @@
+//! The Renkei wire protocol: every message that crosses the WebSocket or the REST API.
+//!
+//! This crate knows nothing of tokio, axum or sqlx. It is shared by the server, the load
+//! tester and the documentation; `docs/protocol.md` describes each message with an example
+//! and `schema/renkei-protocol.schema.json` is generated from these types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version announced in [`Welcome`]. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A group's id (a patient group or a free group).
+pub type GroupId = i64;
+/// A user's id.
+pub type UserId = i64;
+/// A position in a group's sequence: consecutive integers from 1, no gaps.
+pub type Seq = i64;
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// Everything a client may send over the WebSocket, as one JSON text frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Post a text into a group. Answered by [`ServerMessage::Ack`] once committed, or by
+    /// [`ServerMessage::Error`] carrying the same `client_id`.
+    Post {
+        group: GroupId,
+        /// Chosen by the client, unique per author: 1 to 64 printable ASCII characters.
+        /// A retry with the same id is stored once and answered with the original ack.
+        client_id: String,
+        text: String,
+    },
+    /// Catch up: for each group, every event after `after`, in order, then
+    /// [`ServerMessage::Synced`]. Live events of that group wait until the catch-up is done.
+    Sync { groups: Vec<SyncCursor> },
+    /// Page backwards through a group's history: up to `limit` events before `before`
+    /// (or the newest ones when `before` is absent), answered by [`ServerMessage::Page`].
+    History {
+        group: GroupId,
+        #[serde(default)]
+        before: Option<Seq>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+/// The last sequence number a client holds for a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncCursor {
+    pub group: GroupId,
+    /// The last sequence number the client holds; 0 when it holds nothing.
+    pub after: Seq,
+}
+
+/// Everything the server sends over the WebSocket, as one JSON text frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The first message on every connection.
+    Welcome(Welcome),
+    /// One event of a group's sequence, live or during a catch-up.
+    Event(GroupEvent),
+    /// A post was committed. Sent only to the socket that posted it.
+    Ack(Ack),
+    /// A catch-up of one group is complete: live events follow.
+    Synced { group: GroupId, seq: Seq },
+    /// A page of history, newest last.
+    Page {
+        group: GroupId,
+        events: Vec<GroupEvent>,
+        /// True when older events exist before the first one in `events`.
+        has_more: bool,
+    },
+    /// A request could not be carried out. The connection stays open.
+    Error(ErrorBody),
+}
+
+/// What a client needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Welcome {
+    pub protocol_version: u32,
+    pub user: UserProfile,
+    /// Every group the user is a member of, with its latest sequence number.
+    pub groups: Vec<GroupSummary>,
+    pub limits: Limits,
+}
+
+/// A user as other users see them: the sender and their facility are always shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UserProfile {
+    pub id: UserId,
+    pub name: String,
+    /// 職種: the user's profession (nurse, doctor, pharmacist, care manager, ...).
+    pub profession: String,
+    pub facility: Option<FacilityRef>,
+    pub role: Role,
+}
+
+/// A facility (事業所) as shown next to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FacilityRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A user's role in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 市: the city operator.
+    Operator,
+    /// MCS管理者: a facility admin.
+    Admin,
+    /// MCSユーザー: a staff user.
+    Staff,
+}
+
+/// A group as listed for a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupSummary {
+    pub id: GroupId,
+    pub kind: GroupKind,
+    pub name: String,
+    /// The patient (患者・利用者) of a patient group; absent for free groups.
+    pub patient_name: Option<String>,
+    pub archived: bool,
+    /// The group's latest sequence number (0 when the group has no events yet).
+    pub last_seq: Seq,
+}
+
+/// The two kinds of group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// 患者・利用者グループ: exactly one patient.
+    Patient,
+    /// 自由グループ: exchange among members, or the admins' room.
+    Free,
+}
+
+/// Limits the server enforces, so that clients can check before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Limits {
+    /// Largest WebSocket frame (and message) the server reads, in bytes.
+    pub max_frame_bytes: u32,
+    /// Longest post, in Unicode scalar values.
+    pub max_post_chars: u32,
+    /// Sustained posts per second per user (bursts up to `post_burst`).
+    pub posts_per_second: u32,
+    pub post_burst: u32,
+    /// Largest page a `history` request returns.
+    pub max_page: u32,
+}
+
+/// One event in a group's sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupEvent {
+    pub group: GroupId,
+    pub seq: Seq,
+    /// When it was committed.
+    pub at: Millis,
+    pub data: EventData,
+}
+
+/// What happened at one position of a group's sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventData {
+    /// A post.
+    Post {
+        author: UserProfile,
+        client_id: String,
+        text: String,
+    },
+}
+
+/// The acknowledgement of a committed post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Ack {
+    pub client_id: String,
+    pub group: GroupId,
+    pub seq: Seq,
+    pub at: Millis,
+}
+
+/// An error, on the WebSocket and (inside [`ApiError`]) on the REST API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// A human-readable explanation in English; never contains internal details.
+    pub message: String,
+    /// The `client_id` of the post this error answers, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The group the failed request named, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+}
+
+/// The body of every REST error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiError {
+    pub error: ErrorBody,
+}
+
+/// Every error code, on the WebSocket and the REST API. `retryable` says whether the same
+/// request may succeed later unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON, or a field is missing or of the wrong type.
+    InvalidMessage,
+    /// The frame is JSON with a `type` the server does not know.
+    UnknownType,
+    /// A sequence number is negative.
+    InvalidSequence,
+    /// A `client_id` is empty, longer than 64 characters or not printable ASCII.
+    InvalidClientId,
+    /// The post's text is empty or only white space.
+    EmptyPost,
+    /// The post's text is longer than `limits.max_post_chars`.
+    PostTooLong,
+    /// The group does not exist or the user is not a member of it (deliberately one code,
+    /// so that group ids cannot be probed).
+    NotMember,
+    /// The group is archived (保管庫) and takes no posts.
+    GroupArchived,
+    /// The `client_id` was used before by this user for a different post.
+    ClientIdConflict,
+    /// Too many posts or frames: slow down. Retryable.
+    RateLimited,
+    /// The server cannot reach its database: nothing was stored. Retryable.
+    Unavailable,
+    /// The server is shutting down: reconnect (possibly to another node) and retry.
+    ShuttingDown,
+    /// An unexpected server error: nothing was stored. Retryable.
+    Internal,
+    /// REST: the request body is not valid.
+    BadRequest,
+    /// REST: wrong login or password.
+    InvalidCredentials,
+    /// REST / WebSocket upgrade: no valid session.
+    Unauthorized,
+    /// REST / WebSocket upgrade: the request came from a foreign origin.
+    Forbidden,
+    /// REST: no such resource.
+    NotFound,
+    /// Too many connections for this user. Close one first.
+    TooManyConnections,
+    /// The server sheds load (for example password checks). Retry after a second.
+    Overloaded,
+}
+
+impl ErrorCode {
+    /// Whether the same request may succeed later, unchanged.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::Unavailable
+                | ErrorCode::ShuttingDown
+                | ErrorCode::Internal
+                | ErrorCode::Overloaded
+                | ErrorCode::TooManyConnections
+        )
+    }
+}
+
+/// WebSocket close codes the server uses, besides the standard ones it may also send:
+/// 1003 (binary frame: the protocol is text-only), 1007 (invalid UTF-8),
+/// 1009 (frame larger than `limits.max_frame_bytes`) and 1011 (internal error).
+pub mod close {
+    /// The server is shutting down: reconnect (to any node) and catch up.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A binary frame was received; the protocol is JSON text only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client broke the protocol beyond what an error message can answer.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame was larger than `limits.max_frame_bytes`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// An unexpected server error.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// The client did not read fast enough and its outgoing queue overflowed:
+    /// reconnect and catch up with `sync`.
+    pub const SLOW_CONSUMER: u16 = 4000;
+    /// The session ended (logout, expiry): log in again before reconnecting.
+    pub const SESSION_ENDED: u16 = 4001;
+}
+
+/// `POST /api/v1/session`: log in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub login: String,
+    pub password: String,
+}
+
+/// The answer to a successful login. The same token is also set as an HttpOnly cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`; never put it in a URL.
+    pub token: String,
+    pub expires_at: Millis,
+    pub user: UserProfile,
+}
+
+/// The whole protocol as one JSON Schema document, for clients in other languages.
+pub fn json_schema() -> serde_json::Value {
+    #[derive(JsonSchema)]
+    #[allow(dead_code)]
+    struct RenkeiProtocol {
+        client_message: ClientMessage,
+        server_message: ServerMessage,
+        api_error: ApiError,
+        login_request: LoginRequest,
+        login_response: LoginResponse,
+    }
+    let schema = schemars::schema_for!(RenkeiProtocol);
+    serde_json::to_value(schema).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_round_trips_in_the_documented_shape() {
+        let json = r#"{"type":"post","group":3,"client_id":"c-1","text":"血圧 128/80"}"#;
+        let parsed: ClientMessage = serde_json::from_str(json).expect("valid post");
+        assert_eq!(
+            parsed,
+            ClientMessage::Post {
+                group: 3,
+                client_id: "c-1".into(),
+                text: "血圧 128/80".into()
+            }
+        );
+        assert_eq!(serde_json::to_string(&parsed).expect("serializes"), json);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let json = r#"{"type":"post","group":3,"client_id":"c","text":"x","extra":1}"#;
+        assert!(serde_json::from_str::<ClientMessage>(json).is_err());
+    }
+
+    #[test]
+    fn event_serializes_with_kind_tag() {
+        let event = ServerMessage::Event(GroupEvent {
+            group: 1,
+            seq: 2,
+            at: 3,
+            data: EventData::Post {
+                author: UserProfile {
+                    id: 4,
+                    name: "佐藤".into(),
+                    profession: "nurse".into(),
+                    facility: None,
+                    role: Role::Staff,
+                },
+                client_id: "c".into(),
+                text: "t".into(),
+            },
+        });
+        let value = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(value["type"], "event");
+        assert_eq!(value["data"]["kind"], "post");
+        assert_eq!(value["data"]["author"]["role"], "staff");
+    }
+
+    #[test]
+    fn retryable_codes() {
+        assert!(ErrorCode::Unavailable.retryable());
+        assert!(!ErrorCode::NotMember.retryable());
+    }
+}
