@@ -1,1 +1,22 @@
+//! Renkei (連携): real-time messaging for home-care medicine and nursing care.
+//!
+//! `main.rs` is thin: the library exposes [`app::run`], which serves on a listener the
+//! caller binds, so tests boot the real server on `127.0.0.1:0`.
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod password;
+pub mod policy;
+pub mod sequencer;
+pub mod session;
+pub mod store;
+pub mod throttle;
+pub mod wire;
 
+pub use app::run;

@@ -1,0 +1,123 @@
+//! The running server: its shared state and `run`, which serves until told to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::{Hub, HubLimits};
+use crate::metrics::Metrics;
+use crate::password::{PasswordError, Passwords};
+use crate::sequencer::Sequencer;
+use crate::store::{self, Store, StoreError};
+
+/// How long shutdown waits for sockets to finish their in-flight posts and close.
+const SOCKET_DRAIN: Duration = Duration::from_secs(20);
+/// How long shutdown waits for the sequencer to commit what is queued.
+const COMMIT_DRAIN: Duration = Duration::from_secs(20);
+
+/// Everything a request handler or socket task needs.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub sequencer: Sequencer,
+    pub passwords: Passwords,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server stops: sockets finish their posts and close.
+    pub shutdown: CancellationToken,
+    /// The socket tasks, so that shutdown can wait for them.
+    pub sockets: TaskTracker,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("password hasher: {0}")]
+    Password(#[from] PasswordError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the configured store, creating the data directory for the embedded default.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+    if config.database_url.is_none() {
+        tokio::fs::create_dir_all(&config.data_dir).await?;
+    }
+    Ok(store::open(&config.effective_database_url()).await?)
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets every
+/// socket finish its in-flight posts, tells clients to reconnect, and commits what is
+/// queued before returning: nothing acknowledged is lost.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    tracing::info!(settings = %config.describe(), "starting");
+    let store = open_store(&config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let limits = &config.limits;
+    let hub = Arc::new(Hub::new(
+        store.directory().await?,
+        HubLimits {
+            max_connections_per_user: limits.max_connections_per_user as usize,
+            outbox_bytes: limits.outbox_bytes as usize,
+            posts_per_second: limits.posts_per_second,
+            post_burst: limits.post_burst,
+        },
+        Arc::clone(&metrics),
+    ));
+    // SQLite has one writer; PostgreSQL commits different groups in parallel.
+    let shards = if config.effective_database_url().starts_with("sqlite") {
+        1
+    } else {
+        4
+    };
+    let (sequencer, writers) = Sequencer::start(
+        shards,
+        Arc::clone(&store),
+        Arc::clone(&hub),
+        Arc::clone(&metrics),
+    );
+    let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
+    let app = Arc::new(App {
+        config,
+        store,
+        hub,
+        sequencer,
+        passwords,
+        metrics,
+        shutdown: shutdown.clone(),
+        sockets: TaskTracker::new(),
+    });
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, crate::http::router(Arc::clone(&app)))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("stopped accepting; draining sockets");
+    app.sockets.close();
+    if tokio::time::timeout(SOCKET_DRAIN, app.sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sockets still open after the drain period");
+    }
+    let store = Arc::clone(&app.store);
+    // The last handle to the sequencer goes with `app`; its writers then commit what is
+    // queued and stop.
+    drop(app);
+    let drained = tokio::time::timeout(COMMIT_DRAIN, futures::future::join_all(writers)).await;
+    if drained.is_err() {
+        tracing::error!("sequencer did not drain in time");
+    }
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}

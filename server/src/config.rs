@@ -1,0 +1,156 @@
+//! Configuration from flags and `RENKEI_*` environment variables, with defaults that run on
+//! a bare machine: listen on loopback, keep a SQLite file in `./renkei-data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The `renkei` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "renkei",
+    version,
+    about = "Renkei (連携): messaging for home-care teams"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What `renkei` does; serving is the default.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, the WebSocket hub and the web client (the default).
+    Serve,
+    /// Fill an empty database with a demo city and print the logins and passwords.
+    Demo,
+}
+
+/// Every setting of a running server.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "RENKEI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded database and, later, files.
+    #[arg(long, env = "RENKEI_DATA_DIR", default_value = "renkei-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://…` or `postgres://…`. Default: `renkei.db` in the data directory.
+    #[arg(long, env = "RENKEI_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy.
+    #[arg(long, env = "RENKEI_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+    /// How long a session lasts, in hours.
+    #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u32,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits that protect the server and the other members from one client.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Largest WebSocket frame or message read, in bytes.
+    #[arg(long, env = "RENKEI_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: u32,
+    /// Longest post, in characters.
+    #[arg(long, env = "RENKEI_MAX_POST_CHARS", default_value_t = 10_000)]
+    pub max_post_chars: u32,
+    /// Sustained posts per second per user.
+    #[arg(long, env = "RENKEI_POSTS_PER_SECOND", default_value_t = 10)]
+    pub posts_per_second: u32,
+    /// Posts a user may send at once before the per-second rate applies.
+    #[arg(long, env = "RENKEI_POST_BURST", default_value_t = 30)]
+    pub post_burst: u32,
+    /// Open WebSockets per user (phones, tablets, PCs).
+    #[arg(long, env = "RENKEI_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
+    pub max_connections_per_user: u32,
+    /// Bytes queued for one socket before it counts as a slow consumer and is closed.
+    #[arg(long, env = "RENKEI_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
+    pub outbox_bytes: u32,
+    /// Seconds between keepalive pings; a socket silent for two intervals is dropped.
+    #[arg(long, env = "RENKEI_PING_SECONDS", default_value_t = 30)]
+    pub ping_seconds: u32,
+    /// Password checks running at once (each takes 19 MiB and ~50 ms of one core).
+    #[arg(long, env = "RENKEI_PASSWORD_WORKERS", default_value_t = 2)]
+    pub password_workers: u32,
+    /// Password checks allowed to wait; beyond that logins get 429.
+    #[arg(long, env = "RENKEI_PASSWORD_QUEUE", default_value_t = 64)]
+    pub password_queue: u32,
+}
+
+impl Config {
+    /// The database URL in force: the configured one, or a SQLite file in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("renkei.db").display()),
+        }
+    }
+
+    /// The settings as they may be logged: passwords in URLs are masked.
+    pub fn describe(&self) -> String {
+        format!(
+            "listen={} data_dir={} database={} cookie_secure={} session_hours={} {:?}",
+            self.listen,
+            self.data_dir.display(),
+            mask_password(&self.effective_database_url()),
+            self.cookie_secure,
+            self.session_hours,
+            self.limits
+        )
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+pub fn mask_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_only_the_password() {
+        assert_eq!(
+            mask_password("postgres://renkei:s3cret@db:5432/renkei"),
+            "postgres://renkei:***@db:5432/renkei"
+        );
+        assert_eq!(
+            mask_password("postgres://renkei@db/renkei"),
+            "postgres://renkei@db/renkei"
+        );
+        assert_eq!(
+            mask_password("sqlite://data/renkei.db"),
+            "sqlite://data/renkei.db"
+        );
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let cli = Cli::try_parse_from(["renkei"]).expect("defaults parse");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.listen.to_string(), "127.0.0.1:8080");
+        assert!(cli.config.effective_database_url().ends_with("renkei.db"));
+    }
+}

@@ -1,0 +1,679 @@
+//! One WebSocket connection: reads the client's requests, writes its replies and the live
+//! events of the groups it has synced, in one task.
+//!
+//! Per group the socket is in one of three states. *Not synced*: live events are dropped
+//! (the client has not said what it holds). *Syncing*: the missed events are read from the
+//! store in pages up to `S`, the hub's last sequence number when the sync began, while
+//! live events wait in a buffer; every event up to `S` is in the store and every later one
+//! reaches the buffer, so nothing is missed, and whatever is both is written once.
+//! *Live*: events are written as they come, each at most once (`seq > cursor`).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::stream::{FuturesUnordered, SplitSink, StreamExt};
+use futures::SinkExt;
+use renkei_protocol::{
+    close, Ack, ClientMessage, ErrorBody, ErrorCode, GroupId, Seq, ServerMessage, SyncCursor,
+    Welcome, PROTOCOL_VERSION,
+};
+use tokio::time::MissedTickBehavior;
+
+use crate::app::App;
+use crate::hub::Registration;
+use crate::outbox::{Delivery, Ending, Outbox, SLOW_CONSUMER};
+use crate::policy::{self, Action};
+use crate::sequencer::{PostError, PostRequest};
+use crate::store::{Placement, UserRecord};
+use crate::throttle::TokenBucket;
+use crate::wire;
+
+/// Posts of one socket awaiting their commit; beyond this the socket is not read.
+const MAX_IN_FLIGHT: usize = 64;
+/// Frames a client may send per second, sustained, and in a burst.
+const FRAMES_PER_SECOND: u32 = 50;
+const FRAME_BURST: u32 = 200;
+/// Events per catch-up page read from the store.
+const SYNC_PAGE: u32 = 256;
+/// A write that makes no progress for this long means the client is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing socket waits for its close frame to be taken.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client-chosen id: 1 to 64 printable ASCII characters.
+const MAX_CLIENT_ID: usize = 64;
+
+type PostFuture =
+    Pin<Box<dyn Future<Output = (String, GroupId, Result<Placement, PostError>)> + Send>>;
+
+/// How a connection ends.
+enum Stop {
+    /// The peer is gone or the transport failed: nothing more can be sent.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+impl From<Ending> for Stop {
+    fn from(ending: Ending) -> Self {
+        Stop::Close(ending.code, ending.reason)
+    }
+}
+
+/// Where one group's events stand on this socket.
+enum Feed {
+    Syncing {
+        buffer: Vec<Arc<Delivery>>,
+        buffered_bytes: usize,
+    },
+    Live {
+        cursor: Seq,
+    },
+}
+
+struct SyncJob {
+    group: GroupId,
+    after: Seq,
+    /// The hub's last sequence number when this job began; set by its first step.
+    upto: Option<Seq>,
+}
+
+/// The writing half: every write gives up when the socket is ended or stalls.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    outbox: Arc<Outbox>,
+}
+
+impl Writer {
+    async fn guard<F, E>(outbox: &Outbox, write: F) -> Result<(), Stop>
+    where
+        F: Future<Output = Result<(), E>>,
+    {
+        tokio::select! {
+            biased;
+            _ = outbox.ended() => Err(outbox.ending().map_or(Stop::Gone, Stop::from)),
+            result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(Stop::Gone),
+            },
+        }
+    }
+
+    async fn feed(&mut self, frame: Utf8Bytes) -> Result<(), Stop> {
+        Self::guard(&self.outbox, self.sink.feed(Message::Text(frame))).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        Self::guard(&self.outbox, self.sink.flush()).await
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), Stop> {
+        self.feed(wire::frame(message)).await?;
+        self.flush().await
+    }
+
+    async fn error(&mut self, body: ErrorBody) -> Result<(), Stop> {
+        self.send(&ServerMessage::Error(body)).await
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// A connection's state.
+pub struct Connection {
+    app: Arc<App>,
+    user: Arc<UserRecord>,
+    registration: Registration,
+    feeds: HashMap<GroupId, Feed>,
+    syncs: VecDeque<SyncJob>,
+    frames: TokenBucket,
+    last_heard: Instant,
+}
+
+impl Connection {
+    /// A connection of `user` over a registered socket.
+    pub fn new(app: Arc<App>, user: UserRecord, registration: Registration) -> Self {
+        Connection {
+            app,
+            user: Arc::new(user),
+            registration,
+            feeds: HashMap::new(),
+            syncs: VecDeque::new(),
+            frames: TokenBucket::new(FRAMES_PER_SECOND, FRAME_BURST),
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Serves the socket until the client leaves, the socket is ended or the server stops.
+    pub async fn run(mut self, socket: WebSocket) {
+        let (sink, mut stream) = socket.split();
+        let outbox = Arc::clone(&self.registration.outbox);
+        let mut writer = Writer {
+            sink,
+            outbox: Arc::clone(&outbox),
+        };
+        let stop = match writer.send(&self.welcome()).await {
+            Ok(()) => self.serve(&mut writer, &mut stream).await,
+            Err(stop) => stop,
+        };
+        if let Stop::Close(code, reason) = stop {
+            if code == close::SLOW_CONSUMER {
+                tracing::info!(user = self.user.id, "slow consumer closed");
+            }
+            writer.close(code, reason).await;
+        }
+    }
+
+    fn welcome(&self) -> ServerMessage {
+        let limits = &self.app.config.limits;
+        ServerMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            user: wire::profile(&self.user),
+            groups: self
+                .registration
+                .groups
+                .iter()
+                .map(wire::group_summary)
+                .collect(),
+            limits: renkei_protocol::Limits {
+                max_frame_bytes: limits.max_frame_bytes,
+                max_post_chars: limits.max_post_chars,
+                posts_per_second: limits.posts_per_second,
+                post_burst: limits.post_burst,
+                max_page: SYNC_PAGE,
+            },
+        })
+    }
+
+    async fn serve(
+        &mut self,
+        writer: &mut Writer,
+        stream: &mut futures::stream::SplitStream<WebSocket>,
+    ) -> Stop {
+        let outbox = Arc::clone(&self.registration.outbox);
+        let shutdown = self.app.shutdown.clone();
+        let ping_every = Duration::from_secs(u64::from(self.app.config.limits.ping_seconds.max(1)));
+        let mut ping = tokio::time::interval(ping_every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut pending: FuturesUnordered<PostFuture> = FuturesUnordered::new();
+        let mut draining = false;
+        loop {
+            if let Some(ending) = outbox.ending() {
+                return ending.into();
+            }
+            if draining && pending.is_empty() {
+                let _ = self.forward_live(writer).await;
+                return Stop::Close(close::GOING_AWAY, "server shutting down: reconnect");
+            }
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    Ok(())
+                }
+                _ = outbox.ready() => self.forward_live(writer).await,
+                Some((client_id, group, result)) = pending.next(), if !pending.is_empty() => {
+                    self.answer_post(writer, client_id, group, result).await
+                }
+                frame = stream.next(), if !draining && pending.len() < MAX_IN_FLIGHT => {
+                    self.last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            self.on_text(writer, &mut pending, text.as_str()).await
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            Err(Stop::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"))
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                        Some(Ok(Message::Close(_))) | None => Err(Stop::Gone),
+                        Some(Err(err)) => Err(read_error(err)),
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > ping_every * 2 {
+                        Err(Stop::Gone)
+                    } else {
+                        let ping = Writer::guard(&outbox, writer.sink.send(Message::Ping(Default::default())));
+                        ping.await
+                    }
+                }
+                _ = std::future::ready(()), if !self.syncs.is_empty() => self.sync_step(writer).await,
+            };
+            if let Err(stop) = step {
+                return stop;
+            }
+        }
+    }
+
+    /// Writes the queued live events of synced groups, then flushes once.
+    async fn forward_live(&mut self, writer: &mut Writer) -> Result<(), Stop> {
+        let queued = self.registration.outbox.take();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let limit = self.registration.outbox.limit();
+        let mut wrote = false;
+        for delivery in queued {
+            let group = delivery.group;
+            match self.feeds.get_mut(&group) {
+                None => {}
+                Some(Feed::Syncing {
+                    buffer,
+                    buffered_bytes,
+                }) => {
+                    *buffered_bytes += delivery.frame.len();
+                    if *buffered_bytes > limit {
+                        self.app.metrics.slow_consumers.inc();
+                        return Err(SLOW_CONSUMER.into());
+                    }
+                    buffer.push(delivery);
+                }
+                Some(Feed::Live { cursor }) if delivery.seq <= *cursor => {}
+                Some(Feed::Live { cursor }) if delivery.seq > *cursor + 1 => {
+                    // A gap (events of another node arriving late): catch up from the store.
+                    let after = *cursor;
+                    self.start_sync(group, after);
+                    if let Some(Feed::Syncing {
+                        buffer,
+                        buffered_bytes,
+                    }) = self.feeds.get_mut(&group)
+                    {
+                        *buffered_bytes += delivery.frame.len();
+                        buffer.push(delivery);
+                    }
+                }
+                Some(Feed::Live { cursor }) => {
+                    *cursor = delivery.seq;
+                    self.write_live(writer, &delivery).await?;
+                    wrote = true;
+                }
+            }
+        }
+        if wrote {
+            writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_live(&self, writer: &mut Writer, delivery: &Delivery) -> Result<(), Stop> {
+        writer.feed(delivery.frame.clone()).await?;
+        self.app.metrics.deliveries.inc();
+        self.app
+            .metrics
+            .delivery_latency
+            .observe(delivery.committed.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn on_text(
+        &mut self,
+        writer: &mut Writer,
+        pending: &mut FuturesUnordered<PostFuture>,
+        text: &str,
+    ) -> Result<(), Stop> {
+        if !self.frames.try_take() {
+            return writer
+                .error(wire::error(
+                    ErrorCode::RateLimited,
+                    "too many messages: slow down",
+                ))
+                .await;
+        }
+        match decode(text) {
+            Err(body) => writer.error(body).await,
+            Ok(ClientMessage::Post {
+                group,
+                client_id,
+                text,
+            }) => self.on_post(writer, pending, group, client_id, text).await,
+            Ok(ClientMessage::Sync { groups }) => self.on_sync(writer, groups).await,
+            Ok(ClientMessage::History {
+                group,
+                before,
+                limit,
+            }) => self.on_history(writer, group, before, limit).await,
+        }
+    }
+
+    async fn on_post(
+        &mut self,
+        writer: &mut Writer,
+        pending: &mut FuturesUnordered<PostFuture>,
+        group: GroupId,
+        client_id: String,
+        text: String,
+    ) -> Result<(), Stop> {
+        let refuse = |code, message: &str| ErrorBody {
+            client_id: Some(client_id.clone()),
+            ..wire::group_error(code, message, group)
+        };
+        if client_id.is_empty()
+            || client_id.len() > MAX_CLIENT_ID
+            || !client_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return writer
+                .error(refuse(
+                    ErrorCode::InvalidClientId,
+                    "client_id must be 1 to 64 printable ASCII characters",
+                ))
+                .await;
+        }
+        if text.trim().is_empty() {
+            return writer
+                .error(refuse(ErrorCode::EmptyPost, "the post is empty"))
+                .await;
+        }
+        let max = self.app.config.limits.max_post_chars as usize;
+        if text.chars().count() > max {
+            return writer
+                .error(refuse(
+                    ErrorCode::PostTooLong,
+                    &format!("a post has at most {max} characters"),
+                ))
+                .await;
+        }
+        let facts = self.app.hub.facts(self.user.id, group);
+        if let Err(denial) = policy::authorize(self.user.id, Action::PostToGroup, facts) {
+            return writer
+                .error(refuse(wire::denial_code(denial), &denial.to_string()))
+                .await;
+        }
+        let allowed = self
+            .registration
+            .posts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_take();
+        if !allowed {
+            return writer
+                .error(refuse(
+                    ErrorCode::RateLimited,
+                    "too many posts: slow down and retry",
+                ))
+                .await;
+        }
+        let sequencer = self.app.sequencer.clone();
+        let request = PostRequest {
+            group,
+            author: Arc::clone(&self.user),
+            client_id: client_id.clone(),
+            text,
+        };
+        pending.push(Box::pin(async move {
+            let result = sequencer.submit(request).await;
+            (client_id, group, result)
+        }));
+        Ok(())
+    }
+
+    async fn answer_post(
+        &mut self,
+        writer: &mut Writer,
+        client_id: String,
+        group: GroupId,
+        result: Result<Placement, PostError>,
+    ) -> Result<(), Stop> {
+        // The post's own event goes out before its ack.
+        self.forward_live(writer).await?;
+        match result {
+            Ok(placement) => {
+                writer
+                    .send(&ServerMessage::Ack(Ack {
+                        client_id,
+                        group: placement.group,
+                        seq: placement.seq,
+                        at: placement.at,
+                    }))
+                    .await
+            }
+            Err(err) => {
+                writer
+                    .error(ErrorBody {
+                        client_id: Some(client_id),
+                        ..wire::group_error(wire::post_error_code(&err), err.to_string(), group)
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn on_sync(&mut self, writer: &mut Writer, cursors: Vec<SyncCursor>) -> Result<(), Stop> {
+        for SyncCursor { group, after } in cursors {
+            if after < 0 {
+                writer
+                    .error(wire::group_error(
+                        ErrorCode::InvalidSequence,
+                        "after must be 0 or more",
+                        group,
+                    ))
+                    .await?;
+                continue;
+            }
+            let facts = self.app.hub.facts(self.user.id, group);
+            if let Err(denial) = policy::authorize(self.user.id, Action::ReadGroup, facts) {
+                writer
+                    .error(wire::group_error(
+                        wire::denial_code(denial),
+                        denial.to_string(),
+                        group,
+                    ))
+                    .await?;
+                continue;
+            }
+            self.start_sync(group, after);
+        }
+        Ok(())
+    }
+
+    /// Puts `group` into the syncing state (live events wait) and queues its catch-up.
+    fn start_sync(&mut self, group: GroupId, after: Seq) {
+        self.syncs.retain(|job| job.group != group);
+        self.feeds.insert(
+            group,
+            Feed::Syncing {
+                buffer: Vec::new(),
+                buffered_bytes: 0,
+            },
+        );
+        self.syncs.push_back(SyncJob {
+            group,
+            after,
+            upto: None,
+        });
+    }
+
+    /// Writes one page of the first queued catch-up; finishes it when nothing is left.
+    async fn sync_step(&mut self, writer: &mut Writer) -> Result<(), Stop> {
+        let Some(job) = self.syncs.front_mut() else {
+            return Ok(());
+        };
+        let group = job.group;
+        let upto = *job.upto.get_or_insert_with(|| self.app.hub.last_seq(group));
+        let page = if job.after < upto {
+            match self
+                .app
+                .store
+                .events_after(group, job.after, upto, SYNC_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(error = %err, group, "catch-up read failed");
+                    self.syncs.pop_front();
+                    self.feeds.remove(&group);
+                    return writer
+                        .error(wire::group_error(
+                            ErrorCode::Unavailable,
+                            "catch-up failed: sync again",
+                            group,
+                        ))
+                        .await;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut after = job.after;
+        let full = page.len() == SYNC_PAGE as usize;
+        for record in &page {
+            writer
+                .feed(wire::frame(&ServerMessage::Event(wire::event(record))))
+                .await?;
+            after = record.seq;
+        }
+        if let Some(job) = self.syncs.front_mut() {
+            job.after = after;
+        }
+        if full && after < upto {
+            return writer.flush().await;
+        }
+        self.syncs.pop_front();
+        if let Some(Feed::Syncing { buffer, .. }) = self.feeds.remove(&group) {
+            for delivery in &buffer {
+                if delivery.seq <= after {
+                    continue;
+                }
+                if delivery.seq != after + 1 {
+                    // Only possible across nodes; catch up again from where we are.
+                    self.start_sync(group, after);
+                    return writer.flush().await;
+                }
+                after = delivery.seq;
+                self.write_live(writer, delivery).await?;
+            }
+        }
+        self.feeds.insert(group, Feed::Live { cursor: after });
+        writer
+            .send(&ServerMessage::Synced { group, seq: after })
+            .await
+    }
+
+    async fn on_history(
+        &mut self,
+        writer: &mut Writer,
+        group: GroupId,
+        before: Option<Seq>,
+        limit: Option<u32>,
+    ) -> Result<(), Stop> {
+        if before.is_some_and(|b| b < 0) {
+            return writer
+                .error(wire::group_error(
+                    ErrorCode::InvalidSequence,
+                    "before must be 0 or more",
+                    group,
+                ))
+                .await;
+        }
+        let facts = self.app.hub.facts(self.user.id, group);
+        if let Err(denial) = policy::authorize(self.user.id, Action::ReadGroup, facts) {
+            return writer
+                .error(wire::group_error(
+                    wire::denial_code(denial),
+                    denial.to_string(),
+                    group,
+                ))
+                .await;
+        }
+        let limit = limit.unwrap_or(50).clamp(1, SYNC_PAGE);
+        match self.app.store.events_before(group, before, limit + 1).await {
+            Ok(mut records) => {
+                let has_more = records.len() > limit as usize;
+                if has_more {
+                    records.remove(0);
+                }
+                let events = records.iter().map(wire::event).collect();
+                writer
+                    .send(&ServerMessage::Page {
+                        group,
+                        events,
+                        has_more,
+                    })
+                    .await
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, group, "history read failed");
+                writer
+                    .error(wire::group_error(
+                        ErrorCode::Unavailable,
+                        "history unavailable: retry",
+                        group,
+                    ))
+                    .await
+            }
+        }
+    }
+}
+
+/// Parses a client frame, or says precisely what is wrong with it.
+fn decode(text: &str) -> Result<ClientMessage, ErrorBody> {
+    serde_json::from_str(text).map_err(|err| {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "type")]
+            kind: Option<serde_json::Value>,
+        }
+        const KNOWN: [&str; 3] = ["post", "sync", "history"];
+        match serde_json::from_str::<Probe>(text) {
+            Ok(Probe {
+                kind: Some(serde_json::Value::String(kind)),
+            }) if !KNOWN.contains(&kind.as_str()) => wire::error(
+                ErrorCode::UnknownType,
+                format!("unknown message type {kind:?}"),
+            ),
+            _ => wire::error(ErrorCode::InvalidMessage, format!("invalid message: {err}")),
+        }
+    })
+}
+
+/// The close that answers a failed read.
+fn read_error(err: axum::Error) -> Stop {
+    match err
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .map(|e| *e)
+    {
+        Ok(tungstenite::Error::Capacity(_)) => {
+            Stop::Close(close::MESSAGE_TOO_BIG, "frame larger than max_frame_bytes")
+        }
+        Ok(tungstenite::Error::Utf8(_)) => {
+            Stop::Close(close::INVALID_PAYLOAD, "text frame is not UTF-8")
+        }
+        Ok(tungstenite::Error::Protocol(_)) => {
+            Stop::Close(close::POLICY_VIOLATION, "WebSocket protocol error")
+        }
+        _ => Stop::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_tells_unknown_types_from_invalid_messages() {
+        let code = |text: &str| decode(text).err().map(|e| e.code);
+        assert_eq!(
+            code(r#"{"type":"post","group":1,"client_id":"a","text":"t"}"#),
+            None
+        );
+        assert_eq!(code("not json"), Some(ErrorCode::InvalidMessage));
+        assert_eq!(code(r#"{"type":"shout"}"#), Some(ErrorCode::UnknownType));
+        assert_eq!(
+            code(r#"{"type":"post","group":"x"}"#),
+            Some(ErrorCode::InvalidMessage)
+        );
+        assert_eq!(code(r#"{"type":7}"#), Some(ErrorCode::InvalidMessage));
+        assert_eq!(code(r#"{"group":1}"#), Some(ErrorCode::InvalidMessage));
+    }
+}

@@ -1,0 +1,189 @@
+//! The sequencer: the only writer of group events.
+//!
+//! Posts queue per shard (a group always maps to the same shard, so its events are committed
+//! and dispatched by one task, in sequence order). A shard takes everything queued, up to a
+//! batch limit, commits it in one transaction, dispatches each new event to the hub, and
+//! only then acknowledges: an ack always means "committed". A failed commit acknowledges
+//! nothing and answers every post of the batch with a retryable error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use renkei_protocol::{EventData, GroupEvent, ServerMessage};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::outbox::Delivery;
+use crate::store::{AppendOutcome, NewPost, Placement, Store, StoreError, UserRecord};
+use crate::wire;
+
+/// The most posts one transaction commits.
+const MAX_BATCH: usize = 256;
+/// Posts waiting per shard before `submit` waits (backpressure on the posting sockets).
+const QUEUE: usize = 4096;
+
+/// Why a post was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    #[error("the client id was used before for a different post")]
+    ClientIdConflict,
+    #[error("the group is archived")]
+    GroupArchived,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("the database is unavailable; nothing was stored")]
+    Unavailable,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// A post to commit.
+pub struct PostRequest {
+    pub group: renkei_protocol::GroupId,
+    pub author: Arc<UserRecord>,
+    pub client_id: String,
+    pub text: String,
+}
+
+struct Job {
+    post: NewPost,
+    reply: oneshot::Sender<Result<Placement, PostError>>,
+}
+
+/// The handle through which sockets submit posts.
+#[derive(Clone)]
+pub struct Sequencer {
+    shards: Arc<[mpsc::Sender<Job>]>,
+}
+
+impl Sequencer {
+    /// Starts `shards` writer tasks (1 for SQLite, which has one writer anyway). They stop
+    /// when every handle is dropped and their queues are empty.
+    pub fn start(
+        shards: usize,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..shards.max(1) {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            senders.push(tx);
+            let shard = Shard {
+                queue: rx,
+                store: Arc::clone(&store),
+                hub: Arc::clone(&hub),
+                metrics: Arc::clone(&metrics),
+            };
+            tasks.push(tokio::spawn(shard.run()));
+        }
+        (
+            Sequencer {
+                shards: senders.into(),
+            },
+            tasks,
+        )
+    }
+
+    /// Commits a post and returns where it stands; a retry with the same client id
+    /// returns the original placement.
+    pub async fn submit(&self, request: PostRequest) -> Result<Placement, PostError> {
+        let shard = request.group.unsigned_abs() as usize % self.shards.len();
+        let (reply, answer) = oneshot::channel();
+        let post = NewPost {
+            content_hash: Sha256::digest(request.text.as_bytes()).to_vec(),
+            group: request.group,
+            author: request.author,
+            client_id: request.client_id,
+            text: request.text,
+            at: 0,
+        };
+        self.shards[shard]
+            .send(Job { post, reply })
+            .await
+            .map_err(|_| PostError::ShuttingDown)?;
+        answer.await.map_err(|_| PostError::ShuttingDown)?
+    }
+}
+
+struct Shard {
+    queue: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shard {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while self.queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    async fn commit(&self, batch: Vec<Job>) {
+        let at = crate::clock::now_ms();
+        let (posts, replies): (Vec<NewPost>, Vec<_>) = batch
+            .into_iter()
+            .map(|job| (NewPost { at, ..job.post }, job.reply))
+            .unzip();
+        self.metrics.batch_size.observe(posts.len() as f64);
+        let mut result = self.store.append_posts(&posts).await;
+        if matches!(result, Err(StoreError::Conflict(_))) {
+            // Another shard committed the same client id in between (an author reusing an
+            // id across groups); once more, the check inside the transaction sees it.
+            result = self.store.append_posts(&posts).await;
+        }
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                tracing::error!(error = %err, posts = posts.len(), "commit failed; nothing acknowledged");
+                for reply in replies {
+                    // The socket may have gone away; its client retries with the same id.
+                    let _ = reply.send(Err(PostError::Unavailable));
+                }
+                return;
+            }
+        };
+        let committed = Instant::now();
+        for ((post, reply), outcome) in posts.iter().zip(replies).zip(outcomes) {
+            let answer = match outcome {
+                AppendOutcome::Committed(placement) => {
+                    self.metrics.posts.inc();
+                    self.hub
+                        .dispatch(&Arc::new(delivery(post, placement, committed)));
+                    Ok(placement)
+                }
+                AppendOutcome::Duplicate(placement) => Ok(placement),
+                AppendOutcome::ClientIdConflict => Err(PostError::ClientIdConflict),
+                AppendOutcome::GroupArchived => Err(PostError::GroupArchived),
+                AppendOutcome::NoSuchGroup => Err(PostError::NoSuchGroup),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// The event of a committed post, serialized once for every recipient.
+fn delivery(post: &NewPost, placement: Placement, committed: Instant) -> Delivery {
+    let event = GroupEvent {
+        group: placement.group,
+        seq: placement.seq,
+        at: placement.at,
+        data: EventData::Post {
+            author: wire::profile(&post.author),
+            client_id: post.client_id.clone(),
+            text: post.text.clone(),
+        },
+    };
+    Delivery {
+        group: placement.group,
+        seq: placement.seq,
+        frame: wire::frame(&ServerMessage::Event(event)),
+        committed,
+    }
+}

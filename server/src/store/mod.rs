@@ -1,0 +1,284 @@
+//! Storage: the database is the source of truth for everything Renkei knows.
+//!
+//! One trait, [`Store`], in create-read-update-delete order per aggregate, implemented for
+//! SQLite (the embedded default, [`sqlite`]) and PostgreSQL ([`postgres`]). Both run the
+//! same SQL (`queries`), so the conformance suite in `tests/store.rs` checks one behaviour
+//! on two engines. Only this module contains SQL.
+
+mod postgres;
+mod queries;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use renkei_protocol::{GroupId, GroupKind, Millis, Role, Seq, UserId};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value (a login, a membership) exists already.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// A referenced row does not exist.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The database could not be reached or failed; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations failed at start-up.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value in the database is not one this version understands.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL names no engine Renkei supports.
+    #[error("unsupported database URL (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("unique value exists")
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::NotFound("referenced row")
+            }
+            _ => StoreError::Unavailable(err),
+        }
+    }
+}
+
+/// A new facility (事業所).
+#[derive(Debug, Clone)]
+pub struct NewFacility {
+    pub name: String,
+    pub kind: String,
+}
+
+/// A new user account, with its already-hashed password.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub facility_id: Option<i64>,
+    pub login: String,
+    pub name: String,
+    pub profession: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+/// A user as shown to others: what every post carries about its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub name: String,
+    pub profession: String,
+    pub role: Role,
+    pub facility_id: Option<i64>,
+    pub facility_name: Option<String>,
+}
+
+/// A user with the hash to check a password against.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: UserRecord,
+    pub password_hash: String,
+}
+
+/// A new session; only the token's hash is stored.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A new group.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub kind: GroupKind,
+    pub name: String,
+    /// Required for patient groups, absent for free groups.
+    pub patient_name: Option<String>,
+    pub owner_facility_id: Option<i64>,
+    pub created_at: Millis,
+}
+
+/// A group as the hub holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: GroupId,
+    pub kind: GroupKind,
+    pub name: String,
+    pub patient_name: Option<String>,
+    pub owner_facility_id: Option<i64>,
+    pub archived: bool,
+    pub last_seq: Seq,
+}
+
+/// Every group and membership: what the hub loads at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub groups: Vec<GroupRecord>,
+    pub memberships: Vec<(GroupId, UserId)>,
+}
+
+/// A post to append to its group's sequence.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub group: GroupId,
+    pub author: Arc<UserRecord>,
+    pub client_id: String,
+    pub text: String,
+    /// SHA-256 of `text`.
+    pub content_hash: Vec<u8>,
+    pub at: Millis,
+}
+
+/// Where a committed post stands in its group's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub group: GroupId,
+    pub seq: Seq,
+    pub at: Millis,
+}
+
+/// What became of one post of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored now, at this place.
+    Committed(Placement),
+    /// The author used this client id before for the same post: stored there, once.
+    Duplicate(Placement),
+    /// The author used this client id before for a different post; nothing stored.
+    ClientIdConflict,
+    /// The group is archived; nothing stored.
+    GroupArchived,
+    /// The group does not exist; nothing stored.
+    NoSuchGroup,
+}
+
+/// One stored event of a group's sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub group: GroupId,
+    pub seq: Seq,
+    pub at: Millis,
+    pub body: EventBody,
+}
+
+/// What a stored event holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventBody {
+    Post {
+        author: UserRecord,
+        client_id: String,
+        text: String,
+    },
+}
+
+/// The storage interface. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// True when no user exists yet (the demo refuses to fill a used database).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+
+    /// Creates a facility and returns its id.
+    async fn create_facility(&self, facility: &NewFacility) -> Result<i64, StoreError>;
+
+    /// Creates a user and returns its id; `Conflict` when the login is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<UserId, StoreError>;
+    /// The user with this login and their password hash, if any.
+    async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Stores a session.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// The user of an unexpired session, if any.
+    async fn session_user(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Ends a session; ending an unknown session is not an error.
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError>;
+
+    /// Creates a group and returns its id.
+    async fn create_group(&self, group: &NewGroup) -> Result<GroupId, StoreError>;
+    /// Every group and membership.
+    async fn directory(&self) -> Result<Directory, StoreError>;
+
+    /// Makes a user a member of a group; `Conflict` when they are one already.
+    async fn add_member(&self, group: GroupId, user: UserId, at: Millis) -> Result<(), StoreError>;
+
+    /// Appends a batch of posts in one transaction, in order: each new post gets the next
+    /// sequence number of its group. Returns one outcome per post. On `Err` nothing of the
+    /// batch was stored.
+    async fn append_posts(&self, posts: &[NewPost]) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// Events of a group with `after < seq <= upto`, oldest first, at most `limit`.
+    async fn events_after(
+        &self,
+        group: GroupId,
+        after: Seq,
+        upto: Seq,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// The newest events of a group before `before` (all when `None`), oldest first,
+    /// at most `limit`.
+    async fn events_before(
+        &self,
+        group: GroupId,
+        before: Option<Seq>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// Opens the store a database URL names, running its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+        Role::Staff => "staff",
+    }
+}
+
+fn parse_role(name: &str) -> Result<Role, StoreError> {
+    match name {
+        "operator" => Ok(Role::Operator),
+        "admin" => Ok(Role::Admin),
+        "staff" => Ok(Role::Staff),
+        other => Err(StoreError::Corrupt(format!("role {other:?}"))),
+    }
+}
+
+fn kind_name(kind: GroupKind) -> &'static str {
+    match kind {
+        GroupKind::Patient => "patient",
+        GroupKind::Free => "free",
+    }
+}
+
+fn parse_kind(name: &str) -> Result<GroupKind, StoreError> {
+    match name {
+        "patient" => Ok(GroupKind::Patient),
+        "free" => Ok(GroupKind::Free),
+        other => Err(StoreError::Corrupt(format!("group kind {other:?}"))),
+    }
+}

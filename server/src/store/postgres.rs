@@ -1,0 +1,30 @@
+//! The scale-out store: PostgreSQL, shared by every node. The row lock taken by
+//! `UPDATE care_groups SET last_seq = last_seq + 1` orders concurrent posts to one group,
+//! so sequence numbers follow commit order on every node.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use super::StoreError;
+
+/// A [`super::Store`] on PostgreSQL.
+pub struct PgStore {
+    /// Sized for the sequencer's parallel writers plus catch-up reads and logins.
+    pub(super) pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and runs the migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}

@@ -1,0 +1,366 @@
+//! The SQL both engines run. SQLite and PostgreSQL accept the same `$N` placeholders and
+//! `RETURNING`, so one body implements [`Store`] for each pool type; the engines differ
+//! only in how they are opened (`sqlite.rs`, `postgres.rs`) and in their migrations.
+
+use super::{
+    kind_name, parse_kind, parse_role, role_name, AppendOutcome, Credentials, Directory, EventBody,
+    EventRecord, GroupRecord, NewFacility, NewGroup, NewPost, NewSession, NewUser, Placement,
+    Store, StoreError, UserRecord,
+};
+use renkei_protocol::{GroupId, Millis, Seq, UserId};
+
+/// Columns of a user as others see them, with `users u LEFT JOIN facilities f`.
+const USER_COLUMNS: &str = "u.id, u.display_name, u.profession, u.role, u.facility_id, f.name";
+
+type UserRow = (i64, String, String, String, Option<i64>, Option<String>);
+
+fn user_record(row: UserRow) -> Result<UserRecord, StoreError> {
+    let (id, name, profession, role, facility_id, facility_name) = row;
+    Ok(UserRecord {
+        id,
+        name,
+        profession,
+        role: parse_role(&role)?,
+        facility_id,
+        facility_name,
+    })
+}
+
+type EventRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
+     u.id, u.display_name, u.profession, u.role, u.facility_id, f.name \
+     FROM events e LEFT JOIN users u ON u.id = e.author_id \
+     LEFT JOIN facilities f ON f.id = u.facility_id";
+
+fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
+    let (group, seq, at, kind, client_id, text, uid, uname, uprof, urole, ufac, ufacname) = row;
+    let body = match kind.as_str() {
+        "post" => {
+            let author = match (uid, uname, uprof, urole) {
+                (Some(id), Some(name), Some(profession), Some(role)) => {
+                    user_record((id, name, profession, role, ufac, ufacname))?
+                }
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "post {group}/{seq} has no author"
+                    )))
+                }
+            };
+            EventBody::Post {
+                author,
+                client_id: client_id.unwrap_or_default(),
+                text: text.unwrap_or_default(),
+            }
+        }
+        other => return Err(StoreError::Corrupt(format!("event kind {other:?}"))),
+    };
+    Ok(EventRecord {
+        group,
+        seq,
+        at,
+        body,
+    })
+}
+
+fn event_records(rows: Vec<EventRow>) -> Result<Vec<EventRecord>, StoreError> {
+    rows.into_iter().map(event_record).collect()
+}
+
+/// Implements [`Store`] for a type with a `pool` field of an sqlx pool.
+macro_rules! sql_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn is_empty(&self) -> Result<bool, StoreError> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count == 0)
+            }
+
+            async fn create_facility(&self, facility: &NewFacility) -> Result<i64, StoreError> {
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO facilities (name, kind, created_at) VALUES ($1, $2, $3) \
+                     RETURNING id",
+                )
+                .bind(&facility.name)
+                .bind(&facility.kind)
+                .bind(crate::clock::now_ms())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(id)
+            }
+
+            async fn create_user(&self, user: &NewUser) -> Result<UserId, StoreError> {
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO users (facility_id, login, display_name, profession, role, \
+                     password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(user.facility_id)
+                .bind(&user.login)
+                .bind(&user.name)
+                .bind(&user.profession)
+                .bind(role_name(user.role))
+                .bind(&user.password_hash)
+                .bind(crate::clock::now_ms())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(id)
+            }
+
+            async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError> {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
+                     LEFT JOIN facilities f ON f.id = u.facility_id WHERE u.login = $1"
+                );
+                let row: Option<(i64, String, String, String, Option<i64>, Option<String>, String)> =
+                    sqlx::query_as(&sql).bind(login).fetch_optional(&self.pool).await?;
+                row.map(|(id, name, profession, role, fid, fname, password_hash)| {
+                    Ok(Credentials {
+                        user: user_record((id, name, profession, role, fid, fname))?,
+                        password_hash,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&session.token_hash)
+                .bind(session.user_id)
+                .bind(session.created_at)
+                .bind(session.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session_user(
+                &self,
+                token_hash: &[u8],
+                now: Millis,
+            ) -> Result<Option<UserRecord>, StoreError> {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                     LEFT JOIN facilities f ON f.id = u.facility_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2"
+                );
+                let row: Option<UserRow> = sqlx::query_as(&sql)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(user_record).transpose()
+            }
+
+            async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_group(&self, group: &NewGroup) -> Result<GroupId, StoreError> {
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO care_groups (kind, name, patient_name, owner_facility_id, \
+                     created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(kind_name(group.kind))
+                .bind(&group.name)
+                .bind(&group.patient_name)
+                .bind(group.owner_facility_id)
+                .bind(group.created_at)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(id)
+            }
+
+            async fn directory(&self) -> Result<Directory, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let groups: Vec<(i64, String, String, Option<String>, Option<i64>, Option<i64>, i64)> =
+                    sqlx::query_as(
+                        "SELECT id, kind, name, patient_name, owner_facility_id, archived_at, \
+                         last_seq FROM care_groups ORDER BY id",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let memberships: Vec<(i64, i64)> =
+                    sqlx::query_as("SELECT group_id, user_id FROM memberships ORDER BY group_id")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                let groups = groups
+                    .into_iter()
+                    .map(|(id, kind, name, patient_name, owner, archived_at, last_seq)| {
+                        Ok(GroupRecord {
+                            id,
+                            kind: parse_kind(&kind)?,
+                            name,
+                            patient_name,
+                            owner_facility_id: owner,
+                            archived: archived_at.is_some(),
+                            last_seq,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                Ok(Directory {
+                    groups,
+                    memberships,
+                })
+            }
+
+            async fn add_member(
+                &self,
+                group: GroupId,
+                user: UserId,
+                at: Millis,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO memberships (group_id, user_id, joined_at) VALUES ($1, $2, $3)",
+                )
+                .bind(group)
+                .bind(user)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn append_posts(
+                &self,
+                posts: &[NewPost],
+            ) -> Result<Vec<AppendOutcome>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut outcomes = Vec::with_capacity(posts.len());
+                for post in posts {
+                    let earlier: Option<(i64, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+                        "SELECT group_id, seq, created_at, content_hash FROM events \
+                         WHERE author_id = $1 AND client_id = $2",
+                    )
+                    .bind(post.author.id)
+                    .bind(&post.client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((group, seq, at, hash)) = earlier {
+                        let same = group == post.group
+                            && hash.as_deref() == Some(post.content_hash.as_slice());
+                        outcomes.push(if same {
+                            AppendOutcome::Duplicate(Placement { group, seq, at })
+                        } else {
+                            AppendOutcome::ClientIdConflict
+                        });
+                        continue;
+                    }
+                    let next: Option<(i64,)> = sqlx::query_as(
+                        "UPDATE care_groups SET last_seq = last_seq + 1 \
+                         WHERE id = $1 AND archived_at IS NULL RETURNING last_seq",
+                    )
+                    .bind(post.group)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((seq,)) = next else {
+                        let exists: Option<(i64,)> =
+                            sqlx::query_as("SELECT id FROM care_groups WHERE id = $1")
+                                .bind(post.group)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        outcomes.push(if exists.is_some() {
+                            AppendOutcome::GroupArchived
+                        } else {
+                            AppendOutcome::NoSuchGroup
+                        });
+                        continue;
+                    };
+                    sqlx::query(
+                        "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
+                         content_hash, created_at) VALUES ($1, $2, 'post', $3, $4, $5, $6, $7)",
+                    )
+                    .bind(post.group)
+                    .bind(seq)
+                    .bind(post.author.id)
+                    .bind(&post.client_id)
+                    .bind(&post.text)
+                    .bind(&post.content_hash)
+                    .bind(post.at)
+                    .execute(&mut *tx)
+                    .await?;
+                    outcomes.push(AppendOutcome::Committed(Placement {
+                        group: post.group,
+                        seq,
+                        at: post.at,
+                    }));
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
+            async fn events_after(
+                &self,
+                group: GroupId,
+                after: Seq,
+                upto: Seq,
+                limit: u32,
+            ) -> Result<Vec<EventRecord>, StoreError> {
+                let sql = format!(
+                    "{EVENT_SELECT} WHERE e.group_id = $1 AND e.seq > $2 AND e.seq <= $3 \
+                     ORDER BY e.seq LIMIT $4"
+                );
+                let rows: Vec<EventRow> = sqlx::query_as(&sql)
+                    .bind(group)
+                    .bind(after)
+                    .bind(upto)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                event_records(rows)
+            }
+
+            async fn events_before(
+                &self,
+                group: GroupId,
+                before: Option<Seq>,
+                limit: u32,
+            ) -> Result<Vec<EventRecord>, StoreError> {
+                let sql = format!(
+                    "{EVENT_SELECT} WHERE e.group_id = $1 AND e.seq < $2 \
+                     ORDER BY e.seq DESC LIMIT $3"
+                );
+                let rows: Vec<EventRow> = sqlx::query_as(&sql)
+                    .bind(group)
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut events = event_records(rows)?;
+                events.reverse();
+                Ok(events)
+            }
+        }
+    };
+}
+
+sql_store!(super::SqliteStore);
+sql_store!(super::PgStore);

@@ -1,0 +1,103 @@
+//! The one place where internal records become protocol messages and internal errors
+//! become wire error codes.
+
+use axum::extract::ws::Utf8Bytes;
+use renkei_protocol::{
+    ErrorBody, ErrorCode, EventData, FacilityRef, GroupEvent, GroupId, GroupSummary, ServerMessage,
+    UserProfile,
+};
+
+use crate::policy::Denial;
+use crate::sequencer::PostError;
+use crate::store::{EventBody, EventRecord, GroupRecord, UserRecord};
+
+/// A user as the protocol shows them.
+pub fn profile(user: &UserRecord) -> UserProfile {
+    UserProfile {
+        id: user.id,
+        name: user.name.clone(),
+        profession: user.profession.clone(),
+        facility: user.facility_id.map(|id| FacilityRef {
+            id,
+            name: user.facility_name.clone().unwrap_or_default(),
+        }),
+        role: user.role,
+    }
+}
+
+/// A stored event as the protocol carries it.
+pub fn event(record: &EventRecord) -> GroupEvent {
+    let data = match &record.body {
+        EventBody::Post {
+            author,
+            client_id,
+            text,
+        } => EventData::Post {
+            author: profile(author),
+            client_id: client_id.clone(),
+            text: text.clone(),
+        },
+    };
+    GroupEvent {
+        group: record.group,
+        seq: record.seq,
+        at: record.at,
+        data,
+    }
+}
+
+/// A group as listed in the welcome.
+pub fn group_summary(group: &GroupRecord) -> GroupSummary {
+    GroupSummary {
+        id: group.id,
+        kind: group.kind,
+        name: group.name.clone(),
+        patient_name: group.patient_name.clone(),
+        archived: group.archived,
+        last_seq: group.last_seq,
+    }
+}
+
+/// Serializes a server message into a text frame.
+pub fn frame(message: &ServerMessage) -> Utf8Bytes {
+    // Serializing these plain structs (string keys, no maps with non-string keys) cannot
+    // fail; an empty frame would be answered by the client as an invalid message.
+    Utf8Bytes::from(serde_json::to_string(message).unwrap_or_default())
+}
+
+/// An error message about a request.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody {
+        code,
+        message: message.into(),
+        client_id: None,
+        group: None,
+    }
+}
+
+/// The wire code of a policy denial.
+pub fn denial_code(denial: Denial) -> ErrorCode {
+    match denial {
+        Denial::NotMember => ErrorCode::NotMember,
+        Denial::GroupArchived => ErrorCode::GroupArchived,
+    }
+}
+
+/// The wire code of a failed post.
+pub fn post_error_code(err: &PostError) -> ErrorCode {
+    match err {
+        PostError::ClientIdConflict => ErrorCode::ClientIdConflict,
+        PostError::GroupArchived => ErrorCode::GroupArchived,
+        PostError::NoSuchGroup => ErrorCode::NotMember,
+        PostError::Unavailable => ErrorCode::Unavailable,
+        PostError::ShuttingDown => ErrorCode::ShuttingDown,
+    }
+}
+
+/// An error answering a request about `group`.
+pub fn group_error(code: ErrorCode, message: impl Into<String>, group: GroupId) -> ErrorBody {
+    ErrorBody {
+        group: Some(group),
+        ..error(code, message)
+    }
+}
