@@ -40,6 +40,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("password hasher: {0}")]
     Password(#[from] PasswordError),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,6 +62,7 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    config.validate().map_err(ServeError::Config)?;
     tracing::info!(settings = %config.describe(), "starting");
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());

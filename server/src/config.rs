@@ -66,6 +66,12 @@ pub struct LimitsConfig {
     /// Posts a user may send at once before the per-second rate applies.
     #[arg(long, env = "RENKEI_POST_BURST", default_value_t = 30)]
     pub post_burst: u32,
+    /// Frames of any kind a socket may send per second, sustained.
+    #[arg(long, env = "RENKEI_FRAMES_PER_SECOND", default_value_t = 50)]
+    pub frames_per_second: u32,
+    /// Frames a socket may send at once before the per-second rate applies.
+    #[arg(long, env = "RENKEI_FRAME_BURST", default_value_t = 200)]
+    pub frame_burst: u32,
     /// Open WebSockets per user (phones, tablets, PCs).
     #[arg(long, env = "RENKEI_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
     pub max_connections_per_user: u32,
@@ -90,6 +96,27 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("renkei.db").display()),
         }
+    }
+
+    /// Refuses settings that contradict each other.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        // A post's event carries its text (up to 4 bytes a character) and its author.
+        let largest_event = u64::from(l.max_post_chars) * 4 + 4096;
+        if u64::from(l.outbox_bytes) < largest_event {
+            return Err(format!(
+                "RENKEI_OUTBOX_BYTES ({}) must hold at least one largest post: {largest_event} bytes \
+                 for RENKEI_MAX_POST_CHARS = {}",
+                l.outbox_bytes, l.max_post_chars
+            ));
+        }
+        if l.max_frame_bytes < 1024 {
+            return Err("RENKEI_MAX_FRAME_BYTES must be at least 1024".into());
+        }
+        if self.session_hours == 0 {
+            return Err("RENKEI_SESSION_HOURS must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// The settings as they may be logged: passwords in URLs are masked.
@@ -144,6 +171,18 @@ mod tests {
             mask_password("sqlite://data/renkei.db"),
             "sqlite://data/renkei.db"
         );
+    }
+
+    #[test]
+    fn contradictory_limits_are_refused() {
+        let mut config = Cli::try_parse_from(["renkei"])
+            .expect("defaults parse")
+            .config;
+        assert_eq!(config.validate(), Ok(()));
+        config.limits.outbox_bytes = 1000;
+        assert!(config
+            .validate()
+            .is_err_and(|e| e.contains("RENKEI_OUTBOX_BYTES")));
     }
 
     #[test]

@@ -34,9 +34,6 @@ use crate::wire;
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
 const MAX_IN_FLIGHT: usize = 64;
-/// Frames a client may send per second, sustained, and in a burst.
-const FRAMES_PER_SECOND: u32 = 50;
-const FRAME_BURST: u32 = 200;
 /// Events per catch-up page read from the store.
 const SYNC_PAGE: u32 = 256;
 /// A write that makes no progress for this long means the client is gone.
@@ -144,13 +141,16 @@ impl Connection {
     /// A connection of `user` over a registered socket.
     pub fn new(app: Arc<App>, user: UserRecord, registration: Registration) -> Self {
         Connection {
-            app,
             user: Arc::new(user),
             registration,
             feeds: HashMap::new(),
             syncs: VecDeque::new(),
-            frames: TokenBucket::new(FRAMES_PER_SECOND, FRAME_BURST),
+            frames: TokenBucket::new(
+                app.config.limits.frames_per_second,
+                app.config.limits.frame_burst,
+            ),
             last_heard: Instant::now(),
+            app,
         }
     }
 

@@ -27,4 +27,12 @@ impl PgStore {
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(PgStore { pool })
     }
+
+    /// Begins a transaction that reads, then writes. The row lock of the group's sequence
+    /// orders concurrent writers; nothing more is needed.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
 }

@@ -253,7 +253,7 @@ macro_rules! sql_store {
                 &self,
                 posts: &[NewPost],
             ) -> Result<Vec<AppendOutcome>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let mut outcomes = Vec::with_capacity(posts.len());
                 for post in posts {
                     let earlier: Option<(i64, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(

@@ -34,4 +34,13 @@ impl SqliteStore {
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
+
+    /// Begins a transaction that reads, then writes. `BEGIN IMMEDIATE` takes the write lock
+    /// first: a deferred transaction that read before another connection wrote could not
+    /// upgrade (SQLITE_BUSY_SNAPSHOT) and `busy_timeout` would not help.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }

@@ -1,0 +1,478 @@
+//! Test helpers: a fresh database per test on either backend, the real server booted on an
+//! ephemeral loopback port, and a WebSocket client speaking the protocol.
+//!
+//! PostgreSQL tests read `RENKEI_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and fail, never skip, when it is unreachable.
+//! Logs appear when `TEST_LOG` is set.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use renkei::config::{Cli, Config};
+use renkei::store::{NewFacility, NewGroup, NewSession, NewUser, Store};
+use renkei_protocol::{
+    ClientMessage, GroupEvent, GroupId, GroupKind, Role, Seq, ServerMessage, SyncCursor, Welcome,
+};
+use sqlx::Connection as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for any one message before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The two storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend, as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    /// Keeps the SQLite directory alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("renkei.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let admin = std::env::var("RENKEI_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                let name = format!(
+                    "renkei_t_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    renkei::clock::now_ms()
+                );
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} is unreachable ({e}); set RENKEI_TEST_POSTGRES_URL")
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+/// The people and groups every test starts with.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Nurse, member of the patient group and the free group.
+    pub alice: i64,
+    /// Doctor, member of the patient group.
+    pub bob: i64,
+    /// Helper, member of the free group only.
+    pub carol: i64,
+    /// Care manager, member of the patient group (a second reader).
+    pub dave: i64,
+    pub patient_group: GroupId,
+    pub free_group: GroupId,
+    pub archived_group: GroupId,
+}
+
+/// The password of every fixture user.
+pub const PASSWORD: &str = "correct horse battery 7!";
+
+/// Fills an empty store with the fixture.
+pub async fn seed(store: &dyn Store) -> Fixture {
+    let hash = renkei::password::hash_blocking(PASSWORD).expect("hash");
+    let facility = store
+        .create_facility(&NewFacility {
+            name: "テスト在宅クリニック".into(),
+            kind: "clinic".into(),
+        })
+        .await
+        .expect("facility");
+    let user = async |login: &str, name: &str, profession: &str| {
+        store
+            .create_user(&NewUser {
+                facility_id: Some(facility),
+                login: login.into(),
+                name: name.into(),
+                profession: profession.into(),
+                role: Role::Staff,
+                password_hash: hash.clone(),
+            })
+            .await
+            .expect("user")
+    };
+    let alice = user("alice", "看護師 アリス", "nurse").await;
+    let bob = user("bob", "医師 ボブ", "doctor").await;
+    let carol = user("carol", "ヘルパー キャロル", "helper").await;
+    let dave = user("dave", "ケアマネ デイブ", "care_manager").await;
+    let group = async |kind: GroupKind, name: &str, members: &[i64]| {
+        let id = store
+            .create_group(&NewGroup {
+                kind,
+                name: name.into(),
+                patient_name: (kind == GroupKind::Patient).then(|| name.to_string()),
+                owner_facility_id: Some(facility),
+                created_at: 0,
+            })
+            .await
+            .expect("group");
+        for member in members {
+            store.add_member(id, *member, 0).await.expect("member");
+        }
+        id
+    };
+    let patient_group = group(GroupKind::Patient, "山田 太郎", &[alice, bob, dave]).await;
+    let free_group = group(GroupKind::Free, "連絡板", &[alice, carol]).await;
+    let archived_group = group(GroupKind::Patient, "保管 花子", &[alice]).await;
+    Fixture {
+        alice,
+        bob,
+        carol,
+        dave,
+        patient_group,
+        free_group,
+        archived_group,
+    }
+}
+
+/// A running server on a fresh database with the fixture.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub fixture: Fixture,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings for tests: generous rates so that tests are not throttled unless they mean it.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Cli::try_parse_from_env_free().config;
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.database_url = Some(db.url.clone());
+    config.limits.posts_per_second = 10_000;
+    config.limits.post_burst = 10_000;
+    config.limits.frames_per_second = 10_000;
+    config.limits.frame_burst = 10_000;
+    config.limits.password_workers = 2;
+    config
+}
+
+trait EnvFree {
+    fn try_parse_from_env_free() -> Self;
+}
+
+impl EnvFree for Cli {
+    /// The defaults, whatever `RENKEI_*` variables the test process has.
+    fn try_parse_from_env_free() -> Self {
+        use clap::Parser as _;
+        Cli::try_parse_from(["renkei"]).expect("defaults parse")
+    }
+}
+
+impl TestApp {
+    /// Boots a server with the test settings.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Boots a server with the test settings changed by `tweak`.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        init_logs();
+        let db = TestDb::new(backend).await;
+        let store = renkei::store::open(&db.url).await.expect("open store");
+        let fixture = seed(store.as_ref()).await;
+        set_archived(&db.url, fixture.archived_group).await;
+        let mut config = test_config(&db);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                renkei::run(listener, config, shutdown)
+                    .await
+                    .expect("server runs")
+            }
+        });
+        let app = TestApp {
+            addr,
+            db,
+            store,
+            fixture,
+            shutdown,
+            server: Some(server),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(self.url("/readyz")).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A session token for `user`, stored directly (password logins are tested on their own).
+    pub async fn token(&self, user: i64) -> String {
+        let token = renkei::session::random_token();
+        self.store
+            .create_session(&NewSession {
+                token_hash: renkei::session::token_hash(&token),
+                user_id: user,
+                created_at: renkei::clock::now_ms(),
+                expires_at: renkei::clock::now_ms() + 3_600_000,
+            })
+            .await
+            .expect("session");
+        token
+    }
+
+    /// A connected client of `user`.
+    pub async fn client(&self, user: i64) -> Client {
+        let token = self.token(user).await;
+        Client::connect(self.addr, &token).await
+    }
+
+    /// The value of a counter or gauge in `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Marks a group archived with plain SQL (the archive feature is a later issue).
+pub async fn set_archived(url: &str, group: GroupId) {
+    let sql = format!("UPDATE care_groups SET archived_at = 1 WHERE id = {group}");
+    if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+        sqlx::query(&sql).execute(&mut conn).await.expect("archive");
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("pg");
+        sqlx::query(&sql).execute(&mut conn).await.expect("archive");
+    }
+}
+
+/// A WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub welcome: Welcome,
+}
+
+/// What a read ended with, when it was not a message.
+#[derive(Debug)]
+pub enum Ended {
+    Closed(Option<CloseFrame>),
+    Eof,
+}
+
+impl Client {
+    /// Connects with a bearer token and reads the welcome.
+    pub async fn connect(addr: SocketAddr, token: &str) -> Client {
+        let mut request = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connect");
+        match read(&mut ws).await {
+            Ok(ServerMessage::Welcome(welcome)) => Client { ws, welcome },
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).expect("json");
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send raw");
+    }
+
+    /// The next protocol message, or how the connection ended.
+    pub async fn next(&mut self) -> Result<ServerMessage, Ended> {
+        read(&mut self.ws).await
+    }
+
+    /// The next protocol message; panics if the connection ended.
+    pub async fn recv(&mut self) -> ServerMessage {
+        match self.next().await {
+            Ok(message) => message,
+            Err(ended) => panic!("connection ended: {ended:?}"),
+        }
+    }
+
+    /// The close code the connection ends with, skipping any messages before it.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.next().await {
+                Ok(_) => continue,
+                Err(Ended::Closed(frame)) => return frame.map(|f| u16::from(f.code)),
+                Err(Ended::Eof) => return None,
+            }
+        }
+    }
+
+    pub async fn post(&mut self, group: GroupId, client_id: &str, text: &str) {
+        self.send(&ClientMessage::Post {
+            group,
+            client_id: client_id.into(),
+            text: text.into(),
+        })
+        .await;
+    }
+
+    /// Posts and waits for the ack (skipping events), returning its seq.
+    pub async fn post_acked(&mut self, group: GroupId, client_id: &str, text: &str) -> Seq {
+        self.post(group, client_id, text).await;
+        loop {
+            match self.recv().await {
+                ServerMessage::Ack(ack) if ack.client_id == client_id => return ack.seq,
+                ServerMessage::Error(e) => panic!("post refused: {e:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Syncs one group from `after` and returns the catch-up events, through `synced`.
+    pub async fn sync(&mut self, group: GroupId, after: Seq) -> Vec<GroupEvent> {
+        self.send(&ClientMessage::Sync {
+            groups: vec![SyncCursor { group, after }],
+        })
+        .await;
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMessage::Event(event) if event.group == group => events.push(event),
+                ServerMessage::Synced { group: g, .. } if g == group => return events,
+                ServerMessage::Error(e) => panic!("sync refused: {e:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next event, skipping acks.
+    pub async fn next_event(&mut self) -> GroupEvent {
+        loop {
+            match self.recv().await {
+                ServerMessage::Event(event) => return event,
+                ServerMessage::Ack(_) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next error message.
+    pub async fn next_error(&mut self) -> renkei_protocol::ErrorBody {
+        match self.recv().await {
+            ServerMessage::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
+/// The next protocol message on `ws`, skipping pings, or how the connection ended.
+async fn read(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<ServerMessage, Ended> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for a message");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                return Ok(serde_json::from_str(text.as_str()).expect("server sent valid JSON"));
+            }
+            Some(Ok(Message::Close(frame))) => return Err(Ended::Closed(frame)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(Ended::Eof),
+        }
+    }
+}
