@@ -270,8 +270,9 @@ impl ErrorCode {
 }
 
 /// WebSocket close codes the server uses, besides the standard ones it may also send:
-/// 1003 (binary frame: the protocol is text-only), 1007 (invalid UTF-8),
-/// 1009 (frame larger than `limits.max_frame_bytes`) and 1011 (internal error).
+/// 1001 (shutting down), 1003 (binary frame: the protocol is text-only), 1007 (invalid
+/// UTF-8), 1008 (WebSocket protocol violation) and 1009 (frame larger than
+/// `limits.max_frame_bytes`).
 pub mod close {
     /// The server is shutting down: reconnect (to any node) and catch up.
     pub const GOING_AWAY: u16 = 1001;
@@ -283,12 +284,10 @@ pub mod close {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame was larger than `limits.max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// An unexpected server error.
-    pub const INTERNAL_ERROR: u16 = 1011;
     /// The client did not read fast enough and its outgoing queue overflowed:
     /// reconnect and catch up with `sync`.
     pub const SLOW_CONSUMER: u16 = 4000;
-    /// The session ended (logout, expiry): log in again before reconnecting.
+    /// The session ended (logout): log in again before reconnecting.
     pub const SESSION_ENDED: u16 = 4001;
 }
 

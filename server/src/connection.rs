@@ -15,7 +15,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::stream::{FuturesUnordered, SplitSink, StreamExt};
+use futures::stream::{FuturesUnordered, SplitSink, SplitStream, StreamExt};
 use futures::SinkExt;
 use renkei_protocol::{
     close, Ack, ClientMessage, ErrorBody, ErrorCode, GroupId, Seq, ServerMessage, SyncCursor,
@@ -34,12 +34,14 @@ use crate::wire;
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
 const MAX_IN_FLIGHT: usize = 64;
-/// Events per catch-up page read from the store.
+/// Events per catch-up page read from the store, and the largest `history` page.
 const SYNC_PAGE: u32 = 256;
+/// Text bytes a `history` page carries at most; older events wait for the next page.
+const PAGE_TEXT_BYTES: usize = 512 * 1024;
 /// A write that makes no progress for this long means the client is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for its close frame to be taken.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client-chosen id: 1 to 64 printable ASCII characters.
 const MAX_CLIENT_ID: usize = 64;
 
@@ -116,13 +118,25 @@ impl Writer {
         self.send(&ServerMessage::Error(body)).await
     }
 
-    async fn close(mut self, code: u16, reason: &'static str) {
+    /// The closing handshake: sends the close frame, then reads (and drops) whatever the
+    /// client still sends until its close frame comes back. Dropping the TCP connection
+    /// with unread input would make the kernel reset it, and the client could lose the
+    /// close frame that tells it what to do.
+    async fn close(mut self, stream: &mut SplitStream<WebSocket>, code: u16, reason: &'static str) {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        let _ =
-            tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if self.sink.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -170,7 +184,7 @@ impl Connection {
             if code == close::SLOW_CONSUMER {
                 tracing::info!(user = self.user.id, "slow consumer closed");
             }
-            writer.close(code, reason).await;
+            writer.close(&mut stream, code, reason).await;
         }
     }
 
@@ -195,11 +209,7 @@ impl Connection {
         })
     }
 
-    async fn serve(
-        &mut self,
-        writer: &mut Writer,
-        stream: &mut futures::stream::SplitStream<WebSocket>,
-    ) -> Stop {
+    async fn serve(&mut self, writer: &mut Writer, stream: &mut SplitStream<WebSocket>) -> Stop {
         let outbox = Arc::clone(&self.registration.outbox);
         let shutdown = self.app.shutdown.clone();
         let ping_every = Duration::from_secs(u64::from(self.app.config.limits.ping_seconds.max(1)));
@@ -241,7 +251,9 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if self.last_heard.elapsed() > ping_every * 2 {
+                    // While posts await their commit the socket is not read, so silence
+                    // then is ours, not the client's.
+                    if pending.is_empty() && self.last_heard.elapsed() > ping_every * 2 {
                         Err(Stop::Gone)
                     } else {
                         let ping = Writer::guard(&outbox, writer.sink.send(Message::Ping(Default::default())));
@@ -588,9 +600,26 @@ impl Connection {
         let limit = limit.unwrap_or(50).clamp(1, SYNC_PAGE);
         match self.app.store.events_before(group, before, limit + 1).await {
             Ok(mut records) => {
-                let has_more = records.len() > limit as usize;
+                let mut has_more = records.len() > limit as usize;
                 if has_more {
                     records.remove(0);
+                }
+                // Keep the newest events that fit the byte budget (at least one).
+                let mut budget = PAGE_TEXT_BYTES;
+                let fit = records
+                    .iter()
+                    .rev()
+                    .take_while(|r| {
+                        let size = r.text_len();
+                        let fits = size <= budget;
+                        budget = budget.saturating_sub(size);
+                        fits
+                    })
+                    .count()
+                    .max(1);
+                if fit < records.len() {
+                    records.drain(..records.len() - fit);
+                    has_more = true;
                 }
                 let events = records.iter().map(wire::event).collect();
                 writer

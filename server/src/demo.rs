@@ -35,6 +35,15 @@ struct Person {
     role: Role,
 }
 
+/// A demo group: its patient (if any), the index of its owning facility, its members.
+struct DemoGroup {
+    kind: GroupKind,
+    name: &'static str,
+    patient: Option<&'static str>,
+    owner: usize,
+    members: &'static [&'static str],
+}
+
 const fn person(
     login: &'static str,
     name: &'static str,
@@ -161,60 +170,68 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         }
     }
 
-    let groups: [(GroupKind, &str, Option<&str>, usize, &[&str]); 4] = [
-        (
-            GroupKind::Patient,
-            "山田 太郎 様",
-            Some("山田 太郎"),
-            0,
-            &[
+    let groups = [
+        DemoGroup {
+            kind: GroupKind::Patient,
+            name: "山田 太郎 様",
+            patient: Some("山田 太郎"),
+            owner: 0,
+            members: &[
                 "sakura.admin",
                 "sakura.dr.tanaka",
                 "sakura.ns.suzuki",
                 "himawari.ns.ito",
                 "midori.cm.kato",
             ],
-        ),
-        (
-            GroupKind::Patient,
-            "佐藤 ハナ 様",
-            Some("佐藤 ハナ"),
-            1,
-            &[
+        },
+        DemoGroup {
+            kind: GroupKind::Patient,
+            name: "佐藤 ハナ 様",
+            patient: Some("佐藤 ハナ"),
+            owner: 1,
+            members: &[
                 "himawari.admin",
                 "himawari.ns.ito",
                 "himawari.pt.watanabe",
                 "sakura.dr.tanaka",
                 "midori.hp.yoshida",
             ],
-        ),
-        (
-            GroupKind::Patient,
-            "中村 次郎 様",
-            Some("中村 次郎"),
-            2,
-            &[
+        },
+        DemoGroup {
+            kind: GroupKind::Patient,
+            name: "中村 次郎 様",
+            patient: Some("中村 次郎"),
+            owner: 2,
+            members: &[
                 "midori.admin",
                 "midori.cm.kato",
                 "midori.hp.yoshida",
                 "sakura.ns.suzuki",
                 "himawari.pt.watanabe",
             ],
-        ),
-        (
-            GroupKind::Free,
-            "MCS管理者の部屋",
-            None,
-            0,
-            &[
+        },
+        // The admins' room (MCS管理者の部屋): every facility admin and the city operator.
+        DemoGroup {
+            kind: GroupKind::Free,
+            name: "MCS管理者の部屋",
+            patient: None,
+            owner: 0,
+            members: &[
                 "city.operator",
                 "sakura.admin",
                 "himawari.admin",
                 "midori.admin",
             ],
-        ),
+        },
     ];
-    for (kind, name, patient, owner, members) in groups {
+    for DemoGroup {
+        kind,
+        name,
+        patient,
+        owner,
+        members,
+    } in groups
+    {
         let group = store
             .create_group(&NewGroup {
                 kind,

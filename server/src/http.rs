@@ -187,7 +187,8 @@ async fn login(
 
 /// `DELETE /api/v1/session`: ends the session and closes its sockets.
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
-    let (token, _) = session::presented_token(&headers).ok_or_else(unauthorized)?;
+    let (token, carrier) = session::presented_token(&headers).ok_or_else(unauthorized)?;
+    check_origin(carrier, &headers)?;
     let hash = session::token_hash(&token);
     app.store.delete_session(&hash).await?;
     app.hub.end_session(
@@ -205,6 +206,18 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
         )],
     )
         .into_response())
+}
+
+/// Refuses a cookie-carried session used from another site's page.
+fn check_origin(carrier: Carrier, headers: &HeaderMap) -> Result<(), HttpError> {
+    if carrier == Carrier::Cookie && !session::same_origin(headers) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-origin request refused",
+        ));
+    }
+    Ok(())
 }
 
 /// The user of the session a request carries.
@@ -251,7 +264,6 @@ async fn websocket(
         .read_buffer_size(4 * 1024)
         // We coalesce writes ourselves (one flush per drain of the outbox).
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(limits.outbox_bytes as usize + max + 64 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {

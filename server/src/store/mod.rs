@@ -173,6 +173,15 @@ pub struct EventRecord {
     pub body: EventBody,
 }
 
+impl EventRecord {
+    /// The bytes of text the event carries.
+    pub fn text_len(&self) -> usize {
+        match &self.body {
+            EventBody::Post { text, .. } => text.len(),
+        }
+    }
+}
+
 /// What a stored event holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventBody {

@@ -1,0 +1,335 @@
+//! The storage conformance suite: one set of behaviours, run unchanged against SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, TestDb};
+use renkei::store::{
+    AppendOutcome, EventBody, NewFacility, NewGroup, NewPost, NewSession, NewUser, Store,
+    StoreError, UserRecord,
+};
+use renkei_protocol::{GroupKind, Role};
+use sha2::{Digest as _, Sha256};
+
+on_both_backends!(
+    users_and_credentials,
+    sessions_expire_and_end,
+    directory_holds_groups_and_members,
+    posts_get_consecutive_sequences,
+    idempotent_client_ids,
+    archived_and_unknown_groups_take_nothing,
+    reading_after_and_before,
+);
+
+async fn open(backend: Backend) -> (TestDb, Arc<dyn Store>) {
+    let db = TestDb::new(backend).await;
+    let store = renkei::store::open(&db.url).await.expect("open");
+    (db, store)
+}
+
+async fn user(store: &dyn Store, login: &str) -> UserRecord {
+    let facility = store
+        .create_facility(&NewFacility {
+            name: "訪問看護ステーション".into(),
+            kind: "visiting_nurse_station".into(),
+        })
+        .await
+        .expect("facility");
+    let id = store
+        .create_user(&NewUser {
+            facility_id: Some(facility),
+            login: login.into(),
+            name: format!("{login} 看護師"),
+            profession: "nurse".into(),
+            role: Role::Staff,
+            password_hash: "hash".into(),
+        })
+        .await
+        .expect("user");
+    store
+        .credentials(login)
+        .await
+        .expect("read")
+        .expect("exists")
+        .user
+        .tap(|u| assert_eq!(u.id, id))
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&Self)) -> Self {
+        f(&self);
+        self
+    }
+}
+impl<T> Tap for T {}
+
+async fn group(store: &dyn Store, kind: GroupKind) -> i64 {
+    store
+        .create_group(&NewGroup {
+            kind,
+            name: "山田 太郎".into(),
+            patient_name: (kind == GroupKind::Patient).then(|| "山田 太郎".into()),
+            owner_facility_id: None,
+            created_at: 1,
+        })
+        .await
+        .expect("group")
+}
+
+fn post(group: i64, author: &UserRecord, client_id: &str, text: &str) -> NewPost {
+    NewPost {
+        group,
+        author: Arc::new(author.clone()),
+        client_id: client_id.into(),
+        text: text.into(),
+        content_hash: Sha256::digest(text.as_bytes()).to_vec(),
+        at: 1_000,
+    }
+}
+
+async fn users_and_credentials(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    assert!(store.is_empty().await.expect("empty"));
+    let alice = user(store.as_ref(), "alice").await;
+    assert!(!store.is_empty().await.expect("not empty"));
+    assert_eq!(alice.facility_name.as_deref(), Some("訪問看護ステーション"));
+    let credentials = store
+        .credentials("alice")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(credentials.password_hash, "hash");
+    assert!(store.credentials("nobody").await.expect("read").is_none());
+    let again = store
+        .create_user(&NewUser {
+            facility_id: None,
+            login: "alice".into(),
+            name: "別人".into(),
+            profession: "doctor".into(),
+            role: Role::Admin,
+            password_hash: "x".into(),
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+async fn sessions_expire_and_end(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let session = NewSession {
+        token_hash: vec![7; 32],
+        user_id: alice.id,
+        created_at: 0,
+        expires_at: 100,
+    };
+    store.create_session(&session).await.expect("create");
+    assert_eq!(
+        store.session_user(&[7; 32], 99).await.expect("read"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.session_user(&[7; 32], 100).await.expect("read"),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.session_user(&[8; 32], 0).await.expect("read"),
+        None,
+        "unknown"
+    );
+    store.delete_session(&[7; 32]).await.expect("delete");
+    assert_eq!(
+        store.session_user(&[7; 32], 0).await.expect("read"),
+        None,
+        "ended"
+    );
+    store
+        .delete_session(&[7; 32])
+        .await
+        .expect("deleting twice is fine");
+}
+
+async fn directory_holds_groups_and_members(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let patient = group(store.as_ref(), GroupKind::Patient).await;
+    let free = group(store.as_ref(), GroupKind::Free).await;
+    store
+        .add_member(patient, alice.id, 5)
+        .await
+        .expect("member");
+    assert!(matches!(
+        store.add_member(patient, alice.id, 6).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.add_member(patient, 9999, 6).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let directory = store.directory().await.expect("directory");
+    let kinds: Vec<_> = directory
+        .groups
+        .iter()
+        .map(|g| (g.id, g.kind, g.last_seq, g.archived))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (patient, GroupKind::Patient, 0, false),
+            (free, GroupKind::Free, 0, false)
+        ]
+    );
+    assert_eq!(
+        directory.groups[0].patient_name.as_deref(),
+        Some("山田 太郎")
+    );
+    assert_eq!(directory.groups[1].patient_name, None);
+    assert_eq!(directory.memberships, [(patient, alice.id)]);
+}
+
+async fn posts_get_consecutive_sequences(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let (a, b) = (
+        group(store.as_ref(), GroupKind::Patient).await,
+        group(store.as_ref(), GroupKind::Free).await,
+    );
+    let batch = [
+        post(a, &alice, "1", "一"),
+        post(b, &alice, "2", "二"),
+        post(a, &alice, "3", "三"),
+    ];
+    let outcomes = store.append_posts(&batch).await.expect("append");
+    let seqs: Vec<_> = outcomes
+        .iter()
+        .map(|o| match o {
+            AppendOutcome::Committed(p) => (p.group, p.seq),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [(a, 1), (b, 1), (a, 2)]);
+    let next = store
+        .append_posts(&[post(a, &alice, "4", "四")])
+        .await
+        .expect("append");
+    assert!(matches!(next[0], AppendOutcome::Committed(p) if p.seq == 3));
+    let directory = store.directory().await.expect("directory");
+    assert_eq!(
+        directory
+            .groups
+            .iter()
+            .map(|g| g.last_seq)
+            .collect::<Vec<_>>(),
+        [3, 1]
+    );
+}
+
+async fn idempotent_client_ids(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    let g = group(store.as_ref(), GroupKind::Patient).await;
+    let first = store
+        .append_posts(&[post(g, &alice, "c", "同じ")])
+        .await
+        .expect("append");
+    let AppendOutcome::Committed(placement) = first[0] else {
+        panic!("{first:?}")
+    };
+    // In a later batch, and twice within one batch: the original placement.
+    let retry = store
+        .append_posts(&[
+            post(g, &alice, "c", "同じ"),
+            post(g, &alice, "d", "新"),
+            post(g, &alice, "d", "新"),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(retry[0], AppendOutcome::Duplicate(placement));
+    let AppendOutcome::Committed(d) = retry[1] else {
+        panic!("{retry:?}")
+    };
+    assert_eq!(retry[2], AppendOutcome::Duplicate(d));
+    let conflict = store
+        .append_posts(&[post(g, &alice, "c", "違う")])
+        .await
+        .expect("append");
+    assert_eq!(conflict[0], AppendOutcome::ClientIdConflict);
+    let other_author = store
+        .append_posts(&[post(g, &bob, "c", "同じ")])
+        .await
+        .expect("append");
+    assert!(matches!(other_author[0], AppendOutcome::Committed(p) if p.seq == 3));
+    assert_eq!(
+        store
+            .events_after(g, 0, i64::MAX, 100)
+            .await
+            .expect("read")
+            .len(),
+        3
+    );
+}
+
+async fn archived_and_unknown_groups_take_nothing(backend: Backend) {
+    let (db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let g = group(store.as_ref(), GroupKind::Patient).await;
+    common::set_archived(&db.url, g).await;
+    let outcomes = store
+        .append_posts(&[
+            post(g, &alice, "a", "保管"),
+            post(424242, &alice, "b", "不明"),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        outcomes,
+        [AppendOutcome::GroupArchived, AppendOutcome::NoSuchGroup]
+    );
+    assert!(store
+        .events_after(g, 0, i64::MAX, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.directory().await.expect("directory").groups[0].archived);
+}
+
+async fn reading_after_and_before(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let g = group(store.as_ref(), GroupKind::Patient).await;
+    let posts: Vec<_> = (1..=10)
+        .map(|i| post(g, &alice, &format!("p{i}"), &format!("記録{i}")))
+        .collect();
+    store.append_posts(&posts).await.expect("append");
+    let seqs =
+        |events: Vec<renkei::store::EventRecord>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.events_after(g, 3, 7, 100).await.expect("read")),
+        [4, 5, 6, 7]
+    );
+    assert_eq!(
+        seqs(store.events_after(g, 3, 7, 2).await.expect("read")),
+        [4, 5]
+    );
+    assert_eq!(
+        seqs(store.events_before(g, None, 3).await.expect("read")),
+        [8, 9, 10]
+    );
+    assert_eq!(
+        seqs(store.events_before(g, Some(3), 5).await.expect("read")),
+        [1, 2]
+    );
+    let event = &store.events_after(g, 0, 1, 1).await.expect("read")[0];
+    let EventBody::Post {
+        author,
+        client_id,
+        text,
+    } = &event.body;
+    assert_eq!(
+        (author, client_id.as_str(), text.as_str(), event.at),
+        (&alice, "p1", "記録1", 1_000)
+    );
+}
