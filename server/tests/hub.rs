@@ -425,3 +425,43 @@ async fn slow_consumer_is_closed_and_others_are_not_delayed() {
     assert_eq!(slow.close_code().await, Some(close::SLOW_CONSUMER));
     app.stop().await;
 }
+
+/// Posts beyond a user's burst are refused with `rate_limited`, across all of the user's
+/// sockets, and nothing refused is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_beyond_the_users_budget_are_refused() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.limits.posts_per_second = 1;
+        c.limits.post_burst = 3;
+    })
+    .await;
+    let g = app.fixture.patient_group;
+    let mut phone = app.client(app.fixture.alice).await;
+    let mut pc = app.client(app.fixture.alice).await;
+    for i in 0..2 {
+        phone.post_acked(g, &format!("r-{i}"), "記録").await;
+    }
+    pc.post_acked(g, "r-2", "記録").await;
+    pc.post(g, "r-3", "記録").await;
+    let refused = pc.next_error().await;
+    assert_eq!(
+        (refused.code, refused.client_id.as_deref()),
+        (ErrorCode::RateLimited, Some("r-3"))
+    );
+    assert!(refused.code.retryable());
+    phone.post(g, "r-4", "記録").await;
+    assert_eq!(
+        phone.next_error().await.code,
+        ErrorCode::RateLimited,
+        "the budget is the user's"
+    );
+    assert_eq!(
+        app.store
+            .events_after(g, 0, i64::MAX, 100)
+            .await
+            .expect("read")
+            .len(),
+        3
+    );
+    app.stop().await;
+}
