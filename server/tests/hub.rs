@@ -465,3 +465,23 @@ async fn posts_beyond_the_users_budget_are_refused() {
     );
     app.stop().await;
 }
+
+/// A client that stops answering pings is dropped, and its slot and memory are freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_are_reaped() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.limits.ping_seconds = 1).await;
+    // A client that never reads never answers the server's pings.
+    let silent = app.client(app.fixture.carol).await;
+    assert_eq!(app.metric("renkei_connections").await, 1.0);
+    let mut gone = false;
+    for _ in 0..100 {
+        if app.metric("renkei_connections").await == 0.0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the silent socket was never reaped");
+    drop(silent);
+    app.stop().await;
+}
