@@ -91,16 +91,20 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         })
         .await
         .map_err(|e| PasswordError::Hash(e.to_string()))??;
-        let id = store
-            .create_user(&NewUser {
+        let ids = store
+            .create_users(&[NewUser {
                 facility_id: facility.map(|f| f.0),
                 login: p.login.into(),
                 name: p.name.into(),
                 profession: p.profession.into(),
                 role: p.role,
                 password_hash: hash,
-            })
+            }])
             .await?;
+        let id = ids
+            .first()
+            .copied()
+            .ok_or(StoreError::NotFound("created user"))?;
         logins.push(DemoLogin {
             login: p.login.into(),
             password,
@@ -241,11 +245,11 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
                 created_at: now,
             })
             .await?;
-        for login in members {
-            if let Some(user) = ids.get(login) {
-                store.add_member(group, *user, now).await?;
-            }
-        }
+        let members: Vec<_> = members
+            .iter()
+            .filter_map(|login| ids.get(login).map(|user| (group, *user)))
+            .collect();
+        store.add_members(&members, now).await?;
     }
     Ok(logins)
 }

@@ -161,12 +161,12 @@ async fn login(
     let now = clock::now_ms();
     let expires_at = now + i64::try_from(lifetime_secs * 1000).unwrap_or(i64::MAX);
     app.store
-        .create_session(&NewSession {
+        .create_sessions(&[NewSession {
             token_hash: session::token_hash(&token),
             user_id: credentials.user.id,
             created_at: now,
             expires_at,
-        })
+        }])
         .await?;
     tracing::info!(user = credentials.user.id, "logged in");
     let cookie = session::set_cookie(&token, lifetime_secs, app.config.cookie_secure);

@@ -21,12 +21,12 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
     let fixture = common::seed(store.as_ref()).await;
     let token = renkei::session::random_token();
     store
-        .create_session(&renkei::store::NewSession {
+        .create_sessions(&[renkei::store::NewSession {
             token_hash: renkei::session::token_hash(&token),
             user_id: fixture.alice,
             created_at: 0,
             expires_at: i64::MAX,
-        })
+        }])
         .await
         .expect("session");
 

@@ -38,16 +38,16 @@ async fn user(store: &dyn Store, login: &str) -> UserRecord {
         .await
         .expect("facility");
     let id = store
-        .create_user(&NewUser {
+        .create_users(&[NewUser {
             facility_id: Some(facility),
             login: login.into(),
             name: format!("{login} 看護師"),
             profession: "nurse".into(),
             role: Role::Staff,
             password_hash: "hash".into(),
-        })
+        }])
         .await
-        .expect("user");
+        .expect("user")[0];
     store
         .credentials(login)
         .await
@@ -103,14 +103,14 @@ async fn users_and_credentials(backend: Backend) {
     assert_eq!(credentials.password_hash, "hash");
     assert!(store.credentials("nobody").await.expect("read").is_none());
     let again = store
-        .create_user(&NewUser {
+        .create_users(&[NewUser {
             facility_id: None,
             login: "alice".into(),
             name: "別人".into(),
             profession: "doctor".into(),
             role: Role::Admin,
             password_hash: "x".into(),
-        })
+        }])
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }
@@ -124,7 +124,10 @@ async fn sessions_expire_and_end(backend: Backend) {
         created_at: 0,
         expires_at: 100,
     };
-    store.create_session(&session).await.expect("create");
+    store
+        .create_sessions(std::slice::from_ref(&session))
+        .await
+        .expect("create");
     assert_eq!(
         store.session_user(&[7; 32], 99).await.expect("read"),
         Some(alice.clone())
@@ -157,15 +160,17 @@ async fn directory_holds_groups_and_members(backend: Backend) {
     let patient = group(store.as_ref(), GroupKind::Patient).await;
     let free = group(store.as_ref(), GroupKind::Free).await;
     store
-        .add_member(patient, alice.id, 5)
+        .add_members(&[(patient, alice.id)], 5)
         .await
         .expect("member");
     assert!(matches!(
-        store.add_member(patient, alice.id, 6).await,
+        store
+            .add_members(&[(free, alice.id), (patient, alice.id)], 6)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.add_member(patient, 9999, 6).await,
+        store.add_members(&[(patient, 9999)], 6).await,
         Err(StoreError::NotFound(_))
     ));
     let directory = store.directory().await.expect("directory");
@@ -186,7 +191,11 @@ async fn directory_holds_groups_and_members(backend: Backend) {
         Some("山田 太郎")
     );
     assert_eq!(directory.groups[1].patient_name, None);
-    assert_eq!(directory.memberships, [(patient, alice.id)]);
+    assert_eq!(
+        directory.memberships,
+        [(patient, alice.id)],
+        "a failed batch adds nobody"
+    );
 }
 
 async fn posts_get_consecutive_sequences(backend: Backend) {

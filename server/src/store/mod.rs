@@ -203,13 +203,14 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a facility and returns its id.
     async fn create_facility(&self, facility: &NewFacility) -> Result<i64, StoreError>;
 
-    /// Creates a user and returns its id; `Conflict` when the login is taken.
-    async fn create_user(&self, user: &NewUser) -> Result<UserId, StoreError>;
+    /// Creates users in one transaction and returns their ids in order; `Conflict` (and
+    /// nobody created) when a login is taken.
+    async fn create_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError>;
     /// The user with this login and their password hash, if any.
     async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError>;
 
-    /// Stores a session.
-    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// Stores sessions in one transaction.
+    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<(), StoreError>;
     /// The user of an unexpired session, if any.
     async fn session_user(
         &self,
@@ -224,8 +225,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every group and membership.
     async fn directory(&self) -> Result<Directory, StoreError>;
 
-    /// Makes a user a member of a group; `Conflict` when they are one already.
-    async fn add_member(&self, group: GroupId, user: UserId, at: Millis) -> Result<(), StoreError>;
+    /// Makes users members of groups in one transaction; `Conflict` (and nothing added)
+    /// when one of them is a member already.
+    async fn add_members(
+        &self,
+        members: &[(GroupId, UserId)],
+        at: Millis,
+    ) -> Result<(), StoreError>;
 
     /// Appends a batch of posts in one transaction, in order: each new post gets the next
     /// sequence number of its group. Returns one outcome per post. On `Err` nothing of the

@@ -110,21 +110,28 @@ macro_rules! sql_store {
                 Ok(id)
             }
 
-            async fn create_user(&self, user: &NewUser) -> Result<UserId, StoreError> {
-                let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO users (facility_id, login, display_name, profession, role, \
-                     password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                )
-                .bind(user.facility_id)
-                .bind(&user.login)
-                .bind(&user.name)
-                .bind(&user.profession)
-                .bind(role_name(user.role))
-                .bind(&user.password_hash)
-                .bind(crate::clock::now_ms())
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(id)
+            async fn create_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut ids = Vec::with_capacity(users.len());
+                let now = crate::clock::now_ms();
+                for user in users {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO users (facility_id, login, display_name, profession, role, \
+                         password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    )
+                    .bind(user.facility_id)
+                    .bind(&user.login)
+                    .bind(&user.name)
+                    .bind(&user.profession)
+                    .bind(role_name(user.role))
+                    .bind(&user.password_hash)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    ids.push(id);
+                }
+                tx.commit().await?;
+                Ok(ids)
             }
 
             async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError> {
@@ -143,17 +150,21 @@ macro_rules! sql_store {
                 .transpose()
             }
 
-            async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&session.token_hash)
-                .bind(session.user_id)
-                .bind(session.created_at)
-                .bind(session.expires_at)
-                .execute(&self.pool)
-                .await?;
+            async fn create_sessions(&self, sessions: &[NewSession]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for session in sessions {
+                    sqlx::query(
+                        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&session.token_hash)
+                    .bind(session.user_id)
+                    .bind(session.created_at)
+                    .bind(session.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -232,20 +243,23 @@ macro_rules! sql_store {
                 })
             }
 
-            async fn add_member(
+            async fn add_members(
                 &self,
-                group: GroupId,
-                user: UserId,
+                members: &[(GroupId, UserId)],
                 at: Millis,
             ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO memberships (group_id, user_id, joined_at) VALUES ($1, $2, $3)",
-                )
-                .bind(group)
-                .bind(user)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
+                let mut tx = self.pool.begin().await?;
+                for (group, user) in members {
+                    sqlx::query(
+                        "INSERT INTO memberships (group_id, user_id, joined_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(group)
+                    .bind(user)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

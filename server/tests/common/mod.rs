@@ -134,16 +134,16 @@ pub async fn seed(store: &dyn Store) -> Fixture {
         .expect("facility");
     let user = async |login: &str, name: &str, profession: &str| {
         store
-            .create_user(&NewUser {
+            .create_users(&[NewUser {
                 facility_id: Some(facility),
                 login: login.into(),
                 name: name.into(),
                 profession: profession.into(),
                 role: Role::Staff,
                 password_hash: hash.clone(),
-            })
+            }])
             .await
-            .expect("user")
+            .expect("user")[0]
     };
     let alice = user("alice", "看護師 アリス", "nurse").await;
     let bob = user("bob", "医師 ボブ", "doctor").await;
@@ -160,9 +160,8 @@ pub async fn seed(store: &dyn Store) -> Fixture {
             })
             .await
             .expect("group");
-        for member in members {
-            store.add_member(id, *member, 0).await.expect("member");
-        }
+        let members: Vec<_> = members.iter().map(|m| (id, *m)).collect();
+        store.add_members(&members, 0).await.expect("members");
         id
     };
     let patient_group = group(GroupKind::Patient, "山田 太郎", &[alice, bob, dave]).await;
@@ -274,12 +273,12 @@ impl TestApp {
     pub async fn token(&self, user: i64) -> String {
         let token = renkei::session::random_token();
         self.store
-            .create_session(&NewSession {
+            .create_sessions(&[NewSession {
                 token_hash: renkei::session::token_hash(&token),
                 user_id: user,
                 created_at: renkei::clock::now_ms(),
                 expires_at: renkei::clock::now_ms() + 3_600_000,
-            })
+            }])
             .await
             .expect("session");
         token
