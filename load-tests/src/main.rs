@@ -1,0 +1,315 @@
+//! `renkei-load`: measures Renkei from nothing. It creates its own population, spawns the
+//! `renkei` binary on a fresh database (and, with `--bare`, the bare reference hub), runs a
+//! scenario open-loop, and checks that every acknowledged post reached every other member
+//! exactly once. `--json` ends the output with one JSON object per line, the last one ours.
+
+mod bare;
+mod member;
+mod plot;
+mod population;
+mod report;
+mod scenario;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use population::Population;
+use report::Report;
+use scenario::{Scenario, Spec};
+use target::{Database, FreshDb, Target};
+
+#[derive(Debug, Parser)]
+#[command(name = "renkei-load", about = "Load generator for Renkei")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N authenticated idle sockets: server memory per connection.
+    Connections {
+        /// Idle sockets to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// G groups of M members, one socket each, posts by random members at a target rate.
+    Fanout {
+        #[command(flatten)]
+        traffic: Traffic,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Logins per second while fan-out runs.
+    LoginStorm {
+        #[command(flatten)]
+        traffic: Traffic,
+        /// Logins per second.
+        #[arg(long, default_value_t = 100.0)]
+        login_rate: f64,
+        /// Seconds of logins, starting a quarter into the run.
+        #[arg(long, default_value_t = 10.0)]
+        login_seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Serve the bare reference hub (used by `--bare`).
+    BareHub {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// Draw SVG charts from `--json` result lines.
+    Plot {
+        /// A file of result lines (one JSON object per line).
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct Traffic {
+    #[arg(long, default_value_t = 1000)]
+    groups: usize,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Posts per second, scheduled by the clock.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Seconds of traffic.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Bytes of filler text per post.
+    #[arg(long, default_value_t = 100)]
+    post_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// Run on a fresh database on this PostgreSQL server (an admin URL) instead of SQLite.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// The `renkei` binary to measure (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Also run the same scenario against the bare hub, first, in the same run.
+    #[arg(long)]
+    bare: bool,
+    /// End with one JSON object per run, one per line.
+    #[arg(long)]
+    json: bool,
+    /// A short run (at most 30 s) on SQLite for CI: asserts lost = 0 and duplicates = 0.
+    #[arg(long)]
+    quick: bool,
+    /// Extra `KEY=VALUE` environment for the renkei server (repeatable).
+    #[arg(long = "server-env", value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Thousands of sockets on both ends need descriptors; the server inherits the limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("renkei-load: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (spec, groups, members, common) = match cli.command {
+            Command::BareHub { listen } => {
+                return match tokio::net::TcpListener::bind(listen).await {
+                    Ok(listener) => {
+                        match listener.local_addr() {
+                            Ok(addr) => println!("listening {addr}"),
+                            Err(err) => eprintln!("renkei-load: {err}"),
+                        }
+                        match bare::serve(listener).await {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(err) => {
+                                eprintln!("renkei-load bare-hub: {err}");
+                                ExitCode::FAILURE
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!("renkei-load bare-hub: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Command::Plot { input, output } => {
+                let written = std::fs::read_to_string(&input)
+                    .and_then(|text| std::fs::write(&output, plot::svg(&text)));
+                return match written {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("renkei-load plot: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Command::Connections {
+                connections,
+                common,
+            } => {
+                let members = 10.min(connections.max(1));
+                let spec = Spec {
+                    scenario: Scenario::Connections,
+                    rate: 0.0,
+                    duration: if common.quick { 2.0 } else { 10.0 },
+                    login_rate: 0.0,
+                    login_duration: 0.0,
+                    post_bytes: 0,
+                };
+                let connections = if common.quick { 200 } else { connections };
+                (spec, connections.div_ceil(members), members, common)
+            }
+            Command::Fanout { traffic, common } => {
+                fanout_spec(Scenario::Fanout, traffic, 0.0, 0.0, common)
+            }
+            Command::LoginStorm {
+                traffic,
+                login_rate,
+                login_seconds,
+                common,
+            } => fanout_spec(
+                Scenario::LoginStorm,
+                traffic,
+                login_rate,
+                login_seconds,
+                common,
+            ),
+        };
+        match measure(&spec, groups, members, &common).await {
+            Ok(reports) => {
+                for report in &reports {
+                    println!(
+                        "{} against {}:\n{}",
+                        report.scenario,
+                        report.target,
+                        report.table()
+                    );
+                }
+                if common.json {
+                    for report in &reports {
+                        println!("{}", serde_json::to_string(report).unwrap_or_default());
+                    }
+                }
+                if reports.iter().all(Report::correct) {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("renkei-load: posts were lost or duplicated");
+                    ExitCode::FAILURE
+                }
+            }
+            Err(err) => {
+                eprintln!("renkei-load: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn fanout_spec(
+    scenario: Scenario,
+    traffic: Traffic,
+    login_rate: f64,
+    login_duration: f64,
+    common: Common,
+) -> (Spec, usize, usize, Common) {
+    let (groups, members, rate, duration) = if common.quick {
+        (50, 5, 200.0, 6.0)
+    } else {
+        (
+            traffic.groups,
+            traffic.members,
+            traffic.rate,
+            traffic.duration,
+        )
+    };
+    let (login_rate, login_duration) = if common.quick && scenario == Scenario::LoginStorm {
+        (10.0, 3.0)
+    } else {
+        (login_rate, login_duration)
+    };
+    let spec = Spec {
+        scenario,
+        rate,
+        duration,
+        login_rate,
+        login_duration,
+        post_bytes: traffic.post_bytes,
+    };
+    (spec, groups, members, common)
+}
+
+/// Runs the scenario against the bare hub (with `--bare`) and then renkei.
+async fn measure(
+    spec: &Spec,
+    groups: usize,
+    members: usize,
+    common: &Common,
+) -> Result<Vec<Report>, String> {
+    let mut reports = Vec::new();
+    if common.bare {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bare = Target::bare(&exe).await.map_err(|e| e.to_string())?;
+        reports.push(scenario::run(&bare, &Population::synthetic(groups, members), spec).await);
+        bare.stop().await;
+    }
+    let database = match &common.postgres {
+        Some(url) if !common.quick => Database::Postgres(url.clone()),
+        _ => Database::Sqlite,
+    };
+    let db = FreshDb::create(&database)
+        .await
+        .map_err(|e| e.to_string())?;
+    let population = {
+        let store = renkei::store::open(&db.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        Population::create(store.as_ref(), groups, members)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let bin = common
+        .server_bin
+        .clone()
+        .unwrap_or_else(target::default_server_bin);
+    let env: Vec<(&str, String)> = common
+        .server_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let server = Target::renkei(&bin, &db, &env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ours = scenario::run(&server, &population, spec).await;
+    server.stop().await;
+    db.remove().await;
+    if let Some(bare) = reports.first() {
+        ours.bare_deliveries_per_sec = Some(bare.deliveries_per_sec);
+        ours.share_of_bare = Some(ours.deliveries_per_sec / bare.deliveries_per_sec.max(1e-9));
+    }
+    reports.push(ours);
+    Ok(reports)
+}

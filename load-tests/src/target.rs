@@ -1,0 +1,278 @@
+//! What the load runs against: a `renkei` process on a fresh database, or the bare hub,
+//! each spawned as its own process so that its memory and CPU can be read.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Why a target could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot start {0}: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("{0} exited before listening")]
+    NoAddress(String),
+    #[error("database: {0}")]
+    Database(String),
+}
+
+/// Where the server keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database created on this PostgreSQL server (admin URL), dropped afterwards.
+    Postgres(String),
+}
+
+/// A fresh database for one run.
+pub struct FreshDb {
+    pub url: String,
+    pub label: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    /// (admin URL, database name) to drop afterwards.
+    drop: Option<(String, String)>,
+}
+
+impl FreshDb {
+    pub async fn create(database: &Database) -> Result<FreshDb, TargetError> {
+        match database {
+            Database::Sqlite => {
+                let dir = tempfile::tempdir().map_err(|e| TargetError::Database(e.to_string()))?;
+                let url = format!("sqlite://{}", dir.path().join("renkei.db").display());
+                Ok(FreshDb {
+                    url,
+                    label: "renkei-sqlite",
+                    _dir: Some(dir),
+                    drop: None,
+                })
+            }
+            Database::Postgres(admin) => {
+                let name = format!(
+                    "renkei_load_{}_{}",
+                    std::process::id(),
+                    renkei::clock::now_ms()
+                );
+                let mut conn = sqlx::PgConnection::connect(admin)
+                    .await
+                    .map_err(|e| TargetError::Database(e.to_string()))?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| TargetError::Database(e.to_string()))?;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                Ok(FreshDb {
+                    url: format!("{base}/{name}"),
+                    label: "renkei-postgres",
+                    _dir: None,
+                    drop: Some((admin.clone(), name)),
+                })
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL database created for the run.
+    pub async fn remove(self) {
+        if let Some((admin, name)) = &self.drop {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// A spawned server process.
+pub struct Target {
+    pub label: String,
+    pub addr: SocketAddr,
+    /// True for the bare hub, which identifies users by `?user=` instead of a session.
+    pub bare: bool,
+    child: Child,
+}
+
+impl Target {
+    /// Starts `renkei` on `db_url` with the given extra environment.
+    pub async fn renkei(
+        bin: &Path,
+        db: &FreshDb,
+        env: &[(&str, String)],
+    ) -> Result<Target, TargetError> {
+        let mut command = Command::new(bin);
+        command
+            .env("RENKEI_LISTEN", "127.0.0.1:0")
+            .env("RENKEI_DATABASE_URL", &db.url)
+            .env("RENKEI_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,renkei::app=info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::start(command, db.label.to_string(), false).await
+    }
+
+    /// Starts the bare hub (this same executable, `bare-hub`).
+    pub async fn bare(self_exe: &Path) -> Result<Target, TargetError> {
+        let mut command = Command::new(self_exe);
+        command.arg("bare-hub").arg("--listen").arg("127.0.0.1:0");
+        Self::start(command, "bare".into(), true).await
+    }
+
+    async fn start(mut command: Command, label: String, bare: bool) -> Result<Target, TargetError> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TargetError::Spawn(label.clone(), e))?;
+        // Both print a line holding `"listening"` and the address: renkei a JSON log line on
+        // stderr, the bare hub `listening <addr>` on stdout.
+        let stderr = BufReader::new(
+            child
+                .stderr
+                .take()
+                .ok_or_else(|| TargetError::NoAddress(label.clone()))?,
+        );
+        let stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| TargetError::NoAddress(label.clone()))?,
+        );
+        let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(2);
+        for mut lines in [
+            Box::new(stderr.lines()) as Box<dyn LineSource>,
+            Box::new(stdout.lines()),
+        ] {
+            let found = found_tx.clone();
+            tokio::spawn(async move {
+                while let Some(line) = lines.next().await {
+                    if let Some(addr) = listening_address(&line) {
+                        let _ = found.send(addr).await;
+                    }
+                }
+            });
+        }
+        drop(found_tx);
+        let addr = tokio::time::timeout(Duration::from_secs(120), found_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| TargetError::NoAddress(label.clone()))?;
+        Ok(Target {
+            label,
+            addr,
+            bare,
+            child,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.pid().and_then(rss_kib).unwrap_or(0)
+    }
+
+    /// User plus system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pid().and_then(cpu_seconds).unwrap_or(0.0)
+    }
+
+    /// Stops the process (SIGKILL; the run's data is thrown away).
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Reads lines from a child's output.
+trait LineSource: Send {
+    fn next(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>>;
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin + Send> LineSource for tokio::io::Lines<R> {
+    fn next(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(async move { self.next_line().await.ok().flatten() })
+    }
+}
+
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    if let Some(rest) = line.strip_prefix("listening ") {
+        return rest.trim().parse().ok();
+    }
+    let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+    if entry["fields"]["message"] != "listening" {
+        return None;
+    }
+    entry["fields"]["addr"].as_str()?.parse().ok()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields count from after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in USER_HZ, which is 100 on every architecture it supports.
+    Some((utime + stime) / 100.0)
+}
+
+/// The `renkei` binary next to this executable, where cargo builds both.
+pub fn default_server_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("renkei")))
+        .unwrap_or_else(|| PathBuf::from("renkei"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_address_in_either_log_format() {
+        let json = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4321"},"target":"renkei::app"}"#;
+        assert_eq!(
+            listening_address(json),
+            Some("127.0.0.1:4321".parse().expect("addr"))
+        );
+        assert_eq!(
+            listening_address("listening 127.0.0.1:99"),
+            Some("127.0.0.1:99".parse().expect("addr"))
+        );
+        assert_eq!(
+            listening_address(r#"{"fields":{"message":"starting"}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
+        assert!(cpu_seconds(me).is_some());
+    }
+}
