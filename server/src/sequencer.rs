@@ -6,9 +6,11 @@
 //! only then acknowledges: an ack always means "committed". A failed commit acknowledges
 //! nothing and answers every post of the batch with a retryable error.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt as _;
 use renkei_protocol::{EventData, GroupEvent, ServerMessage};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +40,8 @@ pub enum PostError {
     Unavailable,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("internal error; nothing was stored")]
+    Internal,
 }
 
 /// A post to commit.
@@ -106,7 +110,9 @@ impl Sequencer {
             .send(Job { post, reply })
             .await
             .map_err(|_| PostError::ShuttingDown)?;
-        answer.await.map_err(|_| PostError::ShuttingDown)?
+        // A shard only drops a reply unanswered when its commit panicked (it outlives every
+        // sender, so it cannot have stopped).
+        answer.await.map_err(|_| PostError::Internal)?
     }
 }
 
@@ -121,7 +127,12 @@ impl Shard {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while self.queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            self.commit(std::mem::take(&mut batch)).await;
+            // A bug that panics inside a commit costs that batch (its posts are answered
+            // `internal`, nothing acknowledged), not the shard and every later post.
+            let commit = AssertUnwindSafe(self.commit(std::mem::take(&mut batch)));
+            if commit.catch_unwind().await.is_err() {
+                tracing::error!("commit panicked; its batch was answered with internal errors");
+            }
         }
     }
 

@@ -91,6 +91,7 @@ pub fn post_error_code(err: &PostError) -> ErrorCode {
         PostError::NoSuchGroup => ErrorCode::NotMember,
         PostError::Unavailable => ErrorCode::Unavailable,
         PostError::ShuttingDown => ErrorCode::ShuttingDown,
+        PostError::Internal => ErrorCode::Internal,
     }
 }
 

@@ -21,6 +21,7 @@ on_both_backends!(
     idempotent_client_ids,
     archived_and_unknown_groups_take_nothing,
     reading_after_and_before,
+    one_batch_mixes_every_outcome,
 );
 
 async fn open(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -341,4 +342,78 @@ async fn reading_after_and_before(backend: Backend) {
         (author, client_id.as_str(), text.as_str(), event.at),
         (&alice, "p1", "記録1", 1_000)
     );
+}
+
+async fn one_batch_mixes_every_outcome(backend: Backend) {
+    let (db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let (a, b) = (
+        group(store.as_ref(), GroupKind::Patient).await,
+        group(store.as_ref(), GroupKind::Free).await,
+    );
+    let archived = group(store.as_ref(), GroupKind::Patient).await;
+    common::set_archived(&db.url, archived).await;
+    store
+        .append_posts(&[post(a, &alice, "old", "前の投稿")])
+        .await
+        .expect("append");
+    let batch = [
+        post(a, &alice, "n1", "新1"),         // new: a/2
+        post(b, &alice, "n2", "新2"),         // new: b/1
+        post(archived, &alice, "n3", "保管"), // archived
+        post(a, &alice, "old", "前の投稿"),   // repeats an earlier batch
+        post(a, &alice, "n1", "新1"),         // repeats this batch's first post
+        post(a, &alice, "n2", "別"),          // reuses an id of this batch for other text
+        post(archived, &alice, "n3", "保管"), // repeats a refused post: refused again
+        post(777_777, &alice, "n4", "不明"),  // no such group
+        post(a, &alice, "n5", "新5"),         // new: a/3
+    ];
+    let outcomes = store.append_posts(&batch).await.expect("append");
+    let at = 1_000;
+    use renkei::store::Placement;
+    use AppendOutcome::*;
+    assert_eq!(
+        outcomes,
+        [
+            Committed(Placement {
+                group: a,
+                seq: 2,
+                at
+            }),
+            Committed(Placement {
+                group: b,
+                seq: 1,
+                at
+            }),
+            GroupArchived,
+            Duplicate(Placement {
+                group: a,
+                seq: 1,
+                at
+            }),
+            Duplicate(Placement {
+                group: a,
+                seq: 2,
+                at
+            }),
+            ClientIdConflict,
+            GroupArchived,
+            NoSuchGroup,
+            Committed(Placement {
+                group: a,
+                seq: 3,
+                at
+            }),
+        ]
+    );
+    let texts: Vec<String> = store
+        .events_after(a, 0, i64::MAX, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| match e.body {
+            EventBody::Post { text, .. } => text,
+        })
+        .collect();
+    assert_eq!(texts, ["前の投稿", "新1", "新5"]);
 }

@@ -7,6 +7,8 @@ use super::{
     EventRecord, GroupRecord, NewFacility, NewGroup, NewPost, NewSession, NewUser, Placement,
     Store, StoreError, UserRecord,
 };
+use std::collections::{HashMap, HashSet};
+
 use renkei_protocol::{GroupId, Millis, Seq, UserId};
 
 /// Columns of a user as others see them, with `users u LEFT JOIN facilities f`.
@@ -80,9 +82,106 @@ fn event_records(rows: Vec<EventRow>) -> Result<Vec<EventRecord>, StoreError> {
     rows.into_iter().map(event_record).collect()
 }
 
+/// What the batch knows of a client id: stored by an earlier batch, or claimed by an
+/// earlier post of this batch (by its index).
+enum Earlier {
+    Stored(Placement, Option<Vec<u8>>),
+    InBatch(usize),
+}
+
+/// Which posts of a batch are new, and how many new posts each group gets.
+struct BatchPlan {
+    /// Per post: `None` when new, else what it repeats.
+    repeats: Vec<Option<Repeat>>,
+    new_per_group: HashMap<GroupId, i64>,
+}
+
+enum Repeat {
+    /// The same post as one stored before.
+    Stored(Placement),
+    /// The same post as an earlier new post of this batch (by index).
+    InBatch(usize),
+    /// The client id was used for a different post.
+    Conflict,
+}
+
+fn plan_batch(posts: &[NewPost], earlier: &mut HashMap<(i64, String), Earlier>) -> BatchPlan {
+    let mut plan = BatchPlan {
+        repeats: Vec::with_capacity(posts.len()),
+        new_per_group: HashMap::new(),
+    };
+    for (index, post) in posts.iter().enumerate() {
+        let key = (post.author.id, post.client_id.clone());
+        let repeat = match earlier.get(&key) {
+            Some(Earlier::Stored(placement, hash)) => {
+                let same = placement.group == post.group
+                    && hash.as_deref() == Some(post.content_hash.as_slice());
+                Some(if same {
+                    Repeat::Stored(*placement)
+                } else {
+                    Repeat::Conflict
+                })
+            }
+            Some(Earlier::InBatch(first)) => {
+                let original = &posts[*first];
+                let same =
+                    original.group == post.group && original.content_hash == post.content_hash;
+                Some(if same {
+                    Repeat::InBatch(*first)
+                } else {
+                    Repeat::Conflict
+                })
+            }
+            None => {
+                earlier.insert(key, Earlier::InBatch(index));
+                *plan.new_per_group.entry(post.group).or_default() += 1;
+                None
+            }
+        };
+        plan.repeats.push(repeat);
+    }
+    plan
+}
+
+/// The outcome of every post, given each group's first new sequence number (absent for
+/// groups that took nothing) and the groups that exist.
+fn place_batch(
+    posts: &[NewPost],
+    plan: &BatchPlan,
+    next_seq: &mut HashMap<GroupId, Seq>,
+    existing: &HashSet<GroupId>,
+) -> Vec<AppendOutcome> {
+    let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(posts.len());
+    for (post, repeat) in posts.iter().zip(&plan.repeats) {
+        let outcome = match repeat {
+            Some(Repeat::Stored(placement)) => AppendOutcome::Duplicate(*placement),
+            Some(Repeat::Conflict) => AppendOutcome::ClientIdConflict,
+            Some(Repeat::InBatch(first)) => match &outcomes[*first] {
+                AppendOutcome::Committed(placement) => AppendOutcome::Duplicate(*placement),
+                other => other.clone(),
+            },
+            None => match next_seq.get_mut(&post.group) {
+                Some(seq) => {
+                    let placement = Placement {
+                        group: post.group,
+                        seq: *seq,
+                        at: post.at,
+                    };
+                    *seq += 1;
+                    AppendOutcome::Committed(placement)
+                }
+                None if existing.contains(&post.group) => AppendOutcome::GroupArchived,
+                None => AppendOutcome::NoSuchGroup,
+            },
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
 /// Implements [`Store`] for a type with a `pool` field of an sqlx pool.
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
@@ -267,65 +366,105 @@ macro_rules! sql_store {
                 &self,
                 posts: &[NewPost],
             ) -> Result<Vec<AppendOutcome>, StoreError> {
+                // Three statements per batch, not per post: the earlier uses of the batch's
+                // client ids, one bump of every group's sequence, one insert of every event.
                 let mut tx = self.begin_write().await?;
-                let mut outcomes = Vec::with_capacity(posts.len());
-                for post in posts {
-                    let earlier: Option<(i64, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
-                        "SELECT group_id, seq, created_at, content_hash FROM events \
-                         WHERE author_id = $1 AND client_id = $2",
-                    )
-                    .bind(post.author.id)
-                    .bind(&post.client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((group, seq, at, hash)) = earlier {
-                        let same = group == post.group
-                            && hash.as_deref() == Some(post.content_hash.as_slice());
-                        outcomes.push(if same {
-                            AppendOutcome::Duplicate(Placement { group, seq, at })
-                        } else {
-                            AppendOutcome::ClientIdConflict
-                        });
-                        continue;
+
+                let mut earlier = HashMap::new();
+                if !posts.is_empty() {
+                    // Two IN lists, not a row-value IN: both engines then seek the unique
+                    // index instead of scanning it. The few extra rows (an author's other
+                    // ids) never match a lookup, which is by exact (author, client id).
+                    let authors: HashSet<i64> = posts.iter().map(|p| p.author.id).collect();
+                    let client_ids: HashSet<&str> = posts.iter().map(|p| p.client_id.as_str()).collect();
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT author_id, client_id, group_id, seq, created_at, content_hash \
+                         FROM events WHERE client_id IS NOT NULL AND author_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for author in authors {
+                        list.push_bind(author);
                     }
-                    let next: Option<(i64,)> = sqlx::query_as(
-                        "UPDATE care_groups SET last_seq = last_seq + 1 \
-                         WHERE id = $1 AND archived_at IS NULL RETURNING last_seq",
-                    )
-                    .bind(post.group)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some((seq,)) = next else {
-                        let exists: Option<(i64,)> =
-                            sqlx::query_as("SELECT id FROM care_groups WHERE id = $1")
-                                .bind(post.group)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                        outcomes.push(if exists.is_some() {
-                            AppendOutcome::GroupArchived
-                        } else {
-                            AppendOutcome::NoSuchGroup
-                        });
-                        continue;
-                    };
-                    sqlx::query(
+                    query.push(") AND client_id IN (");
+                    let mut list = query.separated(", ");
+                    for client_id in client_ids {
+                        list.push_bind(client_id);
+                    }
+                    query.push(")");
+                    let rows: Vec<(i64, String, i64, i64, i64, Option<Vec<u8>>)> =
+                        query.build_query_as().fetch_all(&mut *tx).await?;
+                    for (author, client_id, group, seq, at, hash) in rows {
+                        earlier.insert((author, client_id), Earlier::Stored(Placement { group, seq, at }, hash));
+                    }
+                }
+                let plan = plan_batch(posts, &mut earlier);
+
+                let mut next_seq: HashMap<GroupId, Seq> = HashMap::new();
+                if !plan.new_per_group.is_empty() {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE care_groups SET last_seq = last_seq + CASE id",
+                    );
+                    for (group, count) in &plan.new_per_group {
+                        query.push(" WHEN ").push_bind(*group).push(" THEN ").push_bind(*count);
+                    }
+                    query.push(" ELSE 0 END WHERE archived_at IS NULL AND id IN (");
+                    let mut ids = query.separated(", ");
+                    for group in plan.new_per_group.keys() {
+                        ids.push_bind(*group);
+                    }
+                    query.push(") RETURNING id, last_seq");
+                    let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
+                    for (group, last) in rows {
+                        let count = plan.new_per_group.get(&group).copied().unwrap_or(0);
+                        next_seq.insert(group, last - count + 1);
+                    }
+                }
+                let mut existing: HashSet<GroupId> = next_seq.keys().copied().collect();
+                let refused: Vec<GroupId> = plan
+                    .new_per_group
+                    .keys()
+                    .filter(|g| !next_seq.contains_key(g))
+                    .copied()
+                    .collect();
+                if !refused.is_empty() {
+                    let mut query =
+                        sqlx::QueryBuilder::<$db>::new("SELECT id FROM care_groups WHERE id IN (");
+                    let mut ids = query.separated(", ");
+                    for group in &refused {
+                        ids.push_bind(*group);
+                    }
+                    query.push(")");
+                    let rows: Vec<(i64,)> = query.build_query_as().fetch_all(&mut *tx).await?;
+                    existing.extend(rows.into_iter().map(|(id,)| id));
+                }
+
+                let outcomes = place_batch(posts, &plan, &mut next_seq, &existing);
+                let rows: Vec<(&NewPost, Seq)> = posts
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(post, outcome)| match outcome {
+                        AppendOutcome::Committed(placement) => Some((post, placement.seq)),
+                        _ => None,
+                    })
+                    .collect();
+                // A batch of nothing but repeats and refusals inserts nothing (and an empty
+                // VALUES list is not SQL).
+                if !rows.is_empty() {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
-                         content_hash, created_at) VALUES ($1, $2, 'post', $3, $4, $5, $6, $7)",
-                    )
-                    .bind(post.group)
-                    .bind(seq)
-                    .bind(post.author.id)
-                    .bind(&post.client_id)
-                    .bind(&post.text)
-                    .bind(&post.content_hash)
-                    .bind(post.at)
-                    .execute(&mut *tx)
-                    .await?;
-                    outcomes.push(AppendOutcome::Committed(Placement {
-                        group: post.group,
-                        seq,
-                        at: post.at,
-                    }));
+                         content_hash, created_at) ",
+                    );
+                    query.push_values(rows, |mut row, (post, seq)| {
+                        row.push_bind(post.group)
+                            .push_bind(seq)
+                            .push_bind("post")
+                            .push_bind(post.author.id)
+                            .push_bind(&post.client_id)
+                            .push_bind(&post.text)
+                            .push_bind(&post.content_hash)
+                            .push_bind(post.at);
+                    });
+                    query.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(outcomes)
@@ -376,5 +515,5 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(super::SqliteStore);
-sql_store!(super::PgStore);
+sql_store!(super::SqliteStore, sqlx::Sqlite);
+sql_store!(super::PgStore, sqlx::Postgres);
