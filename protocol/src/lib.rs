@@ -308,6 +308,17 @@ pub struct LoginResponse {
     pub user: UserProfile,
 }
 
+/// `GET /api/v1/session`: who the current session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionInfo {
+    pub user: UserProfile,
+    /// The login of this session's user (shown only to that user).
+    pub login: String,
+    /// After this many seconds without input, clients lock the screen and end the session
+    /// (art. 14(1)).
+    pub idle_lock_seconds: u32,
+}
+
 /// The whole protocol as one JSON Schema document, for clients in other languages.
 pub fn json_schema() -> serde_json::Value {
     #[derive(JsonSchema)]
@@ -318,6 +329,7 @@ pub fn json_schema() -> serde_json::Value {
         api_error: ApiError,
         login_request: LoginRequest,
         login_response: LoginResponse,
+        session_info: SessionInfo,
     }
     let schema = schemars::schema_for!(RenkeiProtocol);
     serde_json::to_value(schema).unwrap_or_default()

@@ -47,6 +47,10 @@ pub struct Config {
     /// How long a session lasts, in hours.
     #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u32,
+    /// Seconds without input after which the web client locks the screen and ends the
+    /// session (art. 14(1)).
+    #[arg(long, env = "RENKEI_IDLE_LOCK_SECONDS", default_value_t = 900)]
+    pub idle_lock_seconds: u32,
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

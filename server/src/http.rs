@@ -7,9 +7,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use renkei_protocol::{ApiError, ErrorCode, LoginRequest, LoginResponse};
+use renkei_protocol::{ApiError, ErrorCode, LoginRequest, LoginResponse, SessionInfo};
 
 use crate::app::App;
 use crate::connection::Connection;
@@ -27,11 +27,12 @@ const MAX_PASSWORD: usize = 1024;
 /// The whole HTTP application.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/api/v1/session", post(login).delete(logout))
+        .route("/api/v1/session", get(whoami).post(login).delete(logout))
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .fallback(|| async {
             HttpError::new(
                 StatusCode::NOT_FOUND,
@@ -39,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
                 "no such resource",
             )
         })
+        .layer(axum::middleware::map_response(crate::web::security_headers))
         .with_state(app)
 }
 
@@ -183,6 +185,17 @@ async fn login(
         Json(body),
     )
         .into_response())
+}
+
+/// `GET /api/v1/session`: whose session this is.
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
+    let (user, _) = authenticate(&app, &headers).await?;
+    let info = SessionInfo {
+        user: wire::profile(&user),
+        login: user.login,
+        idle_lock_seconds: app.config.idle_lock_seconds,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }
 
 /// `DELETE /api/v1/session`: ends the session and closes its sockets.

@@ -17,6 +17,7 @@ pub mod sequencer;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod web;
 pub mod wire;
 
 pub use app::run;

@@ -76,6 +76,8 @@ pub struct NewUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: UserId,
+    /// Never shown to other users.
+    pub login: String,
     pub name: String,
     pub profession: String,
     pub role: Role,

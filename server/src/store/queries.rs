@@ -12,14 +12,24 @@ use std::collections::{HashMap, HashSet};
 use renkei_protocol::{GroupId, Millis, Seq, UserId};
 
 /// Columns of a user as others see them, with `users u LEFT JOIN facilities f`.
-const USER_COLUMNS: &str = "u.id, u.display_name, u.profession, u.role, u.facility_id, f.name";
+const USER_COLUMNS: &str =
+    "u.id, u.login, u.display_name, u.profession, u.role, u.facility_id, f.name";
 
-type UserRow = (i64, String, String, String, Option<i64>, Option<String>);
+type UserRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
 
 fn user_record(row: UserRow) -> Result<UserRecord, StoreError> {
-    let (id, name, profession, role, facility_id, facility_name) = row;
+    let (id, login, name, profession, role, facility_id, facility_name) = row;
     Ok(UserRecord {
         id,
+        login,
         name,
         profession,
         role: parse_role(&role)?,
@@ -39,22 +49,24 @@ type EventRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
     Option<i64>,
     Option<String>,
 );
 
 const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
-     u.id, u.display_name, u.profession, u.role, u.facility_id, f.name \
+     u.id, u.login, u.display_name, u.profession, u.role, u.facility_id, f.name \
      FROM events e LEFT JOIN users u ON u.id = e.author_id \
      LEFT JOIN facilities f ON f.id = u.facility_id";
 
 fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
-    let (group, seq, at, kind, client_id, text, uid, uname, uprof, urole, ufac, ufacname) = row;
+    let (group, seq, at, kind, client_id, text, uid, ulogin, uname, uprof, urole, ufac, ufacname) =
+        row;
     let body = match kind.as_str() {
         "post" => {
-            let author = match (uid, uname, uprof, urole) {
-                (Some(id), Some(name), Some(profession), Some(role)) => {
-                    user_record((id, name, profession, role, ufac, ufacname))?
+            let author = match (uid, ulogin, uname, uprof, urole) {
+                (Some(id), Some(login), Some(name), Some(profession), Some(role)) => {
+                    user_record((id, login, name, profession, role, ufac, ufacname))?
                 }
                 _ => {
                     return Err(StoreError::Corrupt(format!(
@@ -238,11 +250,12 @@ macro_rules! sql_store {
                     "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
                      LEFT JOIN facilities f ON f.id = u.facility_id WHERE u.login = $1"
                 );
-                let row: Option<(i64, String, String, String, Option<i64>, Option<String>, String)> =
+                type Row = (i64, String, String, String, String, Option<i64>, Option<String>, String);
+                let row: Option<Row> =
                     sqlx::query_as(&sql).bind(login).fetch_optional(&self.pool).await?;
-                row.map(|(id, name, profession, role, fid, fname, password_hash)| {
+                row.map(|(id, login, name, profession, role, fid, fname, password_hash)| {
                     Ok(Credentials {
-                        user: user_record((id, name, profession, role, fid, fname))?,
+                        user: user_record((id, login, name, profession, role, fid, fname))?,
                         password_hash,
                     })
                 })

@@ -1,0 +1,501 @@
+// Renkei web client. Plain JavaScript served by the renkei binary itself: no build step,
+// no CDN, so it works on a closed hospital network. Protocol: docs/protocol.md.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const messages = window.RENKEI_MESSAGES;
+  const state = {
+    lang: localStorage.getItem("renkei.lang") || "ja",
+    user: null,          // UserProfile from the welcome
+    login: sessionStorage.getItem("renkei.login") || "",
+    groups: new Map(),   // id -> {summary, events: Map(seq -> event), synced, unread, oldest, hasOlder}
+    selected: null,      // group id
+    socket: null,
+    connected: false,
+    retry: 0,
+    pending: new Map(),  // client_id -> {group, text, state, error}
+    idleLimitMs: 15 * 60 * 1000,
+    idleTimer: null,
+    locked: false,
+  };
+
+  // ---- text ----------------------------------------------------------------------------
+  function t(key, params = {}) {
+    const table = messages[state.lang] || messages.ja;
+    const text = table[key] ?? messages.ja[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
+  }
+
+  function applyLanguage() {
+    document.documentElement.lang = state.lang;
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+      el.placeholder = t(el.dataset.i18nPlaceholder);
+    });
+    document.title = `${t("app.title")} Renkei`;
+    renderConnection();
+    if (state.user) { renderGroups(); renderTimeline(); }
+  }
+
+  function formatTime(ms) {
+    const d = new Date(ms);
+    const pad = (n) => String(n).padStart(2, "0");
+    return t("time.format", { m: d.getMonth() + 1, d: d.getDate(), hh: pad(d.getHours()), mm: pad(d.getMinutes()) });
+  }
+
+  // ---- views ---------------------------------------------------------------------------
+  function show(view) {
+    $("login-view").hidden = view !== "login";
+    $("chat-view").hidden = view !== "chat";
+    $("logout").hidden = view !== "chat";
+  }
+
+  function renderConnection() {
+    const el = $("connection");
+    if (!state.user) { el.textContent = ""; return; }
+    const key = state.connected ? "conn.online" : (state.retry > 0 ? "conn.offline" : "conn.connecting");
+    el.textContent = t(key);
+    el.dataset.state = state.connected ? "online" : "offline";
+  }
+
+  function groupLabel(summary) {
+    return summary.patient_name ? `${summary.patient_name} 様` : summary.name;
+  }
+
+  function renderGroups() {
+    const list = $("group-list");
+    list.replaceChildren();
+    const all = [...state.groups.values()];
+    if (all.length === 0) {
+      const p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = t("groups.none");
+      list.append(p);
+      return;
+    }
+    for (const [kind, key] of [["patient", "groups.patient"], ["free", "groups.free"]]) {
+      const groups = all.filter((g) => g.summary.kind === kind);
+      if (groups.length === 0) continue;
+      const heading = document.createElement("h3");
+      heading.textContent = t(key);
+      const ul = document.createElement("ul");
+      for (const g of groups) {
+        const li = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "group";
+        button.dataset.group = g.summary.id;
+        if (g.summary.id === state.selected) button.setAttribute("aria-current", "true");
+        const name = document.createElement("span");
+        name.className = "group-name";
+        name.textContent = groupLabel(g.summary);
+        button.append(name);
+        if (g.summary.archived) {
+          const tag = document.createElement("span");
+          tag.className = "tag";
+          tag.textContent = t("groups.archived");
+          button.append(tag);
+        }
+        const last = lastEvent(g);
+        if (last) {
+          const preview = document.createElement("span");
+          preview.className = "preview";
+          preview.textContent = `${formatTime(last.at)} ${last.data.author.name}: ${last.data.text}`;
+          button.append(preview);
+        }
+        if (g.unread > 0) {
+          const badge = document.createElement("span");
+          badge.className = "badge";
+          badge.textContent = String(g.unread);
+          badge.setAttribute("aria-label", t("groups.unread", { n: g.unread }));
+          button.append(badge);
+        }
+        button.addEventListener("click", () => select(g.summary.id));
+        li.append(button);
+        ul.append(li);
+      }
+      list.append(heading, ul);
+    }
+  }
+
+  function lastEvent(g) {
+    let best = null;
+    for (const e of g.events.values()) if (!best || e.seq > best.seq) best = e;
+    return best;
+  }
+
+  function select(id) {
+    state.selected = id;
+    const g = state.groups.get(id);
+    if (g) g.unread = 0;
+    document.body.dataset.pane = "timeline";
+    renderGroups();
+    renderTimeline();
+    $("composer-text").focus();
+  }
+
+  // Text with links marked as external, never opened without a warning (art. 13(11)(12)).
+  function postBody(text, author) {
+    const body = document.createElement("p");
+    body.className = "text";
+    const parts = text.split(/(https?:\/\/[^\s<>"]+)/g);
+    parts.forEach((part, i) => {
+      if (i % 2 === 0) { body.append(part); return; }
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "external";
+      link.textContent = part;
+      link.title = t("post.external");
+      link.setAttribute("aria-label", `${t("post.external")}: ${part}`);
+      link.addEventListener("click", () => warnLink(part, author));
+      body.append(link);
+    });
+    return body;
+  }
+
+  function renderTimeline() {
+    const list = $("timeline");
+    list.replaceChildren();
+    const g = state.groups.get(state.selected);
+    $("timeline-view").hidden = false;
+    if (!g) {
+      $("timeline-title").textContent = t("timeline.pick");
+      $("timeline-patient").textContent = "";
+      $("composer").hidden = true;
+      $("older").hidden = true;
+      return;
+    }
+    $("composer").hidden = false;
+    $("timeline-title").textContent = g.summary.name;
+    $("timeline-patient").textContent = g.summary.patient_name
+      ? t("timeline.patient", { name: g.summary.patient_name }) : "";
+    $("older").hidden = !g.hasOlder;
+    const archived = g.summary.archived;
+    $("composer-text").disabled = archived;
+    $("composer").querySelector("button[type=submit]").disabled = archived;
+    $("composer-note").textContent = archived ? t("composer.archived") : "";
+    const events = [...g.events.values()].sort((a, b) => a.seq - b.seq);
+    if (events.length === 0) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = t("timeline.empty");
+      list.append(li);
+    }
+    for (const e of events) list.append(renderPost(e.data.author, e.data.text, e.at, e.data.author.id === state.user.id, null));
+    for (const [clientId, p] of state.pending) {
+      if (p.group !== g.summary.id || p.state === "sent") continue;
+      const note = p.state === "failed" ? t("post.failed", { reason: p.error }) : t("post.pending");
+      list.append(renderPost(state.user, p.text, null, true, note, clientId));
+    }
+    list.lastElementChild?.scrollIntoView({ block: "end" });
+  }
+
+  function renderPost(author, text, at, mine, note, clientId) {
+    const li = document.createElement("li");
+    li.className = mine ? "post mine" : "post";
+    if (clientId) li.dataset.clientId = clientId;
+    const head = document.createElement("p");
+    head.className = "meta";
+    const name = document.createElement("strong");
+    name.textContent = author.name;
+    const facility = document.createElement("span");
+    facility.className = "facility";
+    facility.textContent = author.facility ? author.facility.name : "";
+    head.append(name, " ", facility);
+    if (at) {
+      const time = document.createElement("time");
+      time.dateTime = new Date(at).toISOString();
+      time.textContent = formatTime(at);
+      head.append(" ", time);
+    }
+    li.append(head, postBody(text, author));
+    if (note) {
+      const n = document.createElement("p");
+      n.className = "note";
+      n.textContent = note;
+      li.append(n);
+    }
+    return li;
+  }
+
+  // ---- dialogs -------------------------------------------------------------------------
+  function warnLink(url, author) {
+    $("link-sender").textContent = t("link.sender", {
+      name: author.name, facility: author.facility ? author.facility.name : "",
+    });
+    $("link-url").textContent = url;
+    const dialog = $("link-warning");
+    dialog.onclose = () => {
+      if (dialog.returnValue === "open") window.open(url, "_blank", "noopener,noreferrer");
+    };
+    dialog.showModal();
+  }
+
+  // 確定操作 (art. 13(9)): the author confirms the text and, unmistakably, the patient.
+  function review(event) {
+    event.preventDefault();
+    const g = state.groups.get(state.selected);
+    const text = $("composer-text").value;
+    if (!g || text.trim() === "") return;
+    $("confirm-patient").textContent = g.summary.patient_name ? `${g.summary.patient_name} 様` : t("confirm.free");
+    $("confirm-group").textContent = g.summary.name;
+    $("confirm-text").textContent = text;
+    $("confirm-send").textContent = g.summary.patient_name ? t("confirm.send") : t("confirm.send_free");
+    const dialog = $("confirm");
+    dialog.onclose = () => {
+      if (dialog.returnValue !== "send") { $("composer-text").focus(); return; }
+      $("composer-text").value = "";
+      const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
+      state.pending.set(clientId, { group: g.summary.id, text, state: "pending", error: "" });
+      sendPost(clientId);
+      renderTimeline();
+    };
+    dialog.returnValue = "";
+    dialog.showModal();
+  }
+
+  function sendPost(clientId) {
+    const p = state.pending.get(clientId);
+    if (!p || !state.connected) return; // sent again after the next sync
+    state.socket.send(JSON.stringify({ type: "post", group: p.group, client_id: clientId, text: p.text }));
+  }
+
+  // ---- the connection ------------------------------------------------------------------
+  function connect() {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const socket = new WebSocket(url);
+    state.socket = socket;
+    socket.onmessage = (m) => {
+      let message;
+      try { message = JSON.parse(m.data); } catch { return; }
+      receive(message);
+    };
+    socket.onclose = (e) => {
+      if (state.socket !== socket) return;
+      state.connected = false;
+      if (e.code === 4001 || state.locked) { renderConnection(); return; } // log in again
+      state.retry += 1;
+      renderConnection();
+      reconnectLater(socket);
+    };
+  }
+
+  // Backs off (1 s doubling to 30 s, with jitter) and tries again; only a session the
+  // server no longer knows sends the user back to the login screen.
+  function reconnectLater(socket) {
+    const delay = Math.min(30000, 1000 * 2 ** Math.min(state.retry - 1, 5)) * (0.5 + Math.random() / 2);
+    setTimeout(async () => {
+      if (state.socket !== socket || state.locked) return;
+      const session = await whoAmI();
+      if (session === "ok") connect();
+      else if (session === "none") enterLogin();
+      else { state.retry += 1; reconnectLater(socket); }
+    }, delay);
+  }
+
+  function receive(m) {
+    switch (m.type) {
+      case "welcome": return welcome(m);
+      case "event": return event(m);
+      case "synced": return synced(m);
+      case "page": return page(m);
+      case "ack": return ack(m);
+      case "error": return failure(m);
+    }
+  }
+
+  function welcome(m) {
+    state.user = m.user;
+    state.connected = true;
+    state.retry = 0;
+    const cursors = [];
+    const seen = new Set();
+    for (const summary of m.groups) {
+      seen.add(summary.id);
+      let g = state.groups.get(summary.id);
+      if (!g) {
+        g = { summary, events: new Map(), unread: 0, hasOlder: summary.last_seq > 50 };
+        state.groups.set(summary.id, g);
+      }
+      g.summary = summary;
+      // Catch up from what we hold; a group new to this page starts with its last 50 posts.
+      const held = g.events.size > 0 ? Math.max(...g.events.keys()) : Math.max(0, summary.last_seq - 50);
+      cursors.push({ group: summary.id, after: held });
+    }
+    for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
+    if (cursors.length > 0) state.socket.send(JSON.stringify({ type: "sync", groups: cursors }));
+    show("chat");
+    renderConnection();
+    renderGroups();
+    renderTimeline();
+  }
+
+  function event(m) {
+    const g = state.groups.get(m.group);
+    if (!g || g.events.has(m.seq)) return;
+    g.events.set(m.seq, m);
+    g.summary.last_seq = Math.max(g.summary.last_seq, m.seq);
+    if (m.data.author.id === state.user.id) {
+      const p = state.pending.get(m.data.client_id);
+      if (p) p.state = "sent";
+    } else if (m.group !== state.selected || document.hidden) {
+      g.unread += 1;
+    }
+    renderGroups();
+    if (m.group === state.selected) renderTimeline();
+  }
+
+  function synced() {
+    // Posts waiting from before the reconnect go again with their ids: never stored twice.
+    for (const [clientId, p] of state.pending) if (p.state !== "sent") sendPost(clientId);
+  }
+
+  function page(m) {
+    const g = state.groups.get(m.group);
+    if (!g) return;
+    for (const e of m.events) g.events.set(e.seq, e);
+    g.hasOlder = m.has_more;
+    if (m.group === state.selected) renderTimeline();
+  }
+
+  function ack(m) {
+    const p = state.pending.get(m.client_id);
+    if (p) { p.state = "sent"; state.pending.delete(m.client_id); }
+    if (m.group === state.selected) renderTimeline();
+  }
+
+  function failure(m) {
+    if (!m.client_id) return;
+    const p = state.pending.get(m.client_id);
+    if (!p) return;
+    const retry = ["rate_limited", "unavailable", "shutting_down", "internal"].includes(m.code);
+    p.state = retry ? "pending" : "failed";
+    p.error = messages[state.lang][`error.${m.code}`] ? t(`error.${m.code}`) : t("error.generic", { code: m.code });
+    if (retry) setTimeout(() => sendPost(m.client_id), 2000);
+    if (p.group === state.selected) renderTimeline();
+  }
+
+  function loadOlder() {
+    const g = state.groups.get(state.selected);
+    if (!g || !state.connected) return;
+    const oldest = g.events.size > 0 ? Math.min(...g.events.keys()) : undefined;
+    state.socket.send(JSON.stringify({ type: "history", group: g.summary.id, before: oldest, limit: 50 }));
+  }
+
+  // ---- sessions ------------------------------------------------------------------------
+  // "ok", "none" (no valid session: 401) or "unreachable" (network, server down).
+  async function whoAmI() {
+    try {
+      const response = await fetch("/api/v1/session", { credentials: "same-origin" });
+      if (response.status === 401) return "none";
+      if (!response.ok) return "unreachable";
+      const info = await response.json();
+      state.login = info.login;
+      sessionStorage.setItem("renkei.login", info.login);
+      if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
+      return "ok";
+    } catch { return "unreachable"; }
+  }
+
+  async function logIn(login, password) {
+    const response = await fetch("/api/v1/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ login, password }),
+    });
+    if (response.ok) {
+      state.login = login;
+      sessionStorage.setItem("renkei.login", login);
+      return null;
+    }
+    if (response.status === 401) return t("login.failed");
+    if (response.status === 429) return t("login.busy");
+    return t("login.error");
+  }
+
+  async function submitLogin(e) {
+    e.preventDefault();
+    const error = await logIn($("login-id").value.trim(), $("login-password").value);
+    $("login-password").value = "";
+    $("login-error").textContent = error || "";
+    if (!error && await whoAmI() === "ok") { connect(); resetIdle(); }
+  }
+
+  function enterLogin() {
+    state.user = null;
+    state.socket = null;
+    state.groups.clear();
+    state.pending.clear();
+    state.selected = null;
+    show("login");
+    renderConnection();
+    $("login-id").value = state.login;
+    (state.login ? $("login-password") : $("login-id")).focus();
+  }
+
+  async function logOut() {
+    const socket = state.socket;
+    state.socket = null;
+    await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    socket?.close();
+    sessionStorage.removeItem("renkei.login");
+    state.login = "";
+    enterLogin();
+  }
+
+  // ---- idle lock (art. 14(1)): the session ends and the screen hides everything --------
+  function resetIdle() {
+    clearTimeout(state.idleTimer);
+    if (state.user || state.socket) state.idleTimer = setTimeout(lock, state.idleLimitMs);
+  }
+
+  async function lock() {
+    if (state.locked) return;
+    state.locked = true;
+    const socket = state.socket;
+    state.socket = null;
+    await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    socket?.close();
+    state.groups.forEach((g) => g.events.clear());
+    $("timeline").replaceChildren();
+    $("lock-login").value = state.login;
+    $("lock").hidden = false;
+    $("lock-password").focus();
+  }
+
+  async function unlock(e) {
+    e.preventDefault();
+    const error = await logIn(state.login, $("lock-password").value);
+    $("lock-password").value = "";
+    $("lock-error").textContent = error || "";
+    if (error) return;
+    state.locked = false;
+    $("lock").hidden = true;
+    await whoAmI();
+    connect();
+    resetIdle();
+  }
+
+  // ---- start ---------------------------------------------------------------------------
+  document.addEventListener("DOMContentLoaded", async () => {
+    $("language").addEventListener("click", () => {
+      state.lang = state.lang === "ja" ? "en" : "ja";
+      localStorage.setItem("renkei.lang", state.lang);
+      applyLanguage();
+    });
+    $("login-form").addEventListener("submit", submitLogin);
+    $("lock-form").addEventListener("submit", unlock);
+    $("logout").addEventListener("click", logOut);
+    $("composer").addEventListener("submit", review);
+    $("older").addEventListener("click", loadOlder);
+    $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
+    for (const kind of ["keydown", "pointerdown", "touchstart"]) {
+      document.addEventListener(kind, resetIdle, { passive: true });
+    }
+    document.body.dataset.pane = "groups";
+    applyLanguage();
+    if (await whoAmI() === "ok") { connect(); resetIdle(); } else { enterLogin(); }
+  });
+})();

@@ -1,0 +1,192 @@
+// The web client in a real browser against the real server: log in, the confirm step,
+// live delivery between two people, reconnection after a server restart, the language
+// switch, link warnings and the idle lock. Needs RENKEI_BIN (the renkei binary) and
+// Debian's chromium at /usr/bin/chromium (or CHROMIUM).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.RENKEI_BIN ?? "../../target/debug/renkei";
+const dataDir = mkdtempSync(join(tmpdir(), "renkei-web-"));
+let port;
+let server;
+let browser;
+let logins;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on("error", reject);
+  });
+}
+
+// Starts renkei and resolves once it listens.
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, [], {
+      env: { ...process.env, RENKEI_DATA_DIR: dataDir, RENKEI_LISTEN: `127.0.0.1:${port}`, RENKEI_LOG_FORMAT: "json" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let buffered = "";
+    child.stderr.on("data", (chunk) => {
+      buffered += chunk;
+      if (buffered.includes('"listening"')) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`renkei exited with ${code}: ${buffered}`)));
+  });
+}
+
+function stopServer(child) {
+  return new Promise((resolve) => {
+    child.removeAllListeners("exit");
+    child.on("exit", resolve);
+    child.kill("SIGTERM");
+  });
+}
+
+before(async () => {
+  const demo = spawnSync(BIN, ["demo"], { env: { ...process.env, RENKEI_DATA_DIR: dataDir }, encoding: "utf8" });
+  assert.equal(demo.status, 0, demo.stderr);
+  logins = Object.fromEntries(
+    demo.stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter((w) => w[0]?.includes(".")).map((w) => [w[0], w[1]]),
+  );
+  port = await freePort();
+  server = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server) await stopServer(server);
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function logIn(login, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, ...options });
+  const page = await context.newPage();
+  await page.goto(`http://127.0.0.1:${port}/`);
+  const form = page.locator("#login-form");
+  await form.getByLabel("ログインID").fill(login);
+  await form.getByLabel("パスワード").fill(logins[login]);
+  await form.getByRole("button", { name: "ログイン" }).click();
+  await page.getByText("接続中").waitFor();
+  return { context, page };
+}
+
+async function openGroup(page, name) {
+  await page.getByRole("button", { name: new RegExp(name) }).first().click();
+  await page.locator("#timeline-title").getByText(name).waitFor();
+}
+
+async function post(page, text) {
+  await page.getByLabel("投稿内容").fill(text);
+  await page.getByRole("button", { name: "内容を確認" }).click();
+  await page.locator("#confirm").waitFor({ state: "visible" });
+}
+
+test("a post is confirmed against its patient and reaches another member live", async () => {
+  const nurse = await logIn("sakura.ns.suzuki");
+  const helper = await logIn("midori.hp.yoshida");
+  await openGroup(nurse.page, "中村 次郎 様");
+  await openGroup(helper.page, "中村 次郎 様");
+
+  // The confirm step names the patient unmistakably; going back sends nothing.
+  await post(nurse.page, "本日の訪問で血圧 130/82。");
+  assert.equal(await nurse.page.locator("#confirm-patient").textContent(), "中村 次郎 様");
+  assert.equal(await nurse.page.locator("#confirm-group").textContent(), "中村 次郎 様");
+  await nurse.page.screenshot({ path: join(tmpdir(), "renkei-confirm.png") });
+  await nurse.page.getByRole("button", { name: "戻って修正する" }).click();
+  assert.equal(await nurse.page.locator("#timeline .post").count(), 0);
+
+  await post(nurse.page, "本日の訪問で血圧 130/82。服薬確認済み。");
+  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  const seen = helper.page.locator("#timeline .post", { hasText: "服薬確認済み" });
+  await seen.waitFor();
+  assert.match(await seen.textContent(), /吉田|鈴木 花子/);
+  assert.match(await seen.textContent(), /さくら在宅クリニック/, "the sender's facility is shown");
+  await helper.page.screenshot({ path: join(tmpdir(), "renkei-timeline.png") });
+
+  // The session cookie is out of reach of scripts.
+  assert.ok(!(await nurse.page.evaluate(() => document.cookie)).includes("renkei_session"));
+  await nurse.context.close();
+  await helper.context.close();
+});
+
+test("external links open only after a warning naming the sender", async () => {
+  const nurse = await logIn("sakura.ns.suzuki");
+  const doctor = await logIn("sakura.dr.tanaka");
+  await openGroup(nurse.page, "山田 太郎 様");
+  await openGroup(doctor.page, "山田 太郎 様");
+  await post(nurse.page, "資料: https://example.org/guide");
+  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  const link = doctor.page.getByRole("button", { name: /外部リンク: https:\/\/example.org\/guide/ });
+  await link.click();
+  await doctor.page.locator("#link-warning").waitFor({ state: "visible" });
+  assert.match(await doctor.page.locator("#link-sender").textContent(), /鈴木 花子.*さくら在宅クリニック/);
+  await doctor.page.getByRole("button", { name: "開かない" }).click();
+  assert.equal(doctor.context.pages().length, 1, "nothing was opened");
+  await nurse.context.close();
+  await doctor.context.close();
+});
+
+test("the client reconnects after a server restart and sends what was waiting", async () => {
+  const nurse = await logIn("himawari.ns.ito");
+  const pt = await logIn("himawari.pt.watanabe");
+  await openGroup(nurse.page, "佐藤 ハナ 様");
+  await openGroup(pt.page, "佐藤 ハナ 様");
+
+  await stopServer(server);
+  await nurse.page.getByText("オフライン").waitFor();
+  // Written while offline: kept, and sent once the connection is back.
+  await post(nurse.page, "オフライン中に書いた申し送り");
+  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  await nurse.page.getByText("送信中").waitFor();
+
+  server = await startServer();
+  await nurse.page.getByText("接続中").waitFor({ timeout: 60_000 });
+  await pt.page.getByText("接続中").waitFor({ timeout: 60_000 });
+  await pt.page.locator("#timeline .post", { hasText: "オフライン中に書いた申し送り" }).waitFor();
+  assert.equal(await pt.page.locator("#timeline .post", { hasText: "オフライン中に書いた申し送り" }).count(), 1);
+  await nurse.context.close();
+  await pt.context.close();
+});
+
+test("English is one click away and the choice is kept", async () => {
+  const admin = await logIn("midori.admin");
+  await admin.page.getByRole("button", { name: "English" }).click();
+  await admin.page.getByText("Patient groups").waitFor();
+  await admin.page.getByText("Free groups").waitFor();
+  await admin.page.reload();
+  await admin.page.getByText("Connected").waitFor();
+  await admin.context.close();
+});
+
+test("an idle screen locks, ends the session and unlocks with the password", async () => {
+  const doctor = await logIn("sakura.dr.tanaka");
+  await doctor.page.clock.install();
+  await doctor.page.reload();
+  await doctor.page.getByText("接続中").waitFor();
+  await openGroup(doctor.page, "山田 太郎 様");
+  await doctor.page.clock.fastForward("16:00");
+  await doctor.page.locator("#lock").waitFor({ state: "visible" });
+  assert.equal(await doctor.page.locator("#timeline .post").count(), 0, "nothing stays on screen");
+  const status = await doctor.page.evaluate(async () => (await fetch("/api/v1/session")).status);
+  assert.equal(status, 401, "the session ended");
+  await doctor.page.locator("#lock-form").getByLabel("パスワード").fill(logins["sakura.dr.tanaka"]);
+  await doctor.page.getByRole("button", { name: "ロック解除" }).click();
+  await doctor.page.locator("#lock").waitFor({ state: "hidden" });
+  await doctor.page.getByText("接続中").waitFor();
+  await doctor.context.close();
+});
