@@ -12,20 +12,34 @@ const COLORS: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"
 
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
+/// How a chart's y axis is scaled.
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Linear,
+    /// Logarithmic from 1, with a dashed reference line at this value.
+    Log {
+        reference: f64,
+    },
+}
+
 /// One chart: series of (x, y) points by label.
 fn chart(
     out: &mut String,
     offset_x: f64,
     title: &str,
-    x_label: &str,
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
+    scale: Scale,
     series: &Series,
 ) {
     let points = series.values().flatten();
     let max_x = points.clone().map(|p| p.0).fold(0.0, f64::max).max(1.0) * 1.05;
     let max_y = points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
     let sx = |x: f64| offset_x + MARGIN + x / max_x * (WIDTH - 2.0 * MARGIN);
-    let sy = |y: f64| HEIGHT - MARGIN - y / max_y * (HEIGHT - 2.0 * MARGIN);
+    let fraction = |y: f64| match scale {
+        Scale::Linear => y / max_y,
+        Scale::Log { .. } => y.max(1.0).log10() / max_y.log10().max(1.0),
+    };
+    let sy = |y: f64| HEIGHT - MARGIN - fraction(y) * (HEIGHT - 2.0 * MARGIN);
     let _ = write!(
         out,
         r##"<text x="{:.0}" y="20" font-size="14" text-anchor="middle">{title}</text>
@@ -50,8 +64,24 @@ fn chart(
         offset_x + 14.0,
         HEIGHT / 2.0,
     );
+    if let Scale::Log { reference } = scale {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{:.0}" y1="{:.1}" x2="{:.0}" y2="{:.1}" stroke="#888" stroke-dasharray="4 3"/><text x="{:.0}" y="{:.1}" font-size="9" fill="#555">{reference:.0}</text>"##,
+            sx(0.0),
+            sy(reference),
+            sx(max_x),
+            sy(reference),
+            sx(max_x) - 20.0,
+            sy(reference) - 3.0,
+        );
+    }
     for tick in 0..=4 {
-        let (x, y) = (max_x * f64::from(tick) / 4.0, max_y * f64::from(tick) / 4.0);
+        let x = max_x * f64::from(tick) / 4.0;
+        let y = match scale {
+            Scale::Linear => max_y * f64::from(tick) / 4.0,
+            Scale::Log { .. } => max_y.max(1.0).powf(f64::from(tick) / 4.0),
+        };
         let _ = write!(
             out,
             r##"<text x="{:.0}" y="{:.0}" font-size="9" text-anchor="middle">{x:.0}</text>
@@ -130,28 +160,31 @@ pub fn svg(input: &str) -> String {
 "##,
         WIDTH * 3.0
     );
+    let rate = "target posts/s";
     chart(
         &mut out,
         0.0,
         "Deliveries per second",
-        "target posts/s",
-        "deliveries/s",
+        (rate, "deliveries/s"),
+        Scale::Linear,
         &rate_deliveries,
     );
+    let p99 = Scale::Log { reference: 100.0 };
     chart(
         &mut out,
         WIDTH,
-        "Delivery p99",
-        "target posts/s",
-        "ms",
+        "Delivery p99 (log scale)",
+        (rate, "ms"),
+        p99,
         &rate_p99,
     );
+    let memory = ("connections", "KiB");
     chart(
         &mut out,
         WIDTH * 2.0,
         "Server memory per connection",
-        "connections",
-        "KiB",
+        memory,
+        Scale::Linear,
         &conn_memory,
     );
     out.push_str("</svg>\n");
