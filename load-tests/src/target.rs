@@ -145,19 +145,8 @@ impl Target {
                 .ok_or_else(|| TargetError::NoAddress(label.clone()))?,
         );
         let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(2);
-        for mut lines in [
-            Box::new(stderr.lines()) as Box<dyn LineSource>,
-            Box::new(stdout.lines()),
-        ] {
-            let found = found_tx.clone();
-            tokio::spawn(async move {
-                while let Some(line) = lines.next().await {
-                    if let Some(addr) = listening_address(&line) {
-                        let _ = found.send(addr).await;
-                    }
-                }
-            });
-        }
+        tokio::spawn(watch(stderr, found_tx.clone()));
+        tokio::spawn(watch(stdout, found_tx.clone()));
         drop(found_tx);
         let addr = tokio::time::timeout(Duration::from_secs(120), found_rx.recv())
             .await
@@ -193,18 +182,16 @@ impl Target {
     }
 }
 
-/// Reads lines from a child's output.
-trait LineSource: Send {
-    fn next(
-        &mut self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>>;
-}
-
-impl<R: tokio::io::AsyncBufRead + Unpin + Send> LineSource for tokio::io::Lines<R> {
-    fn next(
-        &mut self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
-        Box::pin(async move { self.next_line().await.ok().flatten() })
+/// Reads a child's output to its end, reporting the address it says it listens on.
+async fn watch<R: tokio::io::AsyncBufRead + Unpin>(
+    output: R,
+    found: tokio::sync::mpsc::Sender<SocketAddr>,
+) {
+    let mut lines = output.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(addr) = listening_address(&line) {
+            let _ = found.send(addr).await;
+        }
     }
 }
 
