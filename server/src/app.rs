@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::{Bus, RedisBus};
 use crate::config::Config;
 use crate::hub::{Hub, HubLimits};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("password hasher: {0}")]
     Password(#[from] PasswordError),
+    #[error("bus: {0}")]
+    Bus(#[from] crate::bus::BusError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("I/O: {0}")]
@@ -83,12 +86,22 @@ pub async fn run(
     } else {
         4
     };
-    let (sequencer, writers) = Sequencer::start(
-        shards,
-        Arc::clone(&store),
-        Arc::clone(&hub),
-        Arc::clone(&metrics),
-    );
+    let bus = match &config.redis_url {
+        Some(url) => Bus::Redis(
+            RedisBus::start(
+                url,
+                &config.redis_prefix,
+                Arc::clone(&hub),
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => Bus::InProcess(Arc::clone(&hub)),
+    };
+    let (sequencer, writers) =
+        Sequencer::start(shards, Arc::clone(&store), bus, Arc::clone(&metrics));
     let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
     let app = Arc::new(App {
         config,

@@ -41,6 +41,12 @@ pub struct Config {
     /// Database URL: `sqlite://…` or `postgres://…`. Default: `renkei.db` in the data directory.
     #[arg(long, env = "RENKEI_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Redis URL: with it, several nodes on one PostgreSQL fan out through Redis pub/sub.
+    #[arg(long, env = "RENKEI_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis channel names.
+    #[arg(long, env = "RENKEI_REDIS_PREFIX", default_value = "renkei")]
+    pub redis_prefix: String,
     /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy.
     #[arg(long, env = "RENKEI_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
@@ -117,6 +123,13 @@ impl Config {
         if l.max_frame_bytes < 1024 {
             return Err("RENKEI_MAX_FRAME_BYTES must be at least 1024".into());
         }
+        if self.redis_url.is_some() && self.effective_database_url().starts_with("sqlite") {
+            return Err(
+                "RENKEI_REDIS_URL needs a shared PostgreSQL (RENKEI_DATABASE_URL): \
+                        nodes cannot share a SQLite file"
+                    .into(),
+            );
+        }
         if self.session_hours == 0 {
             return Err("RENKEI_SESSION_HOURS must be at least 1".into());
         }
@@ -126,10 +139,13 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen={} data_dir={} database={} cookie_secure={} session_hours={} {:?}",
+            "listen={} data_dir={} database={} redis={} cookie_secure={} session_hours={} {:?}",
             self.listen,
             self.data_dir.display(),
             mask_password(&self.effective_database_url()),
+            self.redis_url
+                .as_deref()
+                .map_or("none (in-process bus)".into(), mask_password),
             self.cookie_secure,
             self.session_hours,
             self.limits

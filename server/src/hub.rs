@@ -5,7 +5,7 @@
 //! here), so checking a post costs no query. Fan-out walks a group's members and pushes
 //! the shared bytes of an event into each of their sockets' outboxes without waiting.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -47,8 +47,23 @@ struct GroupEntry {
     /// socket, so whoever reads `n` here will find every event up to `n` in the store and
     /// every later one in its outbox.
     last_seq: AtomicI64,
+    /// Events that arrived ahead of a missing one (from other nodes), by sequence number.
+    /// Its lock also makes delivery to the group one at a time.
+    early: Mutex<BTreeMap<Seq, Arc<Delivery>>>,
     members: HashSet<UserId>,
 }
+
+/// Events missing from a group's sequence: `after < seq <= upto` has not arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub group: GroupId,
+    pub after: Seq,
+    pub upto: Seq,
+}
+
+/// Events a group holds back waiting for a missing one; beyond this they are dropped
+/// (and read again from the store when the gap is recovered).
+const MAX_EARLY: usize = 4096;
 
 #[derive(Default)]
 struct UserEntry {
@@ -99,6 +114,7 @@ impl Hub {
                 record.id,
                 GroupEntry {
                     last_seq: AtomicI64::new(record.last_seq),
+                    early: Mutex::new(BTreeMap::new()),
                     record,
                     members: HashSet::new(),
                 },
@@ -232,14 +248,43 @@ impl Hub {
         }
     }
 
-    /// Fans a committed event out to every socket of every member of its group. Events of
-    /// one group must be dispatched in sequence order, by one task at a time.
-    pub fn dispatch(&self, delivery: &Arc<Delivery>) {
+    /// Delivers a committed event to every socket of every member of its group, in
+    /// sequence order: an event that arrives before an earlier one waits, and the gap is
+    /// returned so that the caller can fetch what is missing from the store. Events
+    /// delivered already are ignored.
+    pub fn deliver(&self, delivery: Arc<Delivery>) -> Option<Gap> {
         let state = self.read();
-        let Some(group) = state.groups.get(&delivery.group) else {
-            return;
-        };
-        group.last_seq.fetch_max(delivery.seq, Ordering::SeqCst);
+        let group = state.groups.get(&delivery.group)?;
+        let mut early = group.early.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = group.last_seq.load(Ordering::SeqCst);
+        if delivery.seq <= last {
+            return None;
+        }
+        if delivery.seq > last + 1 {
+            if early.len() < MAX_EARLY {
+                early.insert(delivery.seq, delivery);
+            }
+            let upto = early.keys().next().map_or(last + 1, |first| first - 1);
+            return Some(Gap {
+                group: group.record.id,
+                after: last,
+                upto,
+            });
+        }
+        self.fan_out(&state, group, &delivery);
+        let mut next = delivery.seq + 1;
+        while let Some(waiting) = early.remove(&next) {
+            self.fan_out(&state, group, &waiting);
+            next += 1;
+        }
+        None
+    }
+
+    /// Pushes one event, the next of its group, into every member's sockets.
+    fn fan_out(&self, state: &State, group: &GroupEntry, delivery: &Arc<Delivery>) {
+        // Stored before any push: whoever reads `n` finds every event up to `n` in the
+        // store and every later one in its outbox.
+        group.last_seq.store(delivery.seq, Ordering::SeqCst);
         for member in &group.members {
             for socket in state.users.get(member).map_or(&[][..], |u| &u.sockets[..]) {
                 if !socket.outbox.push(delivery) {
@@ -247,5 +292,81 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::GroupRecord;
+    use renkei_protocol::GroupKind;
+    use std::time::Instant;
+
+    fn hub() -> Arc<Hub> {
+        let directory = Directory {
+            groups: vec![GroupRecord {
+                id: 1,
+                kind: GroupKind::Patient,
+                name: "g".into(),
+                patient_name: Some("p".into()),
+                owner_facility_id: None,
+                archived: false,
+                last_seq: 0,
+            }],
+            memberships: vec![(1, 10)],
+        };
+        let limits = HubLimits {
+            max_connections_per_user: 4,
+            outbox_bytes: 1 << 20,
+            posts_per_second: 1,
+            post_burst: 1,
+        };
+        Arc::new(Hub::new(directory, limits, Arc::new(Metrics::new())))
+    }
+
+    fn event(seq: Seq) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            group: 1,
+            seq,
+            frame: format!("{seq}").into(),
+            committed: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn events_reach_sockets_in_order_whatever_order_they_arrive_in() {
+        let hub = hub();
+        let socket = hub.register(10, Arc::from(&b"s"[..])).expect("register");
+        assert_eq!(hub.deliver(event(1)), None);
+        assert_eq!(
+            hub.deliver(event(3)),
+            Some(Gap {
+                group: 1,
+                after: 1,
+                upto: 2
+            })
+        );
+        assert_eq!(
+            hub.deliver(event(4)),
+            Some(Gap {
+                group: 1,
+                after: 1,
+                upto: 2
+            })
+        );
+        assert_eq!(hub.last_seq(1), 1, "3 and 4 wait for 2");
+        assert_eq!(hub.deliver(event(2)), None);
+        assert_eq!(hub.deliver(event(3)), None, "delivered already: ignored");
+        let seqs: Vec<Seq> = socket.outbox.take().iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(hub.last_seq(1), 4);
+        assert_eq!(
+            hub.deliver(event(7)),
+            None.or(Some(Gap {
+                group: 1,
+                after: 4,
+                upto: 6
+            }))
+        );
     }
 }

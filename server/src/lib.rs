@@ -3,6 +3,7 @@
 //! `main.rs` is thin: the library exposes [`app::run`], which serves on a listener the
 //! caller binds, so tests boot the real server on `127.0.0.1:0`.
 pub mod app;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -21,6 +21,12 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Commit batches and their sizes.
     pub batch_size: Histogram,
+    /// 1 while the Redis subscription is up (several nodes only).
+    pub bus_connected: Gauge,
+    /// Events of other nodes received through Redis.
+    pub bus_received: Counter,
+    /// Events read from the store because Redis lost them.
+    pub bus_recovered: Counter,
 }
 
 impl Metrics {
@@ -51,6 +57,24 @@ impl Metrics {
             slow_consumers.clone(),
         );
         registry.register("commit_batch_size", "Posts per commit", batch_size.clone());
+        let bus_connected = Gauge::default();
+        let bus_received = Counter::default();
+        let bus_recovered = Counter::default();
+        registry.register(
+            "bus_received",
+            "Events of other nodes received through Redis",
+            bus_received.clone(),
+        );
+        registry.register(
+            "bus_recovered",
+            "Events read from the store because Redis lost them",
+            bus_recovered.clone(),
+        );
+        registry.register(
+            "bus_connected",
+            "1 while the Redis subscription is up",
+            bus_connected.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -59,6 +83,9 @@ impl Metrics {
             delivery_latency,
             slow_consumers,
             batch_size,
+            bus_connected,
+            bus_received,
+            bus_recovered,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The sequencer: the only writer of group events.
 //!
 //! Posts queue per shard (a group always maps to the same shard, so its events are committed
-//! and dispatched by one task, in sequence order). A shard takes everything queued, up to a
-//! batch limit, commits it in one transaction, dispatches each new event to the hub, and
+//! and published by one task, in sequence order). A shard takes everything queued, up to a
+//! batch limit, commits it in one transaction, publishes each new event on the bus, and
 //! only then acknowledges: an ack always means "committed". A failed commit acknowledges
 //! nothing and answers every post of the batch with a retryable error.
 
@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::hub::Hub;
+use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::outbox::Delivery;
 use crate::store::{AppendOutcome, NewPost, Placement, Store, StoreError, UserRecord};
@@ -69,7 +69,7 @@ impl Sequencer {
     pub fn start(
         shards: usize,
         store: Arc<dyn Store>,
-        hub: Arc<Hub>,
+        bus: Bus,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut senders = Vec::new();
@@ -80,7 +80,7 @@ impl Sequencer {
             let shard = Shard {
                 queue: rx,
                 store: Arc::clone(&store),
-                hub: Arc::clone(&hub),
+                bus: bus.clone(),
                 metrics: Arc::clone(&metrics),
             };
             tasks.push(tokio::spawn(shard.run()));
@@ -119,7 +119,7 @@ impl Sequencer {
 struct Shard {
     queue: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
+    bus: Bus,
     metrics: Arc<Metrics>,
 }
 
@@ -165,8 +165,8 @@ impl Shard {
             let answer = match outcome {
                 AppendOutcome::Committed(placement) => {
                     self.metrics.posts.inc();
-                    self.hub
-                        .dispatch(&Arc::new(delivery(post, placement, committed)));
+                    self.bus
+                        .publish(Arc::new(delivery(post, placement, committed)));
                     Ok(placement)
                 }
                 AppendOutcome::Duplicate(placement) => Ok(placement),

@@ -234,6 +234,10 @@ async fn posts_get_consecutive_sequences(backend: Backend) {
             .collect::<Vec<_>>(),
         [3, 1]
     );
+    assert_eq!(
+        store.last_seqs().await.expect("last seqs"),
+        [(a, 3), (b, 1)]
+    );
 }
 
 async fn idempotent_client_ids(backend: Backend) {

@@ -226,6 +226,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_group(&self, group: &NewGroup) -> Result<GroupId, StoreError>;
     /// Every group and membership.
     async fn directory(&self) -> Result<Directory, StoreError>;
+    /// Every group's last sequence number (to find what a node missed).
+    async fn last_seqs(&self) -> Result<Vec<(GroupId, Seq)>, StoreError>;
 
     /// Makes users members of groups in one transaction; `Conflict` (and nothing added)
     /// when one of them is a member already.

@@ -355,6 +355,12 @@ macro_rules! sql_store {
                 })
             }
 
+            async fn last_seqs(&self) -> Result<Vec<(GroupId, Seq)>, StoreError> {
+                Ok(sqlx::query_as("SELECT id, last_seq FROM care_groups ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn add_members(
                 &self,
                 members: &[(GroupId, UserId)],

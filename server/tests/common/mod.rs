@@ -181,11 +181,88 @@ pub async fn seed(store: &dyn Store) -> Fixture {
 /// A running server on a fresh database with the fixture.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The settings it runs with, for more nodes on the same database.
+    pub config: Config,
     pub db: TestDb,
     pub store: Arc<dyn Store>,
     pub fixture: Fixture,
+    node: Node,
+}
+
+/// A running server.
+pub struct Node {
+    pub addr: SocketAddr,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    async fn start(config: Config) -> Node {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                renkei::run(listener, config, shutdown)
+                    .await
+                    .expect("server runs")
+            }
+        });
+        Node {
+            addr,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The value of a counter or gauge in the `/metrics` of the server at `addr`.
+pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A Redis URL and a key prefix of this test's own.
+pub fn redis() -> (String, String) {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let url =
+        std::env::var("RENKEI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "renkei-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    (url, prefix)
 }
 
 /// Settings for tests: generous rates so that tests are not throttled unless they mean it.
@@ -228,29 +305,22 @@ impl TestApp {
         set_archived(&db.url, fixture.archived_group).await;
         let mut config = test_config(&db);
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                renkei::run(listener, config, shutdown)
-                    .await
-                    .expect("server runs")
-            }
-        });
+        let node = Node::start(config.clone()).await;
         let app = TestApp {
-            addr,
+            addr: node.addr,
+            config,
             db,
             store,
             fixture,
-            shutdown,
-            server: Some(server),
+            node,
         };
         app.wait_ready().await;
         app
+    }
+
+    /// Another node on the same database (and Redis, if configured).
+    pub async fn another_node(&self) -> Node {
+        Node::start(self.config.clone()).await
     }
 
     async fn wait_ready(&self) {
@@ -292,35 +362,12 @@ impl TestApp {
 
     /// The value of a counter or gauge in `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        metric(self.addr, name).await
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.node.stop().await;
     }
 }
 

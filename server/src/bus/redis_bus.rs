@@ -1,0 +1,337 @@
+//! The Redis backend of the bus: publish once per commit, route on every node, and
+//! recover from the store whatever Redis lost.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::RngCore as _;
+use redis::AsyncCommands as _;
+use renkei_protocol::{GroupId, ServerMessage};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Gap, Hub};
+use crate::metrics::Metrics;
+use crate::outbox::Delivery;
+use crate::store::{Store, StoreError};
+use crate::wire;
+
+/// How long a gap may wait for its events to arrive from Redis before they are read from
+/// the store.
+const GAP_GRACE: Duration = Duration::from_millis(150);
+/// How often every group's last sequence number is compared with the store's, to find
+/// events whose publication Redis lost with no later event to reveal the gap.
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// Events read from the store per query when recovering.
+const RECOVERY_PAGE: u32 = 256;
+/// Publications waiting for the publisher; beyond this they are dropped (and recovered
+/// by the other nodes from the store).
+const OUTGOING: usize = 16 * 1024;
+
+/// Why the Redis bus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+/// Fan-out across nodes through Redis pub/sub.
+pub struct RedisBus {
+    /// This node's id: its own publications come back from Redis and are skipped.
+    node: u64,
+    channel: String,
+    hub: Arc<Hub>,
+    store: Arc<dyn Store>,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    /// Groups with a recovery under way, so that one gap starts one recovery.
+    recovering: Mutex<HashSet<GroupId>>,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisBus {
+    /// Connects (failing at once if Redis cannot be reached) and starts the publisher, the
+    /// subscriber and the periodic check, which stop when `shutdown` is cancelled.
+    pub async fn start(
+        url: &str,
+        prefix: &str,
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, BusError> {
+        let failed = |source| BusError::Redis {
+            url: crate::config::mask_password(url),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(failed)?;
+        let publisher = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(failed)?;
+        let (outgoing, queue) = mpsc::channel(OUTGOING);
+        let channel = format!("{prefix}:events");
+        let bus = Arc::new(RedisBus {
+            node: rand::rngs::OsRng.next_u64(),
+            channel: channel.clone(),
+            hub,
+            store,
+            outgoing,
+            recovering: Mutex::new(HashSet::new()),
+            metrics,
+        });
+        tokio::spawn(publish(
+            client.clone(),
+            publisher,
+            channel,
+            queue,
+            shutdown.clone(),
+        ));
+        tokio::spawn(Arc::clone(&bus).subscribe(client, shutdown.clone()));
+        tokio::spawn(Arc::clone(&bus).check_periodically(shutdown));
+        Ok(bus)
+    }
+
+    /// Delivers on this node and publishes to the others.
+    pub fn publish(self: &Arc<Self>, delivery: Arc<Delivery>) {
+        let message = encode(self.node, &delivery);
+        if let Some(gap) = self.hub.deliver(delivery) {
+            self.recover(gap);
+        }
+        if self.outgoing.try_send(message).is_err() {
+            tracing::warn!(
+                "Redis publisher behind; other nodes will read the event from the store"
+            );
+        }
+    }
+
+    /// Hands an event published by another node to this node's hub.
+    fn receive(self: &Arc<Self>, payload: &[u8]) {
+        let Some((node, delivery)) = decode(payload) else {
+            tracing::warn!(bytes = payload.len(), "unreadable bus message ignored");
+            return;
+        };
+        if node == self.node {
+            return;
+        }
+        self.metrics.bus_received.inc();
+        if let Some(gap) = self.hub.deliver(Arc::new(delivery)) {
+            self.recover(gap);
+        }
+    }
+
+    /// Fills a gap from the store unless its events arrive within `GAP_GRACE`.
+    fn recover(self: &Arc<Self>, gap: Gap) {
+        let fresh = self
+            .recovering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(gap.group);
+        if !fresh {
+            return;
+        }
+        let bus = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(GAP_GRACE).await;
+            if bus.hub.last_seq(gap.group) < gap.upto {
+                if let Err(err) = bus.catch_up(gap.group, gap.upto).await {
+                    tracing::warn!(error = %err, ?gap, "gap recovery failed; the periodic check retries");
+                }
+            }
+            bus.recovering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&gap.group);
+        });
+    }
+
+    /// Delivers a group's events from the store, from this node's last one up to `upto`.
+    async fn catch_up(&self, group: GroupId, upto: i64) -> Result<(), StoreError> {
+        loop {
+            let after = self.hub.last_seq(group);
+            if after >= upto {
+                return Ok(());
+            }
+            let events = self
+                .store
+                .events_after(group, after, upto, RECOVERY_PAGE)
+                .await?;
+            let full = events.len() == RECOVERY_PAGE as usize;
+            for record in &events {
+                let delivery = Delivery {
+                    group: record.group,
+                    seq: record.seq,
+                    frame: wire::frame(&ServerMessage::Event(wire::event(record))),
+                    committed: Instant::now(),
+                };
+                // Events that arrive meanwhile are ignored as delivered already.
+                let _ = self.hub.deliver(Arc::new(delivery));
+                self.metrics.bus_recovered.inc();
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Catches up every group this node is behind on.
+    async fn reconcile(&self) {
+        let last = match self.store.last_seqs().await {
+            Ok(last) => last,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot compare sequences with the store");
+                return;
+            }
+        };
+        for (group, seq) in last {
+            if self.hub.last_seq(group) < seq {
+                tracing::info!(
+                    group,
+                    behind_by = seq - self.hub.last_seq(group),
+                    "catching up from the store"
+                );
+                if let Err(err) = self.catch_up(group, seq).await {
+                    tracing::warn!(error = %err, group, "catch-up failed; the periodic check retries");
+                }
+            }
+        }
+    }
+
+    async fn check_periodically(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(RECONCILE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => self.reconcile().await,
+            }
+        }
+    }
+
+    /// Subscribes, and after every (re)subscription reads from the store what was missed.
+    async fn subscribe(self: Arc<Self>, client: redis::Client, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&self.channel).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        self.metrics.bus_connected.set(1);
+                        // Subscribed first, then read: nothing falls between the two.
+                        self.reconcile().await;
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                message = messages.next() => match message {
+                                    Some(message) => self.receive(message.get_payload_bytes()),
+                                    None => break,
+                                },
+                            }
+                        }
+                        self.metrics.bus_connected.set(0);
+                        tracing::warn!("Redis subscription lost; reconnecting");
+                    }
+                    Err(err) => tracing::warn!(error = %err, "Redis subscribe failed"),
+                },
+                Err(err) => tracing::warn!(error = %err, "Redis unreachable; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Publishes queued events in order; while Redis is down they are dropped (the other
+/// nodes read them from the store) and the connection is retried at most once a second.
+async fn publish(
+    client: redis::Client,
+    connection: redis::aio::MultiplexedConnection,
+    channel: String,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    shutdown: CancellationToken,
+) {
+    let mut connection = Some(connection);
+    let mut last_attempt = Instant::now();
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            message = queue.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        if connection.is_none() && last_attempt.elapsed() >= Duration::from_secs(1) {
+            last_attempt = Instant::now();
+            connection = client.get_multiplexed_async_connection().await.ok();
+        }
+        if let Some(conn) = connection.as_mut() {
+            let sent: Result<(), _> = conn.publish(&channel, message).await;
+            if let Err(err) = sent {
+                tracing::warn!(error = %err, "Redis publish failed");
+                connection = None;
+            }
+        }
+    }
+}
+
+/// `node (8) | group (8) | seq (8) | frame`, integers big-endian.
+fn encode(node: u64, delivery: &Delivery) -> Vec<u8> {
+    let mut message = Vec::with_capacity(24 + delivery.frame.len());
+    message.extend_from_slice(&node.to_be_bytes());
+    message.extend_from_slice(&delivery.group.to_be_bytes());
+    message.extend_from_slice(&delivery.seq.to_be_bytes());
+    message.extend_from_slice(delivery.frame.as_bytes());
+    message
+}
+
+fn decode(payload: &[u8]) -> Option<(u64, Delivery)> {
+    let number = |at: usize| -> Option<[u8; 8]> { payload.get(at..at + 8)?.try_into().ok() };
+    let node = u64::from_be_bytes(number(0)?);
+    let group = i64::from_be_bytes(number(8)?);
+    let seq = i64::from_be_bytes(number(16)?);
+    let frame =
+        axum::extract::ws::Utf8Bytes::try_from(bytes::Bytes::copy_from_slice(payload.get(24..)?))
+            .ok()?;
+    Some((
+        node,
+        Delivery {
+            group,
+            seq,
+            frame,
+            committed: Instant::now(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let delivery = Delivery {
+            group: 7,
+            seq: 42,
+            frame: r#"{"type":"event"}"#.into(),
+            committed: Instant::now(),
+        };
+        let (node, back) = decode(&encode(99, &delivery)).expect("decodes");
+        assert_eq!(
+            (node, back.group, back.seq, back.frame.as_str()),
+            (99, 7, 42, r#"{"type":"event"}"#)
+        );
+        assert!(decode(&[1, 2, 3]).is_none());
+        let mut bad = encode(1, &delivery);
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        assert!(decode(&bad).is_none(), "invalid UTF-8 is refused");
+    }
+}

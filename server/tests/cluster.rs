@@ -1,0 +1,160 @@
+//! Several nodes on one PostgreSQL and one Redis: a post made on one node reaches members
+//! on every node, in order, once, also when Redis goes away and comes back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Client, TestApp};
+use renkei_protocol::Seq;
+
+async fn cluster(redis_url: String, prefix: String) -> TestApp {
+    TestApp::spawn_with(Backend::Postgres, |c| {
+        c.redis_url = Some(redis_url);
+        c.redis_prefix = prefix;
+    })
+    .await
+}
+
+/// Reads events until `count` have come, and returns their sequence numbers.
+async fn collect(client: &mut Client, count: usize) -> Vec<Seq> {
+    let mut seqs = Vec::with_capacity(count);
+    while seqs.len() < count {
+        seqs.push(client.next_event().await.seq);
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_on_every_node_reach_every_node_in_order_once() {
+    const EACH: i64 = 150;
+    let (url, prefix) = common::redis();
+    let a = cluster(url, prefix).await;
+    let b = a.another_node().await;
+    let f = a.fixture.clone();
+    let g = f.patient_group;
+
+    // Dave reads on both nodes (phone on A, PC on B); Bob reads on B.
+    let mut readers = vec![
+        Client::connect(a.addr, &a.token(f.dave).await).await,
+        Client::connect(b.addr, &a.token(f.dave).await).await,
+        Client::connect(b.addr, &a.token(f.bob).await).await,
+    ];
+    for reader in &mut readers {
+        reader.sync(g, 0).await;
+    }
+    let mut writers = Vec::new();
+    for (addr, user, tag) in [(a.addr, f.alice, "a"), (b.addr, f.bob, "b")] {
+        let token = a.token(user).await;
+        writers.push(tokio::spawn(async move {
+            let mut writer = Client::connect(addr, &token).await;
+            for i in 0..EACH {
+                writer
+                    .post_acked(g, &format!("{tag}-{i}"), &format!("ノード{tag}の記録 {i}"))
+                    .await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let expected: Vec<Seq> = (1..=2 * EACH).collect();
+    for reader in &mut readers {
+        assert_eq!(collect(reader, expected.len()).await, expected);
+    }
+    // Each node heard the other's posts through Redis, not only through the store.
+    for node in [a.addr, b.addr] {
+        assert!(common::metric(node, "renkei_bus_received_total").await >= EACH as f64);
+        assert_eq!(common::metric(node, "renkei_bus_connected").await, 1.0);
+    }
+    drop(b);
+    a.stop().await;
+}
+
+/// A Redis server of this test's own, so that it can be killed and started again.
+struct OwnRedis {
+    port: u16,
+    child: tokio::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return OwnRedis { port, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    async fn kill(mut self) -> u16 {
+        self.child.kill().await.expect("kill redis");
+        self.port
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_redis_goes_away_and_comes_back() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        probe.local_addr().expect("addr").port()
+    };
+    let redis = OwnRedis::start(port).await;
+    let (_, prefix) = common::redis();
+    let a = cluster(format!("redis://127.0.0.1:{port}"), prefix).await;
+    let b = a.another_node().await;
+    let f = a.fixture.clone();
+    let g = f.patient_group;
+    let mut reader = Client::connect(b.addr, &a.token(f.dave).await).await;
+    reader.sync(g, 0).await;
+    let mut writer = Client::connect(a.addr, &a.token(f.alice).await).await;
+
+    let mut posted = 0;
+    let mut post = async |writer: &mut Client, n: i64| {
+        for _ in 0..n {
+            posted += 1;
+            writer
+                .post_acked(g, &format!("r-{posted}"), "申し送り")
+                .await;
+        }
+    };
+    post(&mut writer, 20).await;
+    assert_eq!(collect(&mut reader, 20).await, (1..=20).collect::<Vec<_>>());
+
+    // Redis dies: posts on A are still committed, and B reads them from the store.
+    let port = redis.kill().await;
+    post(&mut writer, 30).await;
+    assert_eq!(
+        collect(&mut reader, 30).await,
+        (21..=50).collect::<Vec<_>>()
+    );
+
+    // Redis returns: fan-out resumes, in order, once.
+    let _redis = OwnRedis::start(port).await;
+    post(&mut writer, 20).await;
+    assert_eq!(
+        collect(&mut reader, 20).await,
+        (51..=70).collect::<Vec<_>>()
+    );
+    drop(b);
+    a.stop().await;
+}
