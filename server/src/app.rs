@@ -26,6 +26,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub sequencer: Sequencer,
+    /// Where events and invalidations go (this node, or every node).
+    pub bus: Bus,
     pub passwords: Passwords,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server stops: sockets finish their posts and close.
@@ -100,14 +102,19 @@ pub async fn run(
         ),
         None => Bus::InProcess(Arc::clone(&hub)),
     };
-    let (sequencer, writers) =
-        Sequencer::start(shards, Arc::clone(&store), bus, Arc::clone(&metrics));
+    let (sequencer, writers) = Sequencer::start(
+        shards,
+        Arc::clone(&store),
+        bus.clone(),
+        Arc::clone(&metrics),
+    );
     let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
     let app = Arc::new(App {
         config,
         store,
         hub,
         sequencer,
+        bus,
         passwords,
         metrics,
         shutdown: shutdown.clone(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use redis_bus::{BusError, RedisBus};
 
 use crate::hub::Hub;
-use crate::outbox::Delivery;
+use crate::outbox::{Delivery, SESSION_ENDED};
 
 /// Where committed events go.
 #[derive(Clone)]
@@ -35,6 +35,14 @@ impl Bus {
                 }
             }
             Bus::Redis(redis) => redis.publish(delivery),
+        }
+    }
+
+    /// Ends, on every node, the sockets of the session whose token hashes to `session`.
+    pub fn end_session(&self, session: &[u8]) {
+        match self {
+            Bus::InProcess(hub) => hub.end_session(session, SESSION_ENDED),
+            Bus::Redis(redis) => redis.end_session(session),
         }
     }
 }

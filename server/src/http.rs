@@ -14,7 +14,6 @@ use renkei_protocol::{ApiError, ErrorCode, LoginRequest, LoginResponse, SessionI
 use crate::app::App;
 use crate::connection::Connection;
 use crate::hub::HubError;
-use crate::outbox::Ending;
 use crate::password::PasswordError;
 use crate::session::{self, Carrier};
 use crate::store::{NewSession, StoreError, UserRecord};
@@ -204,13 +203,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
     check_origin(carrier, &headers)?;
     let hash = session::token_hash(&token);
     app.store.delete_session(&hash).await?;
-    app.hub.end_session(
-        &hash,
-        Ending {
-            code: renkei_protocol::close::SESSION_ENDED,
-            reason: "logged out",
-        },
-    );
+    app.bus.end_session(&hash);
     Ok((
         StatusCode::NO_CONTENT,
         [(

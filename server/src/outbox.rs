@@ -39,6 +39,12 @@ pub const SLOW_CONSUMER: Ending = Ending {
     reason: "too slow: reconnect and sync",
 };
 
+/// The ending of the sockets of a session that was logged out.
+pub const SESSION_ENDED: Ending = Ending {
+    code: close::SESSION_ENDED,
+    reason: "logged out",
+};
+
 /// A socket's queue of live events.
 pub struct Outbox {
     queue: Mutex<Queue>,

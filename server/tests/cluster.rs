@@ -158,3 +158,30 @@ async fn nothing_is_lost_when_redis_goes_away_and_comes_back() {
     drop(b);
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_on_one_node_closes_the_sessions_sockets_on_every_node() {
+    let (url, prefix) = common::redis();
+    let a = cluster(url, prefix).await;
+    let b = a.another_node().await;
+    let token = a.token(a.fixture.alice).await;
+    let mut on_a = Client::connect(a.addr, &token).await;
+    let mut on_b = Client::connect(b.addr, &token).await;
+    let response = reqwest::Client::new()
+        .delete(a.url("/api/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        on_a.close_code().await,
+        Some(renkei_protocol::close::SESSION_ENDED)
+    );
+    assert_eq!(
+        on_b.close_code().await,
+        Some(renkei_protocol::close::SESSION_ENDED)
+    );
+    drop(b);
+    a.stop().await;
+}

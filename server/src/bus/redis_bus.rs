@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Gap, Hub};
 use crate::metrics::Metrics;
-use crate::outbox::Delivery;
+use crate::outbox::{Delivery, SESSION_ENDED};
 use crate::store::{Store, StoreError};
 use crate::wire;
 
@@ -99,7 +99,7 @@ impl RedisBus {
 
     /// Delivers on this node and publishes to the others.
     pub fn publish(self: &Arc<Self>, delivery: Arc<Delivery>) {
-        let message = encode(self.node, &delivery);
+        let message = encode_event(self.node, &delivery);
         if let Some(gap) = self.hub.deliver(delivery) {
             self.recover(gap);
         }
@@ -110,9 +110,18 @@ impl RedisBus {
         }
     }
 
-    /// Hands an event published by another node to this node's hub.
+    /// Ends the session's sockets here and on every other node.
+    pub fn end_session(&self, session: &[u8]) {
+        self.hub.end_session(session, SESSION_ENDED);
+        let message = encode(self.node, &Message::SessionEnded(session.to_vec()));
+        if self.outgoing.try_send(message).is_err() {
+            tracing::error!("Redis publisher full: a logout may not reach other nodes' sockets");
+        }
+    }
+
+    /// Acts on a message another node published.
     fn receive(self: &Arc<Self>, payload: &[u8]) {
-        let Some((node, delivery)) = decode(payload) else {
+        let Some((node, message)) = decode(payload) else {
             tracing::warn!(bytes = payload.len(), "unreadable bus message ignored");
             return;
         };
@@ -120,8 +129,13 @@ impl RedisBus {
             return;
         }
         self.metrics.bus_received.inc();
-        if let Some(gap) = self.hub.deliver(Arc::new(delivery)) {
-            self.recover(gap);
+        match message {
+            Message::Event(delivery) => {
+                if let Some(gap) = self.hub.deliver(Arc::new(delivery)) {
+                    self.recover(gap);
+                }
+            }
+            Message::SessionEnded(session) => self.hub.end_session(&session, SESSION_ENDED),
         }
     }
 
@@ -283,33 +297,62 @@ async fn publish(
     }
 }
 
-/// `node (8) | group (8) | seq (8) | frame`, integers big-endian.
-fn encode(node: u64, delivery: &Delivery) -> Vec<u8> {
-    let mut message = Vec::with_capacity(24 + delivery.frame.len());
-    message.extend_from_slice(&node.to_be_bytes());
-    message.extend_from_slice(&delivery.group.to_be_bytes());
-    message.extend_from_slice(&delivery.seq.to_be_bytes());
-    message.extend_from_slice(delivery.frame.as_bytes());
-    message
+/// What nodes tell each other.
+enum Message {
+    /// A committed event.
+    Event(Delivery),
+    /// A session ended (its token's hash): its sockets close.
+    SessionEnded(Vec<u8>),
 }
 
-fn decode(payload: &[u8]) -> Option<(u64, Delivery)> {
+const EVENT: u8 = 1;
+const SESSION_ENDED_KIND: u8 = 2;
+
+/// `kind (1) | node (8) | …`, integers big-endian. An event goes on with
+/// `group (8) | seq (8) | frame`, an ended session with its token hash.
+fn encode(node: u64, message: &Message) -> Vec<u8> {
+    match message {
+        Message::Event(delivery) => encode_event(node, delivery),
+        Message::SessionEnded(session) => {
+            let mut bytes = Vec::with_capacity(9 + session.len());
+            bytes.push(SESSION_ENDED_KIND);
+            bytes.extend_from_slice(&node.to_be_bytes());
+            bytes.extend_from_slice(session);
+            bytes
+        }
+    }
+}
+
+fn encode_event(node: u64, delivery: &Delivery) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(25 + delivery.frame.len());
+    bytes.push(EVENT);
+    bytes.extend_from_slice(&node.to_be_bytes());
+    bytes.extend_from_slice(&delivery.group.to_be_bytes());
+    bytes.extend_from_slice(&delivery.seq.to_be_bytes());
+    bytes.extend_from_slice(delivery.frame.as_bytes());
+    bytes
+}
+
+fn decode(payload: &[u8]) -> Option<(u64, Message)> {
     let number = |at: usize| -> Option<[u8; 8]> { payload.get(at..at + 8)?.try_into().ok() };
-    let node = u64::from_be_bytes(number(0)?);
-    let group = i64::from_be_bytes(number(8)?);
-    let seq = i64::from_be_bytes(number(16)?);
-    let frame =
-        axum::extract::ws::Utf8Bytes::try_from(bytes::Bytes::copy_from_slice(payload.get(24..)?))
-            .ok()?;
-    Some((
-        node,
-        Delivery {
-            group,
-            seq,
-            frame,
-            committed: Instant::now(),
-        },
-    ))
+    let node = u64::from_be_bytes(number(1)?);
+    let message = match *payload.first()? {
+        EVENT => {
+            let group = i64::from_be_bytes(number(9)?);
+            let seq = i64::from_be_bytes(number(17)?);
+            let frame = bytes::Bytes::copy_from_slice(payload.get(25..)?);
+            let frame = axum::extract::ws::Utf8Bytes::try_from(frame).ok()?;
+            Message::Event(Delivery {
+                group,
+                seq,
+                frame,
+                committed: Instant::now(),
+            })
+        }
+        SESSION_ENDED_KIND => Message::SessionEnded(payload.get(9..)?.to_vec()),
+        _ => return None,
+    };
+    Some((node, message))
 }
 
 #[cfg(test)]
@@ -324,13 +367,18 @@ mod tests {
             frame: r#"{"type":"event"}"#.into(),
             committed: Instant::now(),
         };
-        let (node, back) = decode(&encode(99, &delivery)).expect("decodes");
+        let Some((99, Message::Event(back))) = decode(&encode_event(99, &delivery)) else {
+            panic!("an event decodes");
+        };
         assert_eq!(
-            (node, back.group, back.seq, back.frame.as_str()),
-            (99, 7, 42, r#"{"type":"event"}"#)
+            (back.group, back.seq, back.frame.as_str()),
+            (7, 42, r#"{"type":"event"}"#)
         );
+        let ended = encode(5, &Message::SessionEnded(vec![1, 2, 3]));
+        assert!(matches!(decode(&ended), Some((5, Message::SessionEnded(h))) if h == [1, 2, 3]));
         assert!(decode(&[1, 2, 3]).is_none());
-        let mut bad = encode(1, &delivery);
+        assert!(decode(&[9; 30]).is_none(), "unknown kind");
+        let mut bad = encode_event(1, &delivery);
         bad.extend_from_slice(&[0xff, 0xfe]);
         assert!(decode(&bad).is_none(), "invalid UTF-8 is refused");
     }
