@@ -16,6 +16,8 @@ run fanout --groups 1000 --members 10 --rate 2000 --duration 60 --postgres "$pg"
 for rate in 3000 4000 5000; do                                       # target 3: the sweep
   run fanout --groups 1000 --members 10 --rate "$rate" --duration 20 --bare || true
 done
+run fanout --groups 1000 --members 10 --rate 2000 --duration 60 --nodes 2 \
+  --redis "${RENKEI_LOAD_REDIS:-redis://127.0.0.1:6379}" --postgres "$pg"   # target 5
 run login-storm --groups 1000 --members 10 --rate 2000 --duration 60 --login-rate 100 --login-seconds 10  # target 4
 "$load" plot --input "$out" --output load-tests/results/plot.svg
 echo "$out" >&2

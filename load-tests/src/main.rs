@@ -98,6 +98,13 @@ struct Common {
     /// The `renkei` binary to measure (default: next to this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Run this many renkei nodes on one PostgreSQL (`--postgres`) and Redis (`--redis`),
+    /// members spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The Redis URL the nodes fan out through (with `--nodes` above 1).
+    #[arg(long)]
+    redis: Option<String>,
     /// Also run the same scenario against the bare hub, first, in the same run.
     #[arg(long)]
     bare: bool,
@@ -273,7 +280,9 @@ async fn measure(
     if common.bare {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let bare = Target::bare(&exe).await.map_err(|e| e.to_string())?;
+        let bare = [bare];
         reports.push(scenario::run(&bare, &Population::synthetic(groups, members), spec).await);
+        let [bare] = bare;
         bare.stop().await;
     }
     let database = match &common.postgres {
@@ -295,16 +304,35 @@ async fn measure(
         .server_bin
         .clone()
         .unwrap_or_else(target::default_server_bin);
-    let env: Vec<(&str, String)> = common
+    let mut env: Vec<(&str, String)> = common
         .server_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    let server = Target::renkei(&bin, &db, &env)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut ours = scenario::run(&server, &population, spec).await;
-    server.stop().await;
+    let nodes = common.nodes.max(1);
+    if nodes > 1 {
+        let redis = common
+            .redis
+            .clone()
+            .ok_or("--nodes above 1 needs --redis (and --postgres)")?;
+        env.push(("RENKEI_REDIS_URL", redis));
+        env.push((
+            "RENKEI_REDIS_PREFIX",
+            format!("renkei-load-{}", std::process::id()),
+        ));
+    }
+    let mut servers = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        servers.push(
+            Target::renkei(&bin, &db, &env)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mut ours = scenario::run(&servers, &population, spec).await;
+    for server in servers {
+        server.stop().await;
+    }
     db.remove().await;
     if let Some(bare) = reports.first() {
         ours.bare_deliveries_per_sec = Some(bare.deliveries_per_sec);

@@ -53,10 +53,13 @@ pub struct Spec {
     pub post_bytes: usize,
 }
 
-/// Runs `spec` against `target` with `population`.
-pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Report {
-    let rss_before = target.rss_kib();
-    let cpu_before = target.cpu_seconds();
+/// Runs `spec` against `targets` (several nodes of one deployment, members spread over
+/// them in turn) with `population`.
+pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Report {
+    let rss = || targets.iter().map(Target::rss_kib).sum::<u64>();
+    let cpu = || targets.iter().map(Target::cpu_seconds).sum::<f64>();
+    let rss_before = rss();
+    let cpu_before = cpu();
     let start = Instant::now();
     let shared = Arc::new(Shared::default());
     let padding: Arc<str> = "x".repeat(spec.post_bytes).into();
@@ -69,6 +72,7 @@ pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Repor
     for wave in population.people.chunks(CONNECT_WAVE) {
         let mut readies = Vec::with_capacity(wave.len());
         for person in wave {
+            let target = &targets[senders.len() % targets.len()];
             let (tx, rx) = mpsc::channel(256);
             let (ready_tx, ready_rx) = oneshot::channel();
             senders.push(tx);
@@ -91,7 +95,7 @@ pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Repor
         }
     }
     let connected = population.people.len() as u64;
-    let rss_connected = target.rss_kib();
+    let rss_connected = rss();
 
     // Traffic, timed from now.
     let traffic_start_us = start.elapsed().as_micros() as u64;
@@ -110,7 +114,7 @@ pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Repor
         Scenario::Fanout | Scenario::LoginStorm => {
             let storm = (spec.scenario == Scenario::LoginStorm).then(|| {
                 tokio::spawn(login_storm(
-                    target.addr,
+                    targets.iter().map(|t| t.addr).collect(),
                     population.clone(),
                     Duration::from_secs_f64(storm_start),
                     spec.login_rate,
@@ -127,8 +131,8 @@ pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Repor
             drain(&shared, queued, population.members as u64).await;
         }
     }
-    let rss_end = target.rss_kib();
-    let cpu = target.cpu_seconds() - cpu_before;
+    let rss_end = rss();
+    let cpu = cpu() - cpu_before;
     drop(senders);
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -140,7 +144,11 @@ pub async fn run(target: &Target, population: &Population, spec: &Spec) -> Repor
 
     let mut report = tally(population, &outcomes);
     report.scenario = spec.scenario.name().into();
-    report.target = target.label.clone();
+    report.target = match targets {
+        [one] => one.label.clone(),
+        [first, ..] => format!("{} ×{} nodes", first.label, targets.len()),
+        [] => String::new(),
+    };
     report.connections = connected;
     report.groups = population.groups as u64;
     report.members = population.members as u64;
@@ -256,9 +264,10 @@ fn tally(population: &Population, outcomes: &[Outcome]) -> Report {
     report
 }
 
-/// Logs in `rate` times a second for `seconds`, after `delay`, as the population's users.
+/// Logs in `rate` times a second for `seconds`, after `delay`, as the population's users,
+/// on the nodes in turn.
 async fn login_storm(
-    addr: std::net::SocketAddr,
+    nodes: Vec<std::net::SocketAddr>,
     population: Population,
     delay: Duration,
     rate: f64,
@@ -274,6 +283,7 @@ async fn login_storm(
     for i in 0..total {
         tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         let login = population.people[i % population.people.len()].login.clone();
+        let addr = nodes[i % nodes.len()];
         let (client, latencies, stats) =
             (client.clone(), Arc::clone(&latencies), Arc::clone(&stats));
         requests.push(tokio::spawn(async move {
