@@ -19,48 +19,9 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = renkei::store::open(&db.url).await.expect("store");
     let fixture = common::seed(store.as_ref()).await;
-    let token = renkei::session::random_token();
-    store
-        .create_sessions(&[renkei::store::NewSession {
-            token_hash: renkei::session::token_hash(&token),
-            user_id: fixture.alice,
-            created_at: 0,
-            expires_at: i64::MAX,
-        }])
-        .await
-        .expect("session");
-
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
-        .env("RENKEI_LISTEN", "127.0.0.1:0")
-        .env("RENKEI_DATABASE_URL", &db.url)
-        .env("RENKEI_LOG_FORMAT", "json")
-        .env("RENKEI_POSTS_PER_SECOND", "100000")
-        .env("RENKEI_POST_BURST", "100000")
-        .env("RENKEI_FRAMES_PER_SECOND", "100000")
-        .env("RENKEI_FRAME_BURST", "100000")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start renkei");
-    let mut logs = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr: std::net::SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = logs.next_line().await.expect("log line") {
-            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if entry["fields"]["message"] == "listening" {
-                return entry["fields"]["addr"]
-                    .as_str()
-                    .expect("addr")
-                    .parse::<std::net::SocketAddr>()
-                    .expect("addr");
-            }
-        }
-        panic!("renkei exited before listening");
-    })
-    .await
-    .expect("renkei did not start listening");
-    tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-
-    let client = Client::connect(addr, &token).await;
+    let token = common::session(store.as_ref(), fixture.alice).await;
+    let server = common::Process::start(&[("RENKEI_DATABASE_URL", db.url.as_str())]).await;
+    let client = Client::connect(server.addr, &token).await;
     let (mut sink, mut stream) = client.ws.split();
     let group = fixture.patient_group;
     let sender = tokio::spawn(async move {
@@ -89,12 +50,7 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
                     acked.insert(ack.client_id, ack.seq);
                 }
                 if acked.len() >= 100 && !signalled {
-                    let pid = server.id().expect("pid").to_string();
-                    let status = std::process::Command::new("kill")
-                        .args(["-TERM", &pid])
-                        .status()
-                        .expect("kill");
-                    assert!(status.success());
+                    server.signal("TERM");
                     signalled = true;
                 }
             }
@@ -105,7 +61,8 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
     };
     assert!(signalled, "the stream ended before SIGTERM");
     assert_eq!(close_code, Some(close::GOING_AWAY));
-    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+    let mut server = server;
+    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
         .await
         .expect("renkei did not exit")
         .expect("wait");

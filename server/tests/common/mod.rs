@@ -522,3 +522,74 @@ async fn read(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Ser
         }
     }
 }
+
+/// The real `renkei` binary running as its own process.
+pub struct Process {
+    pub addr: SocketAddr,
+    pub child: tokio::process::Child,
+}
+
+impl Process {
+    /// Starts `renkei` on a loopback port with `env` (plus generous rate limits) and waits
+    /// until it listens.
+    pub async fn start(env: &[(&str, &str)]) -> Process {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_renkei"));
+        command
+            .env("RENKEI_LISTEN", "127.0.0.1:0")
+            .env("RENKEI_LOG_FORMAT", "json")
+            .env("RENKEI_POSTS_PER_SECOND", "100000")
+            .env("RENKEI_POST_BURST", "100000")
+            .env("RENKEI_FRAMES_PER_SECOND", "100000")
+            .env("RENKEI_FRAME_BURST", "100000")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start renkei");
+        let mut logs = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = logs.next_line().await.expect("log line") {
+                let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if entry["fields"]["message"] == "listening" {
+                    return entry["fields"]["addr"]
+                        .as_str()
+                        .expect("addr")
+                        .parse::<SocketAddr>()
+                        .expect("addr");
+                }
+            }
+            panic!("renkei exited before listening");
+        })
+        .await
+        .expect("renkei did not start listening");
+        tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+        Process { addr, child }
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+/// A session token for `user`, stored directly in `store`.
+pub async fn session(store: &dyn Store, user: i64) -> String {
+    let token = renkei::session::random_token();
+    store
+        .create_sessions(&[NewSession {
+            token_hash: renkei::session::token_hash(&token),
+            user_id: user,
+            created_at: 0,
+            expires_at: i64::MAX,
+        }])
+        .await
+        .expect("session");
+    token
+}
