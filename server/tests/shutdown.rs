@@ -4,13 +4,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Backend, Client, TestDb};
 use futures::{SinkExt, StreamExt};
 use renkei_protocol::{close, ClientMessage, ServerMessage};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 on_both_backends!(sigterm_loses_no_acknowledged_post);
