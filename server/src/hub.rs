@@ -360,13 +360,15 @@ mod tests {
         let seqs: Vec<Seq> = socket.outbox.take().iter().map(|d| d.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4]);
         assert_eq!(hub.last_seq(1), 4);
+        let gap = Gap {
+            group: 1,
+            after: 4,
+            upto: 6,
+        };
         assert_eq!(
             hub.deliver(event(7)),
-            None.or(Some(Gap {
-                group: 1,
-                after: 4,
-                upto: 6
-            }))
+            Some(gap),
+            "a later gap is reported as such"
         );
     }
 }
