@@ -28,24 +28,38 @@ async fn collect(client: &mut Client, count: usize) -> Vec<Seq> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_on_every_node_reach_every_node_in_order_once() {
     const EACH: i64 = 150;
-    let (url, prefix) = common::redis();
-    let a = cluster(url, prefix).await;
-    let b = a.another_node().await;
-    let f = a.fixture.clone();
+    let (redis, prefix) = common::redis();
+    let db = common::TestDb::new(Backend::Postgres).await;
+    let store = renkei::store::open(&db.url).await.expect("store");
+    let f = common::seed(store.as_ref()).await;
+    let env = [
+        ("RENKEI_DATABASE_URL", db.url.as_str()),
+        ("RENKEI_REDIS_URL", redis.as_str()),
+        ("RENKEI_REDIS_PREFIX", prefix.as_str()),
+    ];
+    // Three real server processes on one PostgreSQL and one Redis.
+    let nodes = [
+        common::Process::start(&env).await,
+        common::Process::start(&env).await,
+        common::Process::start(&env).await,
+    ];
     let g = f.patient_group;
 
-    // Dave reads on both nodes (phone on A, PC on B); Bob reads on B.
-    let mut readers = vec![
-        Client::connect(a.addr, &a.token(f.dave).await).await,
-        Client::connect(b.addr, &a.token(f.dave).await).await,
-        Client::connect(b.addr, &a.token(f.bob).await).await,
-    ];
+    // Dave reads on every node (three devices); Bob reads on the third.
+    let mut readers = Vec::new();
+    for node in &nodes {
+        readers
+            .push(Client::connect(node.addr, &common::session(store.as_ref(), f.dave).await).await);
+    }
+    readers
+        .push(Client::connect(nodes[2].addr, &common::session(store.as_ref(), f.bob).await).await);
     for reader in &mut readers {
         reader.sync(g, 0).await;
     }
+    // Alice posts on the first node, Bob on the second, at the same time.
     let mut writers = Vec::new();
-    for (addr, user, tag) in [(a.addr, f.alice, "a"), (b.addr, f.bob, "b")] {
-        let token = a.token(user).await;
+    for (node, user, tag) in [(&nodes[0], f.alice, "a"), (&nodes[1], f.bob, "b")] {
+        let (addr, token) = (node.addr, common::session(store.as_ref(), user).await);
         writers.push(tokio::spawn(async move {
             let mut writer = Client::connect(addr, &token).await;
             for i in 0..EACH {
@@ -62,13 +76,11 @@ async fn posts_on_every_node_reach_every_node_in_order_once() {
     for reader in &mut readers {
         assert_eq!(collect(reader, expected.len()).await, expected);
     }
-    // Each node heard the other's posts through Redis, not only through the store.
-    for node in [a.addr, b.addr] {
-        assert!(common::metric(node, "renkei_bus_received_total").await >= EACH as f64);
-        assert_eq!(common::metric(node, "renkei_bus_connected").await, 1.0);
+    // Each node heard the others' posts through Redis, not only through the store.
+    for node in &nodes {
+        assert!(common::metric(node.addr, "renkei_bus_received_total").await >= EACH as f64);
+        assert_eq!(common::metric(node.addr, "renkei_bus_connected").await, 1.0);
     }
-    drop(b);
-    a.stop().await;
 }
 
 /// A Redis server of this test's own, so that it can be killed and started again.
