@@ -25,24 +25,48 @@ async fn collect(client: &mut Client, count: usize) -> Vec<Seq> {
     seqs
 }
 
+/// `n` real node processes on a fresh PostgreSQL database with the fixture, and Redis.
+struct Processes {
+    _db: common::TestDb,
+    store: std::sync::Arc<dyn renkei::store::Store>,
+    f: common::Fixture,
+    nodes: Vec<common::Process>,
+}
+
+impl Processes {
+    async fn start(n: usize) -> Processes {
+        let (redis, prefix) = common::redis();
+        let db = common::TestDb::new(Backend::Postgres).await;
+        let store = renkei::store::open(&db.url).await.expect("store");
+        let f = common::seed(store.as_ref()).await;
+        let env = [
+            ("RENKEI_DATABASE_URL", db.url.as_str()),
+            ("RENKEI_REDIS_URL", redis.as_str()),
+            ("RENKEI_REDIS_PREFIX", prefix.as_str()),
+        ];
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(common::Process::start(&env).await);
+        }
+        Processes {
+            _db: db,
+            store,
+            f,
+            nodes,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_on_every_node_reach_every_node_in_order_once() {
     const EACH: i64 = 150;
-    let (redis, prefix) = common::redis();
-    let db = common::TestDb::new(Backend::Postgres).await;
-    let store = renkei::store::open(&db.url).await.expect("store");
-    let f = common::seed(store.as_ref()).await;
-    let env = [
-        ("RENKEI_DATABASE_URL", db.url.as_str()),
-        ("RENKEI_REDIS_URL", redis.as_str()),
-        ("RENKEI_REDIS_PREFIX", prefix.as_str()),
-    ];
     // Three real server processes on one PostgreSQL and one Redis.
-    let nodes = [
-        common::Process::start(&env).await,
-        common::Process::start(&env).await,
-        common::Process::start(&env).await,
-    ];
+    let Processes {
+        _db,
+        store,
+        f,
+        nodes,
+    } = Processes::start(3).await;
     let g = f.patient_group;
 
     // Dave reads on every node (three devices); Bob reads on the third.
@@ -204,17 +228,13 @@ async fn logging_out_on_one_node_closes_the_sessions_sockets_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_node_loses_nothing_acknowledged() {
     const POSTS: i64 = 300;
-    let (redis, prefix) = common::redis();
-    let db = common::TestDb::new(Backend::Postgres).await;
-    let store = renkei::store::open(&db.url).await.expect("store");
-    let f = common::seed(store.as_ref()).await;
-    let env = [
-        ("RENKEI_DATABASE_URL", db.url.as_str()),
-        ("RENKEI_REDIS_URL", redis.as_str()),
-        ("RENKEI_REDIS_PREFIX", prefix.as_str()),
-    ];
-    let doomed = common::Process::start(&env).await;
-    let survivor = common::Process::start(&env).await;
+    let Processes {
+        _db,
+        store,
+        f,
+        nodes,
+    } = Processes::start(2).await;
+    let [doomed, survivor]: [common::Process; 2] = nodes.try_into().ok().expect("two nodes");
     let g = f.patient_group;
     let dave = common::session(store.as_ref(), f.dave).await;
     let mut reader = Client::connect(doomed.addr, &dave).await;
