@@ -293,7 +293,14 @@ impl Connection {
                 }
                 Some(Feed::Live { cursor }) if delivery.seq <= *cursor => {}
                 Some(Feed::Live { cursor }) if delivery.seq > *cursor + 1 => {
-                    // A gap (events of another node arriving late): catch up from the store.
+                    // Hub::deliver hands out each group in order on every node, so this is a
+                    // broken invariant, not a late event: say so, and catch up from the store.
+                    tracing::error!(
+                        group,
+                        cursor = *cursor,
+                        seq = delivery.seq,
+                        "sequence gap on a socket"
+                    );
                     let after = *cursor;
                     self.start_sync(group, after);
                     if let Some(Feed::Syncing {
@@ -557,7 +564,13 @@ impl Connection {
                     continue;
                 }
                 if delivery.seq != after + 1 {
-                    // Only possible across nodes; catch up again from where we are.
+                    // A broken invariant (the hub delivers in order): catch up again.
+                    tracing::error!(
+                        group,
+                        after,
+                        seq = delivery.seq,
+                        "sequence gap after a sync"
+                    );
                     self.start_sync(group, after);
                     return writer.flush().await;
                 }

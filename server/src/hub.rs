@@ -240,14 +240,6 @@ impl Hub {
         }
     }
 
-    /// Ends every socket (server shutdown).
-    pub fn end_all(&self, ending: Ending) {
-        let state = self.read();
-        for socket in state.users.values().flat_map(|u| &u.sockets) {
-            socket.outbox.end(ending);
-        }
-    }
-
     /// Delivers a committed event to every socket of every member of its group, in
     /// sequence order: an event that arrives before an earlier one waits, and the gap is
     /// returned so that the caller can fetch what is missing from the store. Events

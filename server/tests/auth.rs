@@ -136,12 +136,7 @@ async fn logout_ends_the_session_and_closes_its_sockets() {
     let mut socket = Client::connect(app.addr, &token).await;
     let mut other = Client::connect(app.addr, &other_device).await;
 
-    let response = reqwest::Client::new()
-        .delete(app.url("/api/v1/session"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("logout");
+    let response = common::logout(app.addr, &token).await;
     assert_eq!(response.status(), 204);
     assert!(response.headers()["set-cookie"]
         .to_str()

@@ -203,12 +203,7 @@ async fn logging_out_on_one_node_closes_the_sessions_sockets_on_every_node() {
     let token = a.token(a.fixture.alice).await;
     let mut on_a = Client::connect(a.addr, &token).await;
     let mut on_b = Client::connect(b.addr, &token).await;
-    let response = reqwest::Client::new()
-        .delete(a.url("/api/v1/session"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("logout");
+    let response = common::logout(a.addr, &token).await;
     assert_eq!(response.status(), 204);
     assert_eq!(
         on_a.close_code().await,

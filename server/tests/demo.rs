@@ -6,7 +6,6 @@ mod common;
 use std::process::Command;
 
 use common::Client;
-use renkei::config::Cli;
 use renkei_protocol::{GroupKind, LoginResponse};
 use tokio_util::sync::CancellationToken;
 
@@ -47,10 +46,7 @@ async fn demo_city_is_ready_to_chat() {
     );
     assert!(String::from_utf8_lossy(&second.stderr).contains("empty database"));
 
-    let mut config = {
-        use clap::Parser as _;
-        Cli::try_parse_from(["renkei"]).expect("defaults").config
-    };
+    let mut config = common::default_config();
     config.data_dir = dir.path().to_path_buf();
     config.database_url = None;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

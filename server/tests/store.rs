@@ -49,22 +49,15 @@ async fn user(store: &dyn Store, login: &str) -> UserRecord {
         }])
         .await
         .expect("user")[0];
-    store
+    let user = store
         .credentials(login)
         .await
         .expect("read")
         .expect("exists")
-        .user
-        .tap(|u| assert_eq!(u.id, id))
+        .user;
+    assert_eq!(user.id, id);
+    user
 }
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&Self)) -> Self {
-        f(&self);
-        self
-    }
-}
-impl<T> Tap for T {}
 
 async fn group(store: &dyn Store, kind: GroupKind) -> i64 {
     store

@@ -267,7 +267,7 @@ pub fn redis() -> (String, String) {
 
 /// Settings for tests: generous rates so that tests are not throttled unless they mean it.
 pub fn test_config(db: &TestDb) -> Config {
-    let mut config = Cli::try_parse_from_env_free().config;
+    let mut config = default_config();
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.database_url = Some(db.url.clone());
     config.limits.posts_per_second = 10_000;
@@ -278,16 +278,22 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
-trait EnvFree {
-    fn try_parse_from_env_free() -> Self;
+/// The default settings (clap still reads any `RENKEI_*` variable the test runs with).
+pub fn default_config() -> Config {
+    use clap::Parser as _;
+    Cli::try_parse_from(["renkei"])
+        .expect("defaults parse")
+        .config
 }
 
-impl EnvFree for Cli {
-    /// The defaults, whatever `RENKEI_*` variables the test process has.
-    fn try_parse_from_env_free() -> Self {
-        use clap::Parser as _;
-        Cli::try_parse_from(["renkei"]).expect("defaults parse")
-    }
+/// Logs out the session of `token` on the server at `addr`.
+pub async fn logout(addr: SocketAddr, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .delete(format!("http://{addr}/api/v1/session"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("logout")
 }
 
 impl TestApp {
