@@ -1,6 +1,7 @@
 //! The people the load plays: groups of members, each with a session token, created
 //! through the server's store before the server starts (the bare hub needs none).
 
+use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei::store::{NewFacility, NewGroup, NewSession, NewUser, Store, StoreError};
 use renkei_protocol::{GroupId, GroupKind, Role, UserId};
 
@@ -52,7 +53,7 @@ impl Population {
         let facility = store
             .create_facility(&NewFacility {
                 name: "負荷試験ステーション".into(),
-                kind: "visiting_nurse_station".into(),
+                kind: FacilityKind::VisitingNurseStation,
             })
             .await?;
         let hash = tokio::task::spawn_blocking(|| renkei::password::hash_blocking(PASSWORD))
@@ -68,6 +69,7 @@ impl Population {
                 profession: "nurse".into(),
                 role: Role::Staff,
                 password_hash: hash.clone(),
+                ..NewUser::default()
             })
             .collect();
         let users = store.create_users(&new_users).await?;
@@ -79,8 +81,19 @@ impl Population {
                     .create_group(&NewGroup {
                         kind: GroupKind::Patient,
                         name: format!("負荷患者 {g}"),
-                        patient_name: Some(format!("負荷患者 {g}")),
+                        patient: Some(Patient {
+                            name: format!("負荷患者 {g}"),
+                            kana: String::new(),
+                            birth_date: "1940-01-01".into(),
+                            notes: String::new(),
+                        }),
                         owner_facility_id: Some(facility),
+                        // Consented (様式3), so that the load can post at once.
+                        consent: Some(Consent {
+                            signed_by: ConsentSigner::Patient,
+                            signed_on: "2026-01-01".into(),
+                            copy_sent_on: None,
+                        }),
                         created_at: now,
                     })
                     .await?,

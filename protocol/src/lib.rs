@@ -7,6 +7,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod api;
+
+pub use api::AccountStatus;
+
 /// The protocol version announced in [`Welcome`]. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -76,6 +80,20 @@ pub enum ServerMessage {
     },
     /// A request could not be carried out. The connection stays open.
     Error(ErrorBody),
+    /// Notice: the user became a member of a group (an invitation completed, or they
+    /// created it). Send `sync` for it to read its history.
+    GroupJoined { group: GroupSummary },
+    /// Notice: the user is no longer a member of a group (left or removed); nothing more
+    /// of it arrives.
+    GroupLeft { group: GroupId },
+    /// Notice: an invitation concerning the user was created or changed (to the invitee,
+    /// and to the admins of the invitee's facility who approve it).
+    Invitation(api::InvitationView),
+    /// Notice: the user's own account changed (role, restriction).
+    Account {
+        user: UserProfile,
+        status: AccountStatus,
+    },
 }
 
 /// What a client needs to start.
@@ -107,7 +125,9 @@ pub struct FacilityRef {
 }
 
 /// A user's role in the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 市: the city operator.
@@ -115,6 +135,7 @@ pub enum Role {
     /// MCS管理者: a facility admin.
     Admin,
     /// MCSユーザー: a staff user.
+    #[default]
     Staff,
 }
 
@@ -127,6 +148,10 @@ pub struct GroupSummary {
     /// The patient (患者・利用者) of a patient group; absent for free groups.
     pub patient_name: Option<String>,
     pub archived: bool,
+    /// A patient group without its consent record (様式3): nobody can post yet.
+    pub needs_consent: bool,
+    /// The admins' room (MCS管理者の部屋), which every facility admin is in.
+    pub admins_room: bool,
     /// The group's latest sequence number (0 when the group has no events yet).
     pub last_seq: Seq,
 }
@@ -175,6 +200,22 @@ pub enum EventData {
         client_id: String,
         text: String,
     },
+    /// A member joined; `by` invited them (absent when they created the group).
+    MemberJoined {
+        member: UserProfile,
+        by: Option<UserProfile>,
+    },
+    /// A member left on their own.
+    MemberLeft { member: UserProfile },
+    /// A member was removed (解除) by an admin.
+    MemberRemoved {
+        member: UserProfile,
+        by: UserProfile,
+    },
+    /// The group was renamed.
+    GroupRenamed { name: String, by: UserProfile },
+    /// The patient's consent (様式3) was put on file: posting is open.
+    ConsentRecorded { by: UserProfile },
 }
 
 /// The acknowledgement of a committed post.
@@ -228,6 +269,10 @@ pub enum ErrorCode {
     NotMember,
     /// The group is archived (保管庫) and takes no posts.
     GroupArchived,
+    /// The patient group has no consent record (様式3) yet: nobody can post.
+    ConsentRequired,
+    /// The account is restricted to reading (別紙(2)).
+    AccountRestricted,
     /// The `client_id` was used before by this user for a different post.
     ClientIdConflict,
     /// Too many posts or frames: slow down. Retryable.
@@ -244,8 +289,20 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// REST / WebSocket upgrade: no valid session.
     Unauthorized,
-    /// REST / WebSocket upgrade: the request came from a foreign origin.
+    /// REST / WebSocket upgrade: the request came from a foreign origin, or the caller's
+    /// role and relationship do not allow the action (the message says why).
     Forbidden,
+    /// REST: the resource is not in a state that allows this (already decided, already a
+    /// member, invitation closed, e-mail address taken…).
+    Conflict,
+    /// REST: the facility's last active admin cannot lose the role or the account.
+    LastAdmin,
+    /// REST: the password does not meet the rules (art. 13(2)).
+    WeakPassword,
+    /// REST: the upload is larger than allowed.
+    TooLarge,
+    /// REST: the upload's type is not accepted.
+    UnsupportedMediaType,
     /// REST: no such resource.
     NotFound,
     /// Too many connections for this user. Close one first.
@@ -289,6 +346,9 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4000;
     /// The session ended (logout): log in again before reconnecting.
     pub const SESSION_ENDED: u16 = 4001;
+    /// The account can no longer be used (deactivated, banned, facility suspended or
+    /// withdrawn): do not reconnect.
+    pub const ACCOUNT_ENDED: u16 = 4002;
 }
 
 /// `POST /api/v1/session`: log in.
@@ -314,6 +374,7 @@ pub struct SessionInfo {
     pub user: UserProfile,
     /// The login of this session's user (shown only to that user).
     pub login: String,
+    pub status: AccountStatus,
     /// After this many seconds without input, clients lock the screen and end the session
     /// (art. 14(1)).
     pub idle_lock_seconds: u32,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 pub use redis_bus::{BusError, RedisBus};
 
-use crate::hub::Hub;
-use crate::outbox::{Delivery, SESSION_ENDED};
+use crate::hub::{Control, Hub};
+use crate::outbox::Delivery;
 
 /// Where committed events go.
 #[derive(Clone)]
@@ -38,11 +38,24 @@ impl Bus {
         }
     }
 
+    /// Acts on a control message on this node and, with Redis, on every other node.
+    pub fn control(&self, control: Control) {
+        match self {
+            Bus::InProcess(hub) => hub.control(&control),
+            Bus::Redis(redis) => redis.control(control),
+        }
+    }
+
     /// Ends, on every node, the sockets of the session whose token hashes to `session`.
     pub fn end_session(&self, session: &[u8]) {
-        match self {
-            Bus::InProcess(hub) => hub.end_session(session, SESSION_ENDED),
-            Bus::Redis(redis) => redis.end_session(session),
-        }
+        self.control(Control::SessionEnded(session.to_vec()));
+    }
+
+    /// Sends a notice to every socket of `user`, on every node.
+    pub fn notify(&self, user: renkei_protocol::UserId, message: &renkei_protocol::ServerMessage) {
+        self.control(Control::Notice {
+            user,
+            frame: crate::wire::frame(message).as_str().to_string(),
+        });
     }
 }

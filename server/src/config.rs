@@ -57,6 +57,16 @@ pub struct Config {
     /// session (art. 14(1)).
     #[arg(long, env = "RENKEI_IDLE_LOCK_SECONDS", default_value_t = 900)]
     pub idle_lock_seconds: u32,
+    /// Days an invitation waits for its acceptance and approval before it expires.
+    #[arg(long, env = "RENKEI_INVITATION_DAYS", default_value_t = 14)]
+    pub invitation_days: u32,
+    /// Hours a one-time code for setting a first password stays valid.
+    #[arg(long, env = "RENKEI_SETUP_CODE_HOURS", default_value_t = 72)]
+    pub setup_code_hours: u32,
+    /// Days without a post after which a review flags a member as inactive, unless the
+    /// review asks for another number.
+    #[arg(long, env = "RENKEI_REVIEW_INACTIVE_DAYS", default_value_t = 90)]
+    pub review_inactive_days: u32,
     #[command(flatten)]
     pub limits: LimitsConfig,
 }
@@ -128,6 +138,11 @@ impl Config {
                 "RENKEI_REDIS_URL needs a shared PostgreSQL (RENKEI_DATABASE_URL): \
                         nodes cannot share a SQLite file"
                     .into(),
+            );
+        }
+        if self.invitation_days == 0 || self.setup_code_hours == 0 {
+            return Err(
+                "RENKEI_INVITATION_DAYS and RENKEI_SETUP_CODE_HOURS must be at least 1".into(),
             );
         }
         if self.session_hours == 0 {

@@ -26,9 +26,10 @@ use tokio::time::MissedTickBehavior;
 use crate::app::App;
 use crate::hub::Registration;
 use crate::outbox::{Delivery, Ending, Outbox, SLOW_CONSUMER};
-use crate::policy::{self, Action};
+use crate::outbox::Effect;
+use crate::policy::{self, Action, Actor};
 use crate::sequencer::{PostError, PostRequest};
-use crate::store::{Placement, UserRecord};
+use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
 use crate::wire;
 
@@ -188,6 +189,16 @@ impl Connection {
         }
     }
 
+    /// The user as the policy sees them, restricted or not as this node last heard.
+    fn actor(&self) -> Actor {
+        Actor {
+            id: self.user.id,
+            role: self.user.role,
+            facility: self.user.facility_id,
+            restricted: self.app.hub.restricted(self.user.id),
+        }
+    }
+
     fn welcome(&self) -> ServerMessage {
         let limits = &self.app.config.limits;
         ServerMessage::Welcome(Welcome {
@@ -278,6 +289,38 @@ impl Connection {
         let mut wrote = false;
         for delivery in queued {
             let group = delivery.group;
+            if delivery.is_notice() {
+                writer.feed(delivery.frame.clone()).await?;
+                wrote = true;
+                continue;
+            }
+            match &delivery.effect {
+                Some(Effect::Joined { user, group: record }) if *user == self.user.id => {
+                    // The client learns of the group and syncs it; the event is in its
+                    // history.
+                    let summary = wire::group_summary(&GroupRecord {
+                        last_seq: delivery.seq,
+                        ..record.clone()
+                    });
+                    writer
+                        .feed(wire::frame(&ServerMessage::GroupJoined { group: summary }))
+                        .await?;
+                    wrote = true;
+                    continue;
+                }
+                Some(Effect::Left { user }) if *user == self.user.id => {
+                    // Nothing more of the group reaches this user (the hub no longer
+                    // counts them as a member); the client drops it.
+                    self.feeds.remove(&group);
+                    self.syncs.retain(|job| job.group != group);
+                    writer
+                        .feed(wire::frame(&ServerMessage::GroupLeft { group }))
+                        .await?;
+                    wrote = true;
+                    continue;
+                }
+                _ => {}
+            }
             match self.feeds.get_mut(&group) {
                 None => {}
                 Some(Feed::Syncing {
@@ -403,7 +446,7 @@ impl Connection {
                 .await;
         }
         let facts = self.app.hub.facts(self.user.id, group);
-        if let Err(denial) = policy::authorize(self.user.id, Action::PostToGroup, facts) {
+        if let Err(denial) = policy::authorize(&self.actor(), Action::PostToGroup(facts)) {
             return writer
                 .error(refuse(wire::denial_code(denial), &denial.to_string()))
                 .await;
@@ -480,7 +523,7 @@ impl Connection {
                 continue;
             }
             let facts = self.app.hub.facts(self.user.id, group);
-            if let Err(denial) = policy::authorize(self.user.id, Action::ReadGroup, facts) {
+            if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
                 writer
                     .error(wire::group_error(
                         wire::denial_code(denial),
@@ -601,7 +644,7 @@ impl Connection {
                 .await;
         }
         let facts = self.app.hub.facts(self.user.id, group);
-        if let Err(denial) = policy::authorize(self.user.id, Action::ReadGroup, facts) {
+        if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
             return writer
                 .error(wire::group_error(
                     wire::denial_code(denial),

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use rand::Rng as _;
+use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei_protocol::{GroupKind, Role};
 
 use crate::password::{self, PasswordError};
@@ -99,6 +100,7 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
                 profession: p.profession.into(),
                 role: p.role,
                 password_hash: hash,
+                ..NewUser::default()
             }])
             .await?;
         let id = ids
@@ -125,10 +127,10 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
     )
     .await?;
     ids.insert("city.operator", operator);
-    let facilities: [(&str, &str, [Person; 3]); 3] = [
+    let facilities: [(&str, FacilityKind, [Person; 3]); 3] = [
         (
             "さくら在宅クリニック",
-            "clinic",
+            FacilityKind::Clinic,
             [
                 person("sakura.admin", "佐倉 直樹", "doctor", Role::Admin),
                 person("sakura.dr.tanaka", "田中 一郎", "doctor", Role::Staff),
@@ -137,7 +139,7 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         ),
         (
             "ひまわり訪問看護ステーション",
-            "visiting_nurse_station",
+            FacilityKind::VisitingNurseStation,
             [
                 person("himawari.admin", "高橋 美咲", "nurse", Role::Admin),
                 person("himawari.ns.ito", "伊藤 由美", "nurse", Role::Staff),
@@ -151,7 +153,7 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         ),
         (
             "みどり居宅介護支援事業所",
-            "care_management_office",
+            FacilityKind::CareManagementOffice,
             [
                 person("midori.admin", "小林 和子", "care_manager", Role::Admin),
                 person("midori.cm.kato", "加藤 誠", "care_manager", Role::Staff),
@@ -164,7 +166,7 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         let facility = store
             .create_facility(&NewFacility {
                 name: (*name).into(),
-                kind: (*kind).into(),
+                kind: *kind,
             })
             .await?;
         owners.push(facility);
@@ -214,19 +216,6 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
                 "himawari.pt.watanabe",
             ],
         },
-        // The admins' room (MCS管理者の部屋): every facility admin and the city operator.
-        DemoGroup {
-            kind: GroupKind::Free,
-            name: "MCS管理者の部屋",
-            patient: None,
-            owner: 0,
-            members: &[
-                "city.operator",
-                "sakura.admin",
-                "himawari.admin",
-                "midori.admin",
-            ],
-        },
     ];
     for DemoGroup {
         kind,
@@ -236,12 +225,23 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
         members,
     } in groups
     {
+        // Demo patients consented (様式3) so that their groups can be used at once.
         let group = store
             .create_group(&NewGroup {
                 kind,
                 name: name.into(),
-                patient_name: patient.map(Into::into),
+                patient: patient.map(|name| Patient {
+                    name: name.into(),
+                    kana: String::new(),
+                    birth_date: "1940-04-01".into(),
+                    notes: String::new(),
+                }),
                 owner_facility_id: Some(owners[owner]),
+                consent: patient.map(|_| Consent {
+                    signed_by: ConsentSigner::PatientAndFamily,
+                    signed_on: "2026-04-01".into(),
+                    copy_sent_on: Some("2026-04-02".into()),
+                }),
                 created_at: now,
             })
             .await?;
@@ -251,6 +251,14 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
             .collect();
         store.add_members(&members, now).await?;
     }
+    // The admins' room (MCS管理者の部屋) exists from the first migration: every facility
+    // admin and the city operator are in it.
+    let room = store.admins_room().await?;
+    let admins: Vec<_> = ["city.operator", "sakura.admin", "himawari.admin", "midori.admin"]
+        .iter()
+        .filter_map(|login| ids.get(login).map(|user| (room, *user)))
+        .collect();
+    store.add_members(&admins, now).await?;
     Ok(logins)
 }
 

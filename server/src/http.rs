@@ -15,6 +15,8 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::hub::HubError;
 use crate::password::PasswordError;
+use crate::policy::Denial;
+use crate::sequencer::ChangeError;
 use crate::session::{self, Carrier};
 use crate::store::{NewSession, StoreError, UserRecord};
 use crate::{clock, wire};
@@ -23,10 +25,10 @@ use crate::{clock, wire};
 const MAX_LOGIN: usize = 254;
 const MAX_PASSWORD: usize = 1024;
 
-/// The whole HTTP application.
+/// The whole HTTP application: the REST API as `api::endpoints` lists (and documents) it,
+/// the WebSocket, health, metrics and the web client.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/api/v1/session", get(whoami).post(login).delete(logout))
+    crate::api::routes()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -51,12 +53,62 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         HttpError {
             status,
             body: ApiError {
                 error: wire::error(code, message),
             },
+        }
+    }
+
+    /// The request's input is invalid: say which field and why.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        HttpError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no such {what}"),
+        )
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        HttpError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    /// The wire code, for tests and logs.
+    pub fn code(&self) -> ErrorCode {
+        self.body.error.code
+    }
+}
+
+impl From<Denial> for HttpError {
+    fn from(denial: Denial) -> Self {
+        HttpError::new(
+            StatusCode::FORBIDDEN,
+            wire::denial_code(denial),
+            denial.to_string(),
+        )
+    }
+}
+
+impl From<ChangeError> for HttpError {
+    fn from(err: ChangeError) -> Self {
+        match err {
+            ChangeError::Store(err) => err.into(),
+            ChangeError::ShuttingDown => HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ShuttingDown,
+                "shutting down: retry",
+            ),
+            ChangeError::Internal => HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error: nothing was changed",
+            ),
         }
     }
 }
@@ -75,12 +127,24 @@ impl IntoResponse for HttpError {
 
 impl From<StoreError> for HttpError {
     fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "storage error");
-        HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "database unavailable: retry",
-        )
+        match err {
+            StoreError::Conflict(what) => HttpError::conflict(what),
+            StoreError::NotFound(what) => HttpError::not_found(what),
+            StoreError::LastAdmin => HttpError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LastAdmin,
+                "the facility's last active admin cannot lose the role or the account: \
+                 make someone else admin first",
+            ),
+            err => {
+                tracing::error!(error = %err, "storage error");
+                HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "database unavailable: retry",
+                )
+            }
+        }
     }
 }
 
@@ -135,7 +199,7 @@ fn unauthorized() -> HttpError {
 }
 
 /// `POST /api/v1/session`: checks a password and opens a session.
-async fn login(
+pub async fn login(
     State(app): State<Arc<App>>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, HttpError> {
@@ -147,7 +211,13 @@ async fn login(
             "login or password too long",
         ));
     }
-    let credentials = app.store.credentials(request.login.trim()).await?;
+    // Logins are e-mail addresses, compared in lower case; an account without a password
+    // yet (waiting for its setup code) cannot log in.
+    let credentials = app
+        .store
+        .credentials(&request.login.trim().to_lowercase())
+        .await?
+        .filter(|c| !c.password_hash.is_empty());
     let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
     let matched = app.passwords.verify(hash, &request.password).await?;
     let Some(credentials) = credentials.filter(|_| matched) else {
@@ -187,10 +257,11 @@ async fn login(
 }
 
 /// `GET /api/v1/session`: whose session this is.
-async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
+pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
     let (user, _) = authenticate(&app, &headers).await?;
     let info = SessionInfo {
         user: wire::profile(&user),
+        status: user.status,
         login: user.login,
         idle_lock_seconds: app.config.idle_lock_seconds,
     };
@@ -198,7 +269,7 @@ async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
 }
 
 /// `DELETE /api/v1/session`: ends the session and closes its sockets.
-async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
+pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
     let (token, carrier) = session::presented_token(&headers).ok_or_else(unauthorized)?;
     check_origin(carrier, &headers)?;
     let hash = session::token_hash(&token);
@@ -227,7 +298,10 @@ fn check_origin(carrier: Carrier, headers: &HeaderMap) -> Result<(), HttpError> 
 }
 
 /// The user of the session a request carries.
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<(UserRecord, Vec<u8>), HttpError> {
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(UserRecord, Vec<u8>), HttpError> {
     let (token, carrier) = session::presented_token(headers).ok_or_else(unauthorized)?;
     if carrier == Carrier::Cookie && !session::same_origin(headers) {
         return Err(HttpError::new(
@@ -260,7 +334,8 @@ async fn websocket(
         ));
     }
     let (user, session) = authenticate(&app, &headers).await?;
-    let registration = app.hub.register(user.id, session.into())?;
+    let restricted = user.status == renkei_protocol::AccountStatus::Restricted;
+    let registration = app.hub.register(user.id, restricted, session.into())?;
     let limits = &app.config.limits;
     let max = limits.max_frame_bytes as usize;
     let tracker = app.sockets.clone();

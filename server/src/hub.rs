@@ -1,9 +1,12 @@
 //! The hub: who is in which group, which sockets are open, and fan-out.
 //!
 //! It holds the membership of every group in memory, loaded from the store at start-up
-//! (the database stays the source of truth; every change goes to the store first, then
-//! here), so checking a post costs no query. Fan-out walks a group's members and pushes
-//! the shared bytes of an event into each of their sockets' outboxes without waiting.
+//! (the database stays the source of truth), so checking a post costs no query. Every
+//! later change (a join, a removal, a rename, a consent) is an event of the group's
+//! sequence carrying an [`Effect`], applied here when the event is delivered — in sequence
+//! order, on every node — so a post after a removal never reaches the removed member.
+//! Fan-out walks a group's members and pushes the shared bytes of an event into each of
+//! their sockets' outboxes without waiting.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 use renkei_protocol::{GroupId, Seq, UserId};
 
 use crate::metrics::Metrics;
-use crate::outbox::{Delivery, Ending, Outbox};
+use crate::outbox::{Delivery, Effect, Outbox, ACCOUNT_ENDED, SESSION_ENDED};
 use crate::policy::GroupFacts;
 use crate::store::{Directory, GroupRecord};
 use crate::throttle::TokenBucket;
@@ -53,6 +56,30 @@ struct GroupEntry {
     members: HashSet<UserId>,
 }
 
+impl GroupEntry {
+    fn new(record: GroupRecord) -> Self {
+        GroupEntry {
+            last_seq: AtomicI64::new(record.last_seq),
+            early: Mutex::new(BTreeMap::new()),
+            record,
+            members: HashSet::new(),
+        }
+    }
+}
+
+/// What nodes tell each other besides events: per session or per user, not per group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Control {
+    /// A session ended (its token's hash): its sockets close.
+    SessionEnded(Vec<u8>),
+    /// An account can no longer be used: every socket of it closes.
+    AccountEnded { user: UserId },
+    /// An account was restricted to reading, or reinstated.
+    Restricted { user: UserId, restricted: bool },
+    /// A notice (a serialized server message) for every socket of a user.
+    Notice { user: UserId, frame: String },
+}
+
 /// Events missing from a group's sequence: `after < seq <= upto` has not arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
@@ -68,6 +95,8 @@ const MAX_EARLY: usize = 4096;
 #[derive(Default)]
 struct UserEntry {
     groups: HashSet<GroupId>,
+    /// Restricted to reading (別紙(2)).
+    restricted: bool,
     sockets: Vec<Socket>,
     /// Shared by all of the user's sockets, so more devices do not mean more posts.
     posts: Option<Arc<Mutex<TokenBucket>>>,
@@ -110,15 +139,7 @@ impl Hub {
     pub fn new(directory: Directory, limits: HubLimits, metrics: Arc<Metrics>) -> Self {
         let mut state = State::default();
         for record in directory.groups {
-            state.groups.insert(
-                record.id,
-                GroupEntry {
-                    last_seq: AtomicI64::new(record.last_seq),
-                    early: Mutex::new(BTreeMap::new()),
-                    record,
-                    members: HashSet::new(),
-                },
-            );
+            state.groups.insert(record.id, GroupEntry::new(record));
         }
         for (group, user) in directory.memberships {
             if let Some(entry) = state.groups.get_mut(&group) {
@@ -150,14 +171,18 @@ impl Hub {
             Some(entry) => GroupFacts {
                 exists: true,
                 actor_is_member: entry.members.contains(&user),
+                owner: entry.record.owner_facility_id,
                 archived: entry.record.archived,
+                needs_consent: entry.record.needs_consent,
+                admins_room: entry.record.admins_room,
             },
-            None => GroupFacts {
-                exists: false,
-                actor_is_member: false,
-                archived: false,
-            },
+            None => GroupFacts::default(),
         }
+    }
+
+    /// Whether `user` is restricted to reading, as this node last heard.
+    pub fn restricted(&self, user: UserId) -> bool {
+        self.read().users.get(&user).is_some_and(|u| u.restricted)
     }
 
     /// The latest sequence number the hub has delivered for `group`.
@@ -169,9 +194,11 @@ impl Hub {
     }
 
     /// Registers a socket of `user`, opened with the session whose token hashes to `session`.
+    /// `restricted` is the account's state as just read from the store.
     pub fn register(
         self: &Arc<Self>,
         user: UserId,
+        restricted: bool,
         session: Arc<[u8]>,
     ) -> Result<Registration, HubError> {
         let mut state = self.write();
@@ -179,6 +206,7 @@ impl Hub {
         let id = state.next_socket;
         let State { groups, users, .. } = &mut *state;
         let entry = users.entry(user).or_default();
+        entry.restricted = restricted;
         if entry.sockets.len() >= self.limits.max_connections_per_user {
             return Err(HubError::TooManyConnections);
         }
@@ -230,46 +258,129 @@ impl Hub {
         }
     }
 
-    /// Ends every socket opened with the session whose token hashes to `session`.
-    pub fn end_session(&self, session: &[u8], ending: Ending) {
-        let state = self.read();
-        for entry in state.users.values() {
-            for socket in entry.sockets.iter().filter(|s| &*s.session == session) {
-                socket.outbox.end(ending);
+    /// Acts on a control message (from this node or, through the bus, another one).
+    pub fn control(&self, control: &Control) {
+        match control {
+            Control::SessionEnded(session) => {
+                let state = self.read();
+                for entry in state.users.values() {
+                    for socket in entry.sockets.iter().filter(|s| &*s.session == &session[..]) {
+                        socket.outbox.end(SESSION_ENDED);
+                    }
+                }
+            }
+            Control::AccountEnded { user } => self.each_socket(*user, |outbox| {
+                outbox.end(ACCOUNT_ENDED);
+            }),
+            Control::Restricted { user, restricted } => {
+                self.write().users.entry(*user).or_default().restricted = *restricted;
+            }
+            Control::Notice { user, frame } => {
+                let notice = Arc::new(Delivery::notice(frame.as_str().into()));
+                self.each_socket(*user, |outbox| {
+                    if !outbox.push(&notice) {
+                        self.metrics.slow_consumers.inc();
+                    }
+                });
             }
         }
     }
 
-    /// Delivers a committed event to every socket of every member of its group, in
-    /// sequence order: an event that arrives before an earlier one waits, and the gap is
-    /// returned so that the caller can fetch what is missing from the store. Events
-    /// delivered already are ignored.
-    pub fn deliver(&self, delivery: Arc<Delivery>) -> Option<Gap> {
+    fn each_socket(&self, user: UserId, mut act: impl FnMut(&Outbox)) {
         let state = self.read();
-        let group = state.groups.get(&delivery.group)?;
-        let mut early = group.early.lock().unwrap_or_else(PoisonError::into_inner);
-        let last = group.last_seq.load(Ordering::SeqCst);
-        if delivery.seq <= last {
-            return None;
+        for socket in state.users.get(&user).map_or(&[][..], |u| &u.sockets[..]) {
+            act(&socket.outbox);
         }
-        if delivery.seq > last + 1 {
-            if early.len() < MAX_EARLY {
-                early.insert(delivery.seq, delivery);
+    }
+
+    /// Delivers a committed event to every socket of every member of its group, in
+    /// sequence order, applying its effect first (a join, a rename) or last (a departure:
+    /// the leaving member still sees it). An event that arrives before an earlier one
+    /// waits, and the gap is returned so that the caller can fetch what is missing from
+    /// the store. Events delivered already are ignored.
+    pub fn deliver(&self, delivery: Arc<Delivery>) -> Option<Gap> {
+        if delivery.effect.is_none() {
+            // The common case, under the shared lock: a post, next in line, nothing waiting.
+            let state = self.read();
+            let group = state.groups.get(&delivery.group)?;
+            let early = group.early.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = group.last_seq.load(Ordering::SeqCst);
+            if delivery.seq <= last {
+                return None;
             }
-            let upto = early.keys().next().map_or(last + 1, |first| first - 1);
-            return Some(Gap {
-                group: group.record.id,
-                after: last,
-                upto,
-            });
+            if delivery.seq == last + 1 && early.is_empty() {
+                self.fan_out(&state, group, &delivery);
+                return None;
+            }
         }
-        self.fan_out(&state, group, &delivery);
-        let mut next = delivery.seq + 1;
-        while let Some(waiting) = early.remove(&next) {
-            self.fan_out(&state, group, &waiting);
+        // Effects change membership, and waiting events may carry effects: exclusively.
+        let id = delivery.group;
+        let mut state = self.write();
+        if let Some(Effect::Joined { group, .. }) = &delivery.effect {
+            if !state.groups.contains_key(&id) {
+                let record = GroupRecord {
+                    last_seq: delivery.seq - 1,
+                    ..group.clone()
+                };
+                state.groups.insert(id, GroupEntry::new(record));
+            }
+        }
+        let group = state.groups.get(&id)?;
+        let last = group.last_seq.load(Ordering::SeqCst);
+        let mut early =
+            std::mem::take(&mut *group.early.lock().unwrap_or_else(PoisonError::into_inner));
+        if delivery.seq > last {
+            early.insert(delivery.seq, delivery);
+        }
+        let mut next = last + 1;
+        while let Some(ready) = early.remove(&next) {
+            self.apply(&mut state, &ready);
             next += 1;
         }
-        None
+        let gap = early.keys().next().map(|first| Gap {
+            group: id,
+            after: next - 1,
+            upto: first - 1,
+        });
+        while early.len() > MAX_EARLY {
+            early.pop_last();
+        }
+        if let Some(group) = state.groups.get(&id) {
+            *group.early.lock().unwrap_or_else(PoisonError::into_inner) = early;
+        }
+        gap
+    }
+
+    /// Applies an event's effect around its fan-out.
+    fn apply(&self, state: &mut State, delivery: &Arc<Delivery>) {
+        let id = delivery.group;
+        let Some(group) = state.groups.get_mut(&id) else {
+            return;
+        };
+        match &delivery.effect {
+            Some(Effect::Joined { user, group: after }) => {
+                group.members.insert(*user);
+                group.record = GroupRecord {
+                    last_seq: group.record.last_seq,
+                    ..after.clone()
+                };
+                state.users.entry(*user).or_default().groups.insert(id);
+            }
+            Some(Effect::Renamed { name }) => group.record.name = name.clone(),
+            Some(Effect::Consented) => group.record.needs_consent = false,
+            Some(Effect::Left { .. }) | None => {}
+        }
+        if let Some(group) = state.groups.get(&id) {
+            self.fan_out(state, group, delivery);
+        }
+        if let Some(Effect::Left { user }) = &delivery.effect {
+            if let Some(group) = state.groups.get_mut(&id) {
+                group.members.remove(user);
+            }
+            if let Some(entry) = state.users.get_mut(user) {
+                entry.groups.remove(&id);
+            }
+        }
     }
 
     /// Pushes one event, the next of its group, into every member's sockets.
@@ -303,6 +414,8 @@ mod tests {
                 patient_name: Some("p".into()),
                 owner_facility_id: None,
                 archived: false,
+                needs_consent: false,
+                admins_room: false,
                 last_seq: 0,
             }],
             memberships: vec![(1, 10)],
@@ -322,13 +435,14 @@ mod tests {
             seq,
             frame: format!("{seq}").into(),
             committed: Instant::now(),
+            effect: None,
         })
     }
 
     #[test]
     fn events_reach_sockets_in_order_whatever_order_they_arrive_in() {
         let hub = hub();
-        let socket = hub.register(10, Arc::from(&b"s"[..])).expect("register");
+        let socket = hub.register(10, false, Arc::from(&b"s"[..])).expect("register");
         assert_eq!(hub.deliver(event(1)), None);
         assert_eq!(
             hub.deliver(event(3)),

@@ -2,14 +2,21 @@
 //!
 //! `main.rs` is thin: the library exposes [`app::run`], which serves on a listener the
 //! caller binds, so tests boot the real server on `127.0.0.1:0`.
+pub mod account;
+pub mod api;
 pub mod app;
 pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod facility;
+pub mod group;
 pub mod http;
 pub mod hub;
+pub mod input;
+pub mod invitation;
+pub mod membership;
 pub mod metrics;
 pub mod outbox;
 pub mod password;

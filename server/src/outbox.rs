@@ -11,19 +11,73 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use renkei_protocol::{close, GroupId, Seq};
+use renkei_protocol::{close, GroupId, Seq, UserId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A committed event, serialized once; every recipient shares the same bytes.
+use crate::store::{EventBody, EventRecord, GroupRecord};
+
+/// A committed event, serialized once; every recipient shares the same bytes. Or a
+/// notice to one user outside any group's sequence (`seq` 0).
 #[derive(Debug)]
 pub struct Delivery {
     pub group: GroupId,
     pub seq: Seq,
-    /// The JSON text of the `event` message.
+    /// The JSON text of the `event` message (or of the notice).
     pub frame: Utf8Bytes,
     /// When it was committed, for the delivery-latency histogram.
     pub committed: Instant,
+    /// What the event changes in the hub (membership, name, consent), applied in sequence
+    /// order on every node.
+    pub effect: Option<Effect>,
+}
+
+impl Delivery {
+    /// A notice to a user: written to their sockets as it is, whatever they synced.
+    pub fn notice(frame: Utf8Bytes) -> Self {
+        Delivery {
+            group: 0,
+            seq: 0,
+            frame,
+            committed: Instant::now(),
+            effect: None,
+        }
+    }
+
+    pub fn is_notice(&self) -> bool {
+        self.seq == 0
+    }
+}
+
+/// What an event of a group's sequence changes in the hub.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Effect {
+    /// `user` joined. `group` is the group as it stands after the event, so that a hub
+    /// that never saw the group (created after it started) learns it here.
+    Joined { user: UserId, group: GroupRecord },
+    /// `user` left or was removed.
+    Left { user: UserId },
+    Renamed { name: String },
+    /// The consent record is on file.
+    Consented,
+}
+
+impl Effect {
+    /// The effect of a stored event; `group` is the group's record, needed for joins.
+    pub fn of(event: &EventRecord, group: Option<&GroupRecord>) -> Option<Self> {
+        match &event.body {
+            EventBody::Post { .. } => None,
+            EventBody::MemberJoined { member, .. } => group.map(|group| Effect::Joined {
+                user: member.id,
+                group: group.clone(),
+            }),
+            EventBody::MemberLeft { member } | EventBody::MemberRemoved { member, .. } => {
+                Some(Effect::Left { user: member.id })
+            }
+            EventBody::GroupRenamed { name, .. } => Some(Effect::Renamed { name: name.clone() }),
+            EventBody::ConsentRecorded { .. } => Some(Effect::Consented),
+        }
+    }
 }
 
 /// Why a socket is ended from outside its own task.
@@ -43,6 +97,12 @@ pub const SLOW_CONSUMER: Ending = Ending {
 pub const SESSION_ENDED: Ending = Ending {
     code: close::SESSION_ENDED,
     reason: "logged out",
+};
+
+/// The ending of the sockets of an account that can no longer be used.
+pub const ACCOUNT_ENDED: Ending = Ending {
+    code: close::ACCOUNT_ENDED,
+    reason: "account no longer active",
 };
 
 /// A socket's queue of live events.
@@ -151,6 +211,7 @@ mod tests {
             seq,
             frame: Utf8Bytes::from("x".repeat(size)),
             committed: Instant::now(),
+            effect: None,
         })
     }
 

@@ -103,9 +103,64 @@ impl Passwords {
     }
 }
 
+/// Why a new password is refused (art. 13(2), 13(6)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassword {
+    #[error("a password has at least 13 characters")]
+    TooShort,
+    #[error("a password mixes letters, digits and symbols")]
+    TooSimple,
+    #[error("a password does not repeat one character four times in a row")]
+    Repetitive,
+    #[error("a password has at most 1024 bytes")]
+    TooLong,
+}
+
+/// Checks a new password against the city's rules: 13 or more characters mixing letters,
+/// digits and symbols (art. 13(2)), and nothing as guessable as a long run of one
+/// character (13(6)). The shorter option of 13(2), 8 characters changed every two months,
+/// needs password ageing, which is not offered.
+pub fn check_rules(password: &str) -> Result<(), WeakPassword> {
+    if password.len() > 1024 {
+        return Err(WeakPassword::TooLong);
+    }
+    if password.chars().count() < 13 {
+        return Err(WeakPassword::TooShort);
+    }
+    let letters = password.chars().any(char::is_alphabetic);
+    let digits = password.chars().any(|c| c.is_ascii_digit());
+    let symbols = password
+        .chars()
+        .any(|c| !c.is_alphanumeric() && !c.is_whitespace());
+    if !(letters && digits && symbols) {
+        return Err(WeakPassword::TooSimple);
+    }
+    let chars: Vec<char> = password.chars().collect();
+    if chars.windows(4).any(|w| w.iter().all(|c| *c == w[0])) {
+        return Err(WeakPassword::Repetitive);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_of_article_13() {
+        assert_eq!(check_rules("correct horse battery 7!"), Ok(()));
+        assert_eq!(check_rules("看護記録は大切です2026!"), Ok(()));
+        assert_eq!(check_rules("short 7!"), Err(WeakPassword::TooShort));
+        assert_eq!(
+            check_rules("onlylettersandmore"),
+            Err(WeakPassword::TooSimple)
+        );
+        assert_eq!(
+            check_rules("lettersand1234567"),
+            Err(WeakPassword::TooSimple)
+        );
+        assert_eq!(check_rules("aaaa-bbbb-1234x"), Err(WeakPassword::Repetitive));
+    }
 
     #[tokio::test]
     async fn verifies_the_right_password_only() {

@@ -1,17 +1,18 @@
 //! The sequencer: the only writer of group events.
 //!
-//! Posts queue per shard (a group always maps to the same shard, so its events are committed
+//! Posts and changes (joins, removals, renames, consents) queue per shard (a group always maps to the same shard, so its events are committed
 //! and published by one task, in sequence order). A shard takes everything queued, up to a
 //! batch limit, commits it in one transaction, publishes each new event on the bus, and
 //! only then acknowledges: an ack always means "committed". A failed commit acknowledges
-//! nothing and answers every post of the batch with a retryable error.
+//! nothing and answers every post of the batch with a retryable error. A change commits
+//! alone, in its place in the queue, and is published the same way.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt as _;
-use renkei_protocol::{EventData, GroupEvent, ServerMessage};
+use renkei_protocol::{EventData, GroupEvent, GroupId, ServerMessage};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,7 +20,10 @@ use tokio::task::JoinHandle;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::outbox::Delivery;
-use crate::store::{AppendOutcome, NewPost, Placement, Store, StoreError, UserRecord};
+use crate::outbox::Effect;
+use crate::store::{
+    AppendOutcome, Change, Changed, NewPost, Placement, Store, StoreError, UserRecord,
+};
 use crate::wire;
 
 /// The most posts one transaction commits.
@@ -36,6 +40,8 @@ pub enum PostError {
     GroupArchived,
     #[error("no such group")]
     NoSuchGroup,
+    #[error("you may no longer post in this group")]
+    Refused,
     #[error("the database is unavailable; nothing was stored")]
     Unavailable,
     #[error("the server is shutting down")]
@@ -52,9 +58,31 @@ pub struct PostRequest {
     pub text: String,
 }
 
-struct Job {
+/// Why a change was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error; nothing was stored")]
+    Internal,
+}
+
+struct PostJob {
     post: NewPost,
     reply: oneshot::Sender<Result<Placement, PostError>>,
+}
+
+struct ChangeJob {
+    group: GroupId,
+    change: Change,
+    reply: oneshot::Sender<Result<Changed, StoreError>>,
+}
+
+enum Job {
+    Post(PostJob),
+    Change(ChangeJob),
 }
 
 /// The handle through which sockets submit posts.
@@ -96,7 +124,7 @@ impl Sequencer {
     /// Commits a post and returns where it stands; a retry with the same client id
     /// returns the original placement.
     pub async fn submit(&self, request: PostRequest) -> Result<Placement, PostError> {
-        let shard = request.group.unsigned_abs() as usize % self.shards.len();
+        let shard = self.shard(request.group);
         let (reply, answer) = oneshot::channel();
         let post = NewPost {
             content_hash: Sha256::digest(request.text.as_bytes()).to_vec(),
@@ -107,12 +135,30 @@ impl Sequencer {
             at: 0,
         };
         self.shards[shard]
-            .send(Job { post, reply })
+            .send(Job::Post(PostJob { post, reply }))
             .await
             .map_err(|_| PostError::ShuttingDown)?;
         // A shard only drops a reply unanswered when its commit panicked (it outlives every
         // sender, so it cannot have stopped).
         answer.await.map_err(|_| PostError::Internal)?
+    }
+
+    /// Commits a change to a group as the next event of its sequence, and publishes it.
+    pub async fn change(&self, group: GroupId, change: Change) -> Result<Changed, ChangeError> {
+        let (reply, answer) = oneshot::channel();
+        self.shards[self.shard(group)]
+            .send(Job::Change(ChangeJob {
+                group,
+                change,
+                reply,
+            }))
+            .await
+            .map_err(|_| ChangeError::ShuttingDown)?;
+        Ok(answer.await.map_err(|_| ChangeError::Internal)??)
+    }
+
+    fn shard(&self, group: GroupId) -> usize {
+        group.unsigned_abs() as usize % self.shards.len()
     }
 }
 
@@ -125,18 +171,53 @@ struct Shard {
 
 impl Shard {
     async fn run(mut self) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while self.queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            // A bug that panics inside a commit costs that batch (its posts are answered
-            // `internal`, nothing acknowledged), not the shard and every later post.
-            let commit = AssertUnwindSafe(self.commit(std::mem::take(&mut batch)));
-            if commit.catch_unwind().await.is_err() {
-                tracing::error!("commit panicked; its batch was answered with internal errors");
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while self.queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            // Posts between changes commit as one batch; each change commits alone, in
+            // its place.
+            let mut posts = Vec::new();
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Post(post) => posts.push(post),
+                    Job::Change(change) => {
+                        self.guarded(self.commit(std::mem::take(&mut posts))).await;
+                        self.guarded(self.commit_change(change)).await;
+                    }
+                }
             }
+            self.guarded(self.commit(posts)).await;
         }
     }
 
-    async fn commit(&self, batch: Vec<Job>) {
+    /// A bug that panics inside a commit costs that commit (its posts are answered
+    /// `internal`, nothing acknowledged), not the shard and every later post.
+    async fn guarded(&self, commit: impl std::future::Future<Output = ()>) {
+        if AssertUnwindSafe(commit).catch_unwind().await.is_err() {
+            tracing::error!("commit panicked; its jobs were answered with internal errors");
+        }
+    }
+
+    async fn commit_change(&self, job: ChangeJob) {
+        let result = self
+            .store
+            .apply_change(job.group, &job.change, crate::clock::now_ms())
+            .await;
+        if let Ok(changed) = &result {
+            self.bus.publish(Arc::new(Delivery {
+                group: changed.event.group,
+                seq: changed.event.seq,
+                frame: wire::frame(&ServerMessage::Event(wire::event(&changed.event))),
+                committed: Instant::now(),
+                effect: Effect::of(&changed.event, Some(&changed.group)),
+            }));
+        }
+        let _ = job.reply.send(result);
+    }
+
+    async fn commit(&self, batch: Vec<PostJob>) {
+        if batch.is_empty() {
+            return;
+        }
         let at = crate::clock::now_ms();
         let (posts, replies): (Vec<NewPost>, Vec<_>) = batch
             .into_iter()
@@ -173,6 +254,7 @@ impl Shard {
                 AppendOutcome::ClientIdConflict => Err(PostError::ClientIdConflict),
                 AppendOutcome::GroupArchived => Err(PostError::GroupArchived),
                 AppendOutcome::NoSuchGroup => Err(PostError::NoSuchGroup),
+                AppendOutcome::Refused => Err(PostError::Refused),
             };
             let _ = reply.send(answer);
         }
@@ -196,5 +278,6 @@ fn delivery(post: &NewPost, placement: Placement, committed: Instant) -> Deliver
         seq: placement.seq,
         frame: wire::frame(&ServerMessage::Event(event)),
         committed,
+        effect: None,
     }
 }

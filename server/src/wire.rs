@@ -37,6 +37,22 @@ pub fn event(record: &EventRecord) -> GroupEvent {
             client_id: client_id.clone(),
             text: text.clone(),
         },
+        EventBody::MemberJoined { member, by } => EventData::MemberJoined {
+            member: profile(member),
+            by: by.as_ref().map(profile),
+        },
+        EventBody::MemberLeft { member } => EventData::MemberLeft {
+            member: profile(member),
+        },
+        EventBody::MemberRemoved { member, by } => EventData::MemberRemoved {
+            member: profile(member),
+            by: profile(by),
+        },
+        EventBody::GroupRenamed { name, by } => EventData::GroupRenamed {
+            name: name.clone(),
+            by: profile(by),
+        },
+        EventBody::ConsentRecorded { by } => EventData::ConsentRecorded { by: profile(by) },
     };
     GroupEvent {
         group: record.group,
@@ -54,6 +70,8 @@ pub fn group_summary(group: &GroupRecord) -> GroupSummary {
         name: group.name.clone(),
         patient_name: group.patient_name.clone(),
         archived: group.archived,
+        needs_consent: group.needs_consent,
+        admins_room: group.admins_room,
         last_seq: group.last_seq,
     }
 }
@@ -80,6 +98,18 @@ pub fn denial_code(denial: Denial) -> ErrorCode {
     match denial {
         Denial::NotMember => ErrorCode::NotMember,
         Denial::GroupArchived => ErrorCode::GroupArchived,
+        Denial::ConsentRequired => ErrorCode::ConsentRequired,
+        Denial::Restricted => ErrorCode::AccountRestricted,
+        Denial::OperatorOnly
+        | Denial::AdminOnly
+        | Denial::NotOwningAdmin
+        | Denial::NotTheirAdmin
+        | Denial::NotInvitee
+        | Denial::NotApprover
+        | Denial::NotInviter
+        | Denial::AdminsRoom
+        | Denial::Unavailable
+        | Denial::OwnAccount => ErrorCode::Forbidden,
     }
 }
 
@@ -89,6 +119,7 @@ pub fn post_error_code(err: &PostError) -> ErrorCode {
         PostError::ClientIdConflict => ErrorCode::ClientIdConflict,
         PostError::GroupArchived => ErrorCode::GroupArchived,
         PostError::NoSuchGroup => ErrorCode::NotMember,
+        PostError::Refused => ErrorCode::Forbidden,
         PostError::Unavailable => ErrorCode::Unavailable,
         PostError::ShuttingDown => ErrorCode::ShuttingDown,
         PostError::Internal => ErrorCode::Internal,

@@ -46,7 +46,10 @@ async fn members_see_posts_live_and_outsiders_nothing(backend: Backend) {
             author,
             text,
             client_id,
-        } = event.data;
+        } = event.data
+        else {
+            panic!("a post");
+        };
         assert_eq!(
             (author.id, text.as_str(), client_id.as_str()),
             (f.alice, "血圧 128/80、SpO2 97%", "a-1")

@@ -73,8 +73,9 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
         .expect("read");
     let by_client: HashMap<String, i64> = stored
         .iter()
-        .map(|e| match &e.body {
-            renkei::store::EventBody::Post { client_id, .. } => (client_id.clone(), e.seq),
+        .filter_map(|e| match &e.body {
+            renkei::store::EventBody::Post { client_id, .. } => Some((client_id.clone(), e.seq)),
+            _ => None,
         })
         .collect();
     for (client_id, seq) in &acked {

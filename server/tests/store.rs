@@ -10,6 +10,7 @@ use renkei::store::{
     AppendOutcome, EventBody, NewFacility, NewGroup, NewPost, NewSession, NewUser, Store,
     StoreError, UserRecord,
 };
+use renkei_protocol::api::FacilityKind;
 use renkei_protocol::{GroupKind, Role};
 use sha2::{Digest as _, Sha256};
 
@@ -34,7 +35,7 @@ async fn user(store: &dyn Store, login: &str) -> UserRecord {
     let facility = store
         .create_facility(&NewFacility {
             name: "訪問看護ステーション".into(),
-            kind: "visiting_nurse_station".into(),
+            kind: FacilityKind::VisitingNurseStation,
         })
         .await
         .expect("facility");
@@ -46,6 +47,7 @@ async fn user(store: &dyn Store, login: &str) -> UserRecord {
             profession: "nurse".into(),
             role: Role::Staff,
             password_hash: "hash".into(),
+            ..NewUser::default()
         }])
         .await
         .expect("user")[0];
@@ -59,17 +61,22 @@ async fn user(store: &dyn Store, login: &str) -> UserRecord {
     user
 }
 
-async fn group(store: &dyn Store, kind: GroupKind) -> i64 {
-    store
+/// A group (a consented patient group, or a free group) with `members`.
+async fn group(store: &dyn Store, kind: GroupKind, members: &[&UserRecord]) -> i64 {
+    let id = store
         .create_group(&NewGroup {
             kind,
             name: "山田 太郎".into(),
-            patient_name: (kind == GroupKind::Patient).then(|| "山田 太郎".into()),
+            patient: (kind == GroupKind::Patient).then(|| common::patient("山田 太郎")),
             owner_facility_id: None,
+            consent: (kind == GroupKind::Patient).then(common::consent),
             created_at: 1,
         })
         .await
-        .expect("group")
+        .expect("group");
+    let members: Vec<_> = members.iter().map(|m| (id, m.id)).collect();
+    store.add_members(&members, 1).await.expect("members");
+    id
 }
 
 fn post(group: i64, author: &UserRecord, client_id: &str, text: &str) -> NewPost {
@@ -104,6 +111,7 @@ async fn users_and_credentials(backend: Backend) {
             profession: "doctor".into(),
             role: Role::Admin,
             password_hash: "x".into(),
+            ..NewUser::default()
         }])
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
@@ -151,8 +159,8 @@ async fn sessions_expire_and_end(backend: Backend) {
 async fn directory_holds_groups_and_members(backend: Backend) {
     let (_db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
-    let patient = group(store.as_ref(), GroupKind::Patient).await;
-    let free = group(store.as_ref(), GroupKind::Free).await;
+    let patient = group(store.as_ref(), GroupKind::Patient, &[]).await;
+    let free = group(store.as_ref(), GroupKind::Free, &[]).await;
     store
         .add_members(&[(patient, alice.id)], 5)
         .await
@@ -173,18 +181,20 @@ async fn directory_holds_groups_and_members(backend: Backend) {
         .iter()
         .map(|g| (g.id, g.kind, g.last_seq, g.archived))
         .collect();
+    let room = store.admins_room().await.expect("the admins' room exists");
     assert_eq!(
         kinds,
         [
+            (room, GroupKind::Free, 0, false),
             (patient, GroupKind::Patient, 0, false),
             (free, GroupKind::Free, 0, false)
         ]
     );
     assert_eq!(
-        directory.groups[0].patient_name.as_deref(),
+        directory.groups[1].patient_name.as_deref(),
         Some("山田 太郎")
     );
-    assert_eq!(directory.groups[1].patient_name, None);
+    assert_eq!(directory.groups[2].patient_name, None);
     assert_eq!(
         directory.memberships,
         [(patient, alice.id)],
@@ -196,8 +206,8 @@ async fn posts_get_consecutive_sequences(backend: Backend) {
     let (_db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
     let (a, b) = (
-        group(store.as_ref(), GroupKind::Patient).await,
-        group(store.as_ref(), GroupKind::Free).await,
+        group(store.as_ref(), GroupKind::Patient, &[&alice]).await,
+        group(store.as_ref(), GroupKind::Free, &[&alice]).await,
     );
     let batch = [
         post(a, &alice, "1", "一"),
@@ -223,13 +233,15 @@ async fn posts_get_consecutive_sequences(backend: Backend) {
         directory
             .groups
             .iter()
+            .filter(|g| !g.admins_room)
             .map(|g| g.last_seq)
             .collect::<Vec<_>>(),
         [3, 1]
     );
+    let room = store.admins_room().await.expect("room");
     assert_eq!(
         store.last_seqs().await.expect("last seqs"),
-        [(a, 3), (b, 1)]
+        [(room, 0), (a, 3), (b, 1)]
     );
 }
 
@@ -237,7 +249,7 @@ async fn idempotent_client_ids(backend: Backend) {
     let (_db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
     let bob = user(store.as_ref(), "bob").await;
-    let g = group(store.as_ref(), GroupKind::Patient).await;
+    let g = group(store.as_ref(), GroupKind::Patient, &[&alice, &bob]).await;
     let first = store
         .append_posts(&[post(g, &alice, "c", "同じ")])
         .await
@@ -282,7 +294,7 @@ async fn idempotent_client_ids(backend: Backend) {
 async fn archived_and_unknown_groups_take_nothing(backend: Backend) {
     let (db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
-    let g = group(store.as_ref(), GroupKind::Patient).await;
+    let g = group(store.as_ref(), GroupKind::Patient, &[&alice]).await;
     common::set_archived(&db.url, g).await;
     let outcomes = store
         .append_posts(&[
@@ -300,13 +312,14 @@ async fn archived_and_unknown_groups_take_nothing(backend: Backend) {
         .await
         .expect("read")
         .is_empty());
-    assert!(store.directory().await.expect("directory").groups[0].archived);
+    let directory = store.directory().await.expect("directory");
+    assert!(directory.groups.iter().any(|group| group.id == g && group.archived));
 }
 
 async fn reading_after_and_before(backend: Backend) {
     let (_db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
-    let g = group(store.as_ref(), GroupKind::Patient).await;
+    let g = group(store.as_ref(), GroupKind::Patient, &[&alice]).await;
     let posts: Vec<_> = (1..=10)
         .map(|i| post(g, &alice, &format!("p{i}"), &format!("記録{i}")))
         .collect();
@@ -334,7 +347,10 @@ async fn reading_after_and_before(backend: Backend) {
         author,
         client_id,
         text,
-    } = &event.body;
+    } = &event.body
+    else {
+        panic!("a post");
+    };
     assert_eq!(
         (author, client_id.as_str(), text.as_str(), event.at),
         (&alice, "p1", "記録1", 1_000)
@@ -345,10 +361,10 @@ async fn one_batch_mixes_every_outcome(backend: Backend) {
     let (db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
     let (a, b) = (
-        group(store.as_ref(), GroupKind::Patient).await,
-        group(store.as_ref(), GroupKind::Free).await,
+        group(store.as_ref(), GroupKind::Patient, &[&alice]).await,
+        group(store.as_ref(), GroupKind::Free, &[&alice]).await,
     );
-    let archived = group(store.as_ref(), GroupKind::Patient).await;
+    let archived = group(store.as_ref(), GroupKind::Patient, &[&alice]).await;
     common::set_archived(&db.url, archived).await;
     store
         .append_posts(&[post(a, &alice, "old", "前の投稿")])
@@ -408,8 +424,9 @@ async fn one_batch_mixes_every_outcome(backend: Backend) {
         .await
         .expect("read")
         .into_iter()
-        .map(|e| match e.body {
-            EventBody::Post { text, .. } => text,
+        .filter_map(|e| match e.body {
+            EventBody::Post { text, .. } => Some(text),
+            _ => None,
         })
         .collect();
     assert_eq!(texts, ["前の投稿", "新1", "新5"]);

@@ -12,9 +12,9 @@ use renkei_protocol::{GroupId, ServerMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Gap, Hub};
+use crate::hub::{Control, Gap, Hub};
 use crate::metrics::Metrics;
-use crate::outbox::{Delivery, SESSION_ENDED};
+use crate::outbox::{Delivery, Effect};
 use crate::store::{Store, StoreError};
 use crate::wire;
 
@@ -110,12 +110,12 @@ impl RedisBus {
         }
     }
 
-    /// Ends the session's sockets here and on every other node.
-    pub fn end_session(&self, session: &[u8]) {
-        self.hub.end_session(session, SESSION_ENDED);
-        let message = encode(self.node, &Message::SessionEnded(session.to_vec()));
+    /// Acts on a control message here and on every other node.
+    pub fn control(&self, control: Control) {
+        self.hub.control(&control);
+        let message = encode(self.node, &Message::Control(control));
         if self.outgoing.try_send(message).is_err() {
-            tracing::error!("Redis publisher full: a logout may not reach other nodes' sockets");
+            tracing::error!("Redis publisher full: a control message may not reach other nodes");
         }
     }
 
@@ -135,7 +135,7 @@ impl RedisBus {
                     self.recover(gap);
                 }
             }
-            Message::SessionEnded(session) => self.hub.end_session(&session, SESSION_ENDED),
+            Message::Control(control) => self.hub.control(&control),
         }
     }
 
@@ -176,12 +176,21 @@ impl RedisBus {
                 .events_after(group, after, upto, RECOVERY_PAGE)
                 .await?;
             let full = events.len() == RECOVERY_PAGE as usize;
+            // A join's effect carries the group as it stands (read once, if needed).
+            let mut record_of_group = None;
             for record in &events {
+                if record_of_group.is_none()
+                    && matches!(record.body, crate::store::EventBody::MemberJoined { .. })
+                {
+                    record_of_group = self.store.group_details(group).await?.map(|d| d.group);
+                }
+                let effect = Effect::of(record, record_of_group.as_ref());
                 let delivery = Delivery {
                     group: record.group,
                     seq: record.seq,
                     frame: wire::frame(&ServerMessage::Event(wire::event(record))),
                     committed: Instant::now(),
+                    effect,
                 };
                 // Events that arrive meanwhile are ignored as delivered already.
                 let _ = self.hub.deliver(Arc::new(delivery));
@@ -301,34 +310,42 @@ async fn publish(
 enum Message {
     /// A committed event.
     Event(Delivery),
-    /// A session ended (its token's hash): its sockets close.
-    SessionEnded(Vec<u8>),
+    /// A session ended, an account ended or changed, a notice for a user.
+    Control(Control),
 }
 
 const EVENT: u8 = 1;
-const SESSION_ENDED_KIND: u8 = 2;
+const CONTROL: u8 = 2;
 
 /// `kind (1) | node (8) | …`, integers big-endian. An event goes on with
-/// `group (8) | seq (8) | frame`, an ended session with its token hash.
+/// `group (8) | seq (8) | effect length (4) | effect (JSON) | frame`, a control message
+/// with its JSON.
 fn encode(node: u64, message: &Message) -> Vec<u8> {
     match message {
         Message::Event(delivery) => encode_event(node, delivery),
-        Message::SessionEnded(session) => {
-            let mut bytes = Vec::with_capacity(9 + session.len());
-            bytes.push(SESSION_ENDED_KIND);
+        Message::Control(control) => {
+            let mut bytes = vec![CONTROL];
             bytes.extend_from_slice(&node.to_be_bytes());
-            bytes.extend_from_slice(session);
+            // Plain data: serializing cannot fail.
+            bytes.extend_from_slice(&serde_json::to_vec(control).unwrap_or_default());
             bytes
         }
     }
 }
 
 fn encode_event(node: u64, delivery: &Delivery) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(25 + delivery.frame.len());
+    let effect = delivery
+        .effect
+        .as_ref()
+        .and_then(|effect| serde_json::to_vec(effect).ok())
+        .unwrap_or_default();
+    let mut bytes = Vec::with_capacity(29 + effect.len() + delivery.frame.len());
     bytes.push(EVENT);
     bytes.extend_from_slice(&node.to_be_bytes());
     bytes.extend_from_slice(&delivery.group.to_be_bytes());
     bytes.extend_from_slice(&delivery.seq.to_be_bytes());
+    bytes.extend_from_slice(&u32::try_from(effect.len()).unwrap_or(0).to_be_bytes());
+    bytes.extend_from_slice(&effect);
     bytes.extend_from_slice(delivery.frame.as_bytes());
     bytes
 }
@@ -340,16 +357,23 @@ fn decode(payload: &[u8]) -> Option<(u64, Message)> {
         EVENT => {
             let group = i64::from_be_bytes(number(9)?);
             let seq = i64::from_be_bytes(number(17)?);
-            let frame = bytes::Bytes::copy_from_slice(payload.get(25..)?);
+            let length: [u8; 4] = payload.get(25..29)?.try_into().ok()?;
+            let end = 29usize.checked_add(u32::from_be_bytes(length) as usize)?;
+            let effect = match payload.get(29..end)? {
+                [] => None,
+                json => Some(serde_json::from_slice::<Effect>(json).ok()?),
+            };
+            let frame = bytes::Bytes::copy_from_slice(payload.get(end..)?);
             let frame = axum::extract::ws::Utf8Bytes::try_from(frame).ok()?;
             Message::Event(Delivery {
                 group,
                 seq,
                 frame,
                 committed: Instant::now(),
+                effect,
             })
         }
-        SESSION_ENDED_KIND => Message::SessionEnded(payload.get(9..)?.to_vec()),
+        CONTROL => Message::Control(serde_json::from_slice(payload.get(9..)?).ok()?),
         _ => return None,
     };
     Some((node, message))
@@ -366,19 +390,31 @@ mod tests {
             seq: 42,
             frame: r#"{"type":"event"}"#.into(),
             committed: Instant::now(),
+            effect: Some(Effect::Left { user: 3 }),
         };
         let Some((99, Message::Event(back))) = decode(&encode_event(99, &delivery)) else {
             panic!("an event decodes");
         };
         assert_eq!(
-            (back.group, back.seq, back.frame.as_str()),
-            (7, 42, r#"{"type":"event"}"#)
+            (back.group, back.seq, back.frame.as_str(), back.effect),
+            (7, 42, r#"{"type":"event"}"#, Some(Effect::Left { user: 3 }))
         );
-        let ended = encode(5, &Message::SessionEnded(vec![1, 2, 3]));
-        assert!(matches!(decode(&ended), Some((5, Message::SessionEnded(h))) if h == [1, 2, 3]));
+        let plain = Delivery {
+            effect: None,
+            ..delivery
+        };
+        let Some((1, Message::Event(back))) = decode(&encode_event(1, &plain)) else {
+            panic!("an event without effect decodes");
+        };
+        assert_eq!(back.effect, None);
+        let ended = encode(5, &Message::Control(Control::SessionEnded(vec![1, 2, 3])));
+        assert!(matches!(
+            decode(&ended),
+            Some((5, Message::Control(Control::SessionEnded(h)))) if h == [1, 2, 3]
+        ));
         assert!(decode(&[1, 2, 3]).is_none());
         assert!(decode(&[9; 30]).is_none(), "unknown kind");
-        let mut bad = encode_event(1, &delivery);
+        let mut bad = encode_event(1, &plain);
         bad.extend_from_slice(&[0xff, 0xfe]);
         assert!(decode(&bad).is_none(), "invalid UTF-8 is refused");
     }

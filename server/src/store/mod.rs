@@ -7,14 +7,17 @@
 
 mod postgres;
 mod queries;
+mod registry;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use renkei_protocol::{GroupId, GroupKind, Millis, Role, Seq, UserId};
+use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
+use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
 pub use postgres::PgStore;
+pub use registry::{GroupDetailsRecord, InvitationStep, Registry, ReviewRow, StatusChange};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in storage.
@@ -35,6 +38,9 @@ pub enum StoreError {
     /// A value in the database is not one this version understands.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The change would leave an approved facility without an active admin.
+    #[error("the facility's last active admin cannot lose the role or the account")]
+    LastAdmin,
     /// The database URL names no engine Renkei supports.
     #[error("unsupported database URL (use sqlite:// or postgres://)")]
     UnsupportedUrl,
@@ -54,22 +60,27 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// A new facility (事業所).
+/// A new facility (事業所), approved from the start (fixtures, the demo, the load tester;
+/// real facilities apply with [`Registry::apply_facility`]).
 #[derive(Debug, Clone)]
 pub struct NewFacility {
     pub name: String,
-    pub kind: String,
+    pub kind: renkei_protocol::api::FacilityKind,
 }
 
-/// A new user account, with its already-hashed password.
-#[derive(Debug, Clone)]
+/// A new user account, with its already-hashed password (empty until the owner sets one
+/// with a setup code).
+#[derive(Debug, Clone, Default)]
 pub struct NewUser {
     pub facility_id: Option<i64>,
+    /// The person's e-mail address.
     pub login: String,
     pub name: String,
+    pub kana: String,
     pub profession: String,
     pub role: Role,
     pub password_hash: String,
+    pub pledge_received_on: Option<String>,
 }
 
 /// A user as shown to others: what every post carries about its author.
@@ -81,6 +92,7 @@ pub struct UserRecord {
     pub name: String,
     pub profession: String,
     pub role: Role,
+    pub status: AccountStatus,
     pub facility_id: Option<i64>,
     pub facility_name: Option<String>,
 }
@@ -107,13 +119,15 @@ pub struct NewGroup {
     pub kind: GroupKind,
     pub name: String,
     /// Required for patient groups, absent for free groups.
-    pub patient_name: Option<String>,
+    pub patient: Option<Patient>,
     pub owner_facility_id: Option<i64>,
+    /// On file from the start (fixtures and imports); otherwise recorded later.
+    pub consent: Option<Consent>,
     pub created_at: Millis,
 }
 
 /// A group as the hub holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupRecord {
     pub id: GroupId,
     pub kind: GroupKind,
@@ -121,6 +135,10 @@ pub struct GroupRecord {
     pub patient_name: Option<String>,
     pub owner_facility_id: Option<i64>,
     pub archived: bool,
+    /// A patient group without its consent record (様式3).
+    pub needs_consent: bool,
+    /// The admins' room (MCS管理者の部屋).
+    pub admins_room: bool,
     pub last_seq: Seq,
 }
 
@@ -162,6 +180,9 @@ pub enum AppendOutcome {
     ClientIdConflict,
     /// The group is archived; nothing stored.
     GroupArchived,
+    /// The author may not post there any more (removed, restricted, consent missing):
+    /// the facts the policy allowed the post on changed before its commit. Nothing stored.
+    Refused,
     /// The group does not exist; nothing stored.
     NoSuchGroup,
 }
@@ -179,7 +200,10 @@ impl EventRecord {
     /// The bytes of text the event carries.
     pub fn text_len(&self) -> usize {
         match &self.body {
-            EventBody::Post { text, .. } => text.len(),
+            EventBody::Post { text, .. } | EventBody::GroupRenamed { name: text, .. } => {
+                text.len()
+            }
+            _ => 0,
         }
     }
 }
@@ -192,11 +216,55 @@ pub enum EventBody {
         client_id: String,
         text: String,
     },
+    MemberJoined {
+        member: UserRecord,
+        by: Option<UserRecord>,
+    },
+    MemberLeft {
+        member: UserRecord,
+    },
+    MemberRemoved {
+        member: UserRecord,
+        by: UserRecord,
+    },
+    GroupRenamed {
+        name: String,
+        by: UserRecord,
+    },
+    ConsentRecorded {
+        by: UserRecord,
+    },
 }
 
-/// The storage interface. Every method is one transaction.
+/// A change to a group that takes the next place in its sequence, like a post.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// `user` joins; `by` invited them (with `invitation`, which becomes `joined`).
+    Join {
+        user: UserId,
+        by: Option<UserId>,
+        invitation: Option<i64>,
+    },
+    /// `user` leaves on their own.
+    Leave { user: UserId },
+    /// `by` removes `user` (解除).
+    Remove { user: UserId, by: UserId },
+    Rename { name: String, by: UserId },
+    /// The consent record (様式3) is put on file.
+    Consent { consent: Consent, by: UserId },
+}
+
+/// What a change did: its event, and the group as it is after it.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub event: EventRecord,
+    pub group: GroupRecord,
+}
+
+/// The storage interface of the messaging core; [`Registry`] holds the rest. Every method
+/// is one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Registry + Send + Sync + 'static {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// True when no user exists yet (the demo refuses to fill a used database).
@@ -236,6 +304,16 @@ pub trait Store: Send + Sync + 'static {
         members: &[(GroupId, UserId)],
         at: Millis,
     ) -> Result<(), StoreError>;
+
+    /// Applies a change to a group and appends its event, in one transaction. `NotFound`
+    /// when the group does not exist; `Conflict` when a joining user is a member already
+    /// or a leaving one is not.
+    async fn apply_change(
+        &self,
+        group: GroupId,
+        change: &Change,
+        at: Millis,
+    ) -> Result<Changed, StoreError>;
 
     /// Appends a batch of posts in one transaction, in order: each new post gets the next
     /// sequence number of its group. Returns one outcome per post. On `Err` nothing of the
@@ -284,6 +362,63 @@ fn parse_role(name: &str) -> Result<Role, StoreError> {
         "admin" => Ok(Role::Admin),
         "staff" => Ok(Role::Staff),
         other => Err(StoreError::Corrupt(format!("role {other:?}"))),
+    }
+}
+
+fn status_name(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Active => "active",
+        AccountStatus::Restricted => "restricted",
+        AccountStatus::Banned => "banned",
+        AccountStatus::Deactivated => "deactivated",
+    }
+}
+
+fn parse_status(name: &str) -> Result<AccountStatus, StoreError> {
+    match name {
+        "active" => Ok(AccountStatus::Active),
+        "restricted" => Ok(AccountStatus::Restricted),
+        "banned" => Ok(AccountStatus::Banned),
+        "deactivated" => Ok(AccountStatus::Deactivated),
+        other => Err(StoreError::Corrupt(format!("account status {other:?}"))),
+    }
+}
+
+fn facility_status_name(status: FacilityStatus) -> &'static str {
+    match status {
+        FacilityStatus::Applied => "applied",
+        FacilityStatus::Approved => "approved",
+        FacilityStatus::Rejected => "rejected",
+        FacilityStatus::Suspended => "suspended",
+        FacilityStatus::Withdrawn => "withdrawn",
+    }
+}
+
+fn parse_facility_status(name: &str) -> Result<FacilityStatus, StoreError> {
+    match name {
+        "applied" => Ok(FacilityStatus::Applied),
+        "approved" => Ok(FacilityStatus::Approved),
+        "rejected" => Ok(FacilityStatus::Rejected),
+        "suspended" => Ok(FacilityStatus::Suspended),
+        "withdrawn" => Ok(FacilityStatus::Withdrawn),
+        other => Err(StoreError::Corrupt(format!("facility status {other:?}"))),
+    }
+}
+
+fn signer_name(signer: ConsentSigner) -> &'static str {
+    match signer {
+        ConsentSigner::Patient => "patient",
+        ConsentSigner::Family => "family",
+        ConsentSigner::PatientAndFamily => "patient_and_family",
+    }
+}
+
+fn parse_signer(name: &str) -> Result<ConsentSigner, StoreError> {
+    match name {
+        "patient" => Ok(ConsentSigner::Patient),
+        "family" => Ok(ConsentSigner::Family),
+        "patient_and_family" => Ok(ConsentSigner::PatientAndFamily),
+        other => Err(StoreError::Corrupt(format!("consent signer {other:?}"))),
     }
 }
 

@@ -3,95 +3,221 @@
 //! only in how they are opened (`sqlite.rs`, `postgres.rs`) and in their migrations.
 
 use super::{
-    kind_name, parse_kind, parse_role, role_name, AppendOutcome, Credentials, Directory, EventBody,
-    EventRecord, GroupRecord, NewFacility, NewGroup, NewPost, NewSession, NewUser, Placement,
-    Store, StoreError, UserRecord,
+    kind_name, parse_kind, parse_role, parse_status, role_name, signer_name, AppendOutcome,
+    Change, Changed, Credentials, Directory, EventBody, EventRecord, GroupRecord, NewFacility,
+    NewGroup, NewPost, NewSession, NewUser, Placement, Store, StoreError, UserRecord,
 };
 use std::collections::{HashMap, HashSet};
 
 use renkei_protocol::{GroupId, Millis, Seq, UserId};
 
 /// Columns of a user as others see them, with `users u LEFT JOIN facilities f`.
-const USER_COLUMNS: &str =
-    "u.id, u.login, u.display_name, u.profession, u.role, u.facility_id, f.name";
+pub(super) const USER_COLUMNS: &str = "u.id, u.login, u.display_name, u.profession, u.role, \
+     u.status, u.facility_id, f.name AS facility_name";
 
-type UserRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow {
+    id: i64,
+    login: String,
+    display_name: String,
+    profession: String,
+    role: String,
+    status: String,
+    facility_id: Option<i64>,
+    facility_name: Option<String>,
+}
 
-fn user_record(row: UserRow) -> Result<UserRecord, StoreError> {
-    let (id, login, name, profession, role, facility_id, facility_name) = row;
+pub(super) fn user_record(row: UserRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
-        id,
-        login,
-        name,
-        profession,
-        role: parse_role(&role)?,
-        facility_id,
-        facility_name,
+        id: row.id,
+        login: row.login,
+        name: row.display_name,
+        profession: row.profession,
+        role: parse_role(&row.role)?,
+        status: parse_status(&row.status)?,
+        facility_id: row.facility_id,
+        facility_name: row.facility_name,
     })
 }
 
-type EventRow = (
-    i64,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+/// Columns of a group, from `care_groups g`.
+pub(super) const GROUP_COLUMNS: &str = "g.id, g.kind, g.name, g.patient_name, \
+     g.owner_facility_id, g.archived_at, g.consent_signed_on, g.system, g.last_seq";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct GroupRow {
+    pub(super) id: i64,
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) patient_name: Option<String>,
+    pub(super) owner_facility_id: Option<i64>,
+    pub(super) archived_at: Option<i64>,
+    pub(super) consent_signed_on: Option<String>,
+    pub(super) system: Option<String>,
+    pub(super) last_seq: i64,
+}
+
+pub(super) fn group_record(row: GroupRow) -> Result<GroupRecord, StoreError> {
+    let kind = parse_kind(&row.kind)?;
+    Ok(GroupRecord {
+        id: row.id,
+        kind,
+        name: row.name,
+        patient_name: row.patient_name,
+        owner_facility_id: row.owner_facility_id,
+        archived: row.archived_at.is_some(),
+        needs_consent: kind == renkei_protocol::GroupKind::Patient
+            && row.consent_signed_on.is_none(),
+        admins_room: row.system.as_deref() == Some("admins_room"),
+        last_seq: row.last_seq,
+    })
+}
+
+/// An event with its author (`a_…`) and subject (`s_…`).
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    group_id: i64,
+    seq: i64,
+    created_at: i64,
+    kind: String,
+    client_id: Option<String>,
+    text: Option<String>,
+    a_id: Option<i64>,
+    a_login: Option<String>,
+    a_name: Option<String>,
+    a_profession: Option<String>,
+    a_role: Option<String>,
+    a_status: Option<String>,
+    a_facility_id: Option<i64>,
+    a_facility_name: Option<String>,
+    s_id: Option<i64>,
+    s_login: Option<String>,
+    s_name: Option<String>,
+    s_profession: Option<String>,
+    s_role: Option<String>,
+    s_status: Option<String>,
+    s_facility_id: Option<i64>,
+    s_facility_name: Option<String>,
+}
 
 const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
-     u.id, u.login, u.display_name, u.profession, u.role, u.facility_id, f.name \
-     FROM events e LEFT JOIN users u ON u.id = e.author_id \
-     LEFT JOIN facilities f ON f.id = u.facility_id";
+     a.id AS a_id, a.login AS a_login, a.display_name AS a_name, a.profession AS a_profession, \
+     a.role AS a_role, a.status AS a_status, a.facility_id AS a_facility_id, \
+     af.name AS a_facility_name, \
+     s.id AS s_id, s.login AS s_login, s.display_name AS s_name, s.profession AS s_profession, \
+     s.role AS s_role, s.status AS s_status, s.facility_id AS s_facility_id, \
+     sf.name AS s_facility_name \
+     FROM events e LEFT JOIN users a ON a.id = e.author_id \
+     LEFT JOIN facilities af ON af.id = a.facility_id \
+     LEFT JOIN users s ON s.id = e.subject_id \
+     LEFT JOIN facilities sf ON sf.id = s.facility_id";
+
+#[allow(clippy::too_many_arguments)]
+fn optional_user(
+    id: Option<i64>,
+    login: Option<String>,
+    name: Option<String>,
+    profession: Option<String>,
+    role: Option<String>,
+    status: Option<String>,
+    facility_id: Option<i64>,
+    facility_name: Option<String>,
+) -> Result<Option<UserRecord>, StoreError> {
+    match (id, login, name, profession, role, status) {
+        (Some(id), Some(login), Some(display_name), Some(profession), Some(role), Some(status)) => {
+            user_record(UserRow {
+                id,
+                login,
+                display_name,
+                profession,
+                role,
+                status,
+                facility_id,
+                facility_name,
+            })
+            .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
 
 fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
-    let (group, seq, at, kind, client_id, text, uid, ulogin, uname, uprof, urole, ufac, ufacname) =
-        row;
-    let body = match kind.as_str() {
-        "post" => {
-            let author = match (uid, ulogin, uname, uprof, urole) {
-                (Some(id), Some(login), Some(name), Some(profession), Some(role)) => {
-                    user_record((id, login, name, profession, role, ufac, ufacname))?
-                }
-                _ => {
-                    return Err(StoreError::Corrupt(format!(
-                        "post {group}/{seq} has no author"
-                    )))
-                }
-            };
-            EventBody::Post {
-                author,
-                client_id: client_id.unwrap_or_default(),
-                text: text.unwrap_or_default(),
-            }
-        }
+    let (group, seq) = (row.group_id, row.seq);
+    let author = optional_user(
+        row.a_id,
+        row.a_login,
+        row.a_name,
+        row.a_profession,
+        row.a_role,
+        row.a_status,
+        row.a_facility_id,
+        row.a_facility_name,
+    )?;
+    let subject = optional_user(
+        row.s_id,
+        row.s_login,
+        row.s_name,
+        row.s_profession,
+        row.s_role,
+        row.s_status,
+        row.s_facility_id,
+        row.s_facility_name,
+    )?;
+    let missing = |what: &str| StoreError::Corrupt(format!("event {group}/{seq} has no {what}"));
+    let body = match row.kind.as_str() {
+        "post" => EventBody::Post {
+            author: author.ok_or_else(|| missing("author"))?,
+            client_id: row.client_id.unwrap_or_default(),
+            text: row.text.unwrap_or_default(),
+        },
+        "member_joined" => EventBody::MemberJoined {
+            member: subject.ok_or_else(|| missing("member"))?,
+            by: author,
+        },
+        "member_left" => EventBody::MemberLeft {
+            member: subject.ok_or_else(|| missing("member"))?,
+        },
+        "member_removed" => EventBody::MemberRemoved {
+            member: subject.ok_or_else(|| missing("member"))?,
+            by: author.ok_or_else(|| missing("remover"))?,
+        },
+        "group_renamed" => EventBody::GroupRenamed {
+            name: row.text.unwrap_or_default(),
+            by: author.ok_or_else(|| missing("author"))?,
+        },
+        "consent_recorded" => EventBody::ConsentRecorded {
+            by: author.ok_or_else(|| missing("author"))?,
+        },
         other => return Err(StoreError::Corrupt(format!("event kind {other:?}"))),
     };
     Ok(EventRecord {
         group,
         seq,
-        at,
+        at: row.created_at,
         body,
     })
 }
 
 fn event_records(rows: Vec<EventRow>) -> Result<Vec<EventRecord>, StoreError> {
     rows.into_iter().map(event_record).collect()
+}
+
+/// How a change is stored: the event's kind, its author and subject, and its text.
+fn change_columns(change: &Change) -> (&'static str, Option<UserId>, Option<UserId>, Option<&str>) {
+    match change {
+        Change::Join { user, by, .. } => ("member_joined", *by, Some(*user), None),
+        Change::Leave { user } => ("member_left", None, Some(*user), None),
+        Change::Remove { user, by } => ("member_removed", Some(*by), Some(*user), None),
+        Change::Rename { name, by } => ("group_renamed", Some(*by), None, Some(name.as_str())),
+        Change::Consent { by, .. } => ("consent_recorded", Some(*by), None, None),
+    }
 }
 
 /// What the batch knows of a client id: stored by an earlier batch, or claimed by an
@@ -115,9 +241,18 @@ enum Repeat {
     InBatch(usize),
     /// The client id was used for a different post.
     Conflict,
+    /// The author may not post in the group (any more).
+    Refused,
 }
 
-fn plan_batch(posts: &[NewPost], earlier: &mut HashMap<(i64, String), Earlier>) -> BatchPlan {
+/// Plans a batch, given the earlier uses of its client ids, the groups that exist and take
+/// posts, and the (group, author) pairs whose posts are still allowed there.
+fn plan_batch(
+    posts: &[NewPost],
+    earlier: &mut HashMap<(i64, String), Earlier>,
+    open: &HashSet<GroupId>,
+    allowed: &HashSet<(GroupId, UserId)>,
+) -> BatchPlan {
     let mut plan = BatchPlan {
         repeats: Vec::with_capacity(posts.len()),
         new_per_group: HashMap::new(),
@@ -144,6 +279,11 @@ fn plan_batch(posts: &[NewPost], earlier: &mut HashMap<(i64, String), Earlier>) 
                     Repeat::Conflict
                 })
             }
+            None if open.contains(&post.group)
+                && !allowed.contains(&(post.group, post.author.id)) =>
+            {
+                Some(Repeat::Refused)
+            }
             None => {
                 earlier.insert(key, Earlier::InBatch(index));
                 *plan.new_per_group.entry(post.group).or_default() += 1;
@@ -168,6 +308,7 @@ fn place_batch(
         let outcome = match repeat {
             Some(Repeat::Stored(placement)) => AppendOutcome::Duplicate(*placement),
             Some(Repeat::Conflict) => AppendOutcome::ClientIdConflict,
+            Some(Repeat::Refused) => AppendOutcome::Refused,
             Some(Repeat::InBatch(first)) => match &outcomes[*first] {
                 AppendOutcome::Committed(placement) => AppendOutcome::Duplicate(*placement),
                 other => other.clone(),
@@ -191,9 +332,11 @@ fn place_batch(
     outcomes
 }
 
-/// Implements [`Store`] for a type with a `pool` field of an sqlx pool.
+/// Implements [`Store`] for a type with a `pool` field of an sqlx pool. `$lock` is appended
+/// to the statement that locks a group's row before its sequence grows: `FOR UPDATE` on
+/// PostgreSQL; empty on SQLite, whose `BEGIN IMMEDIATE` holds the one write lock already.
 macro_rules! sql_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $lock:literal) => {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
@@ -214,7 +357,7 @@ macro_rules! sql_store {
                      RETURNING id",
                 )
                 .bind(&facility.name)
-                .bind(&facility.kind)
+                .bind(super::registry::kind_name(facility.kind))
                 .bind(crate::clock::now_ms())
                 .fetch_one(&self.pool)
                 .await?;
@@ -223,40 +366,26 @@ macro_rules! sql_store {
 
             async fn create_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let mut ids = Vec::with_capacity(users.len());
-                let now = crate::clock::now_ms();
-                for user in users {
-                    let (id,): (i64,) = sqlx::query_as(
-                        "INSERT INTO users (facility_id, login, display_name, profession, role, \
-                         password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                    )
-                    .bind(user.facility_id)
-                    .bind(&user.login)
-                    .bind(&user.name)
-                    .bind(&user.profession)
-                    .bind(role_name(user.role))
-                    .bind(&user.password_hash)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    ids.push(id);
-                }
+                let ids = Self::insert_users(&mut tx, users, crate::clock::now_ms()).await?;
                 tx.commit().await?;
                 Ok(ids)
             }
 
             async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError> {
+                // Only accounts that may log in: active or restricted, of an approved
+                // facility (or none: the operator).
                 let sql = format!(
                     "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
-                     LEFT JOIN facilities f ON f.id = u.facility_id WHERE u.login = $1"
+                     LEFT JOIN facilities f ON f.id = u.facility_id \
+                     WHERE u.login = $1 AND u.status IN ('active', 'restricted') \
+                     AND (f.id IS NULL OR f.status = 'approved')"
                 );
-                type Row = (i64, String, String, String, String, Option<i64>, Option<String>, String);
-                let row: Option<Row> =
+                let row: Option<CredentialsRow> =
                     sqlx::query_as(&sql).bind(login).fetch_optional(&self.pool).await?;
-                row.map(|(id, login, name, profession, role, fid, fname, password_hash)| {
+                row.map(|row| {
                     Ok(Credentials {
-                        user: user_record((id, login, name, profession, role, fid, fname))?,
-                        password_hash,
+                        user: user_record(row.user)?,
+                        password_hash: row.password_hash,
                     })
                 })
                 .transpose()
@@ -288,7 +417,9 @@ macro_rules! sql_store {
                 let sql = format!(
                     "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
                      LEFT JOIN facilities f ON f.id = u.facility_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2"
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 \
+                     AND u.status IN ('active', 'restricted') \
+                     AND (f.id IS NULL OR f.status = 'approved')"
                 );
                 let row: Option<UserRow> = sqlx::query_as(&sql)
                     .bind(token_hash)
@@ -307,14 +438,24 @@ macro_rules! sql_store {
             }
 
             async fn create_group(&self, group: &NewGroup) -> Result<GroupId, StoreError> {
+                let patient = group.patient.as_ref();
+                let consent = group.consent.as_ref();
                 let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO care_groups (kind, name, patient_name, owner_facility_id, \
-                     created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    "INSERT INTO care_groups (kind, name, patient_name, patient_kana, \
+                     patient_birth_date, patient_notes, owner_facility_id, consent_signed_by, \
+                     consent_signed_on, consent_copy_sent_on, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 )
                 .bind(kind_name(group.kind))
                 .bind(&group.name)
-                .bind(&group.patient_name)
+                .bind(patient.map(|p| &p.name))
+                .bind(patient.map(|p| &p.kana))
+                .bind(patient.map(|p| &p.birth_date))
+                .bind(patient.map(|p| &p.notes))
                 .bind(group.owner_facility_id)
+                .bind(consent.map(|c| signer_name(c.signed_by)))
+                .bind(consent.map(|c| &c.signed_on))
+                .bind(consent.and_then(|c| c.copy_sent_on.as_ref()))
                 .bind(group.created_at)
                 .fetch_one(&self.pool)
                 .await?;
@@ -323,13 +464,8 @@ macro_rules! sql_store {
 
             async fn directory(&self) -> Result<Directory, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let groups: Vec<(i64, String, String, Option<String>, Option<i64>, Option<i64>, i64)> =
-                    sqlx::query_as(
-                        "SELECT id, kind, name, patient_name, owner_facility_id, archived_at, \
-                         last_seq FROM care_groups ORDER BY id",
-                    )
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let sql = format!("SELECT {GROUP_COLUMNS} FROM care_groups g ORDER BY g.id");
+                let groups: Vec<GroupRow> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
                 let memberships: Vec<(i64, i64)> =
                     sqlx::query_as("SELECT group_id, user_id FROM memberships ORDER BY group_id")
                         .fetch_all(&mut *tx)
@@ -337,17 +473,7 @@ macro_rules! sql_store {
                 tx.commit().await?;
                 let groups = groups
                     .into_iter()
-                    .map(|(id, kind, name, patient_name, owner, archived_at, last_seq)| {
-                        Ok(GroupRecord {
-                            id,
-                            kind: parse_kind(&kind)?,
-                            name,
-                            patient_name,
-                            owner_facility_id: owner,
-                            archived: archived_at.is_some(),
-                            last_seq,
-                        })
-                    })
+                    .map(group_record)
                     .collect::<Result<_, StoreError>>()?;
                 Ok(Directory {
                     groups,
@@ -381,28 +507,145 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn apply_change(
+                &self,
+                group: GroupId,
+                change: &Change,
+                at: Millis,
+            ) -> Result<Changed, StoreError> {
+                let mut tx = self.begin_write().await?;
+                // The group's row first: changes and posts to one group take its lock in
+                // the same order, so a post committed after a removal sees it.
+                let locked: Option<(i64,)> =
+                    sqlx::query_as(concat!("SELECT id FROM care_groups WHERE id = $1", $lock))
+                        .bind(group)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if locked.is_none() {
+                    return Err(StoreError::NotFound("group"));
+                }
+                match change {
+                    Change::Join { user, invitation, .. } => {
+                        let inserted = sqlx::query(
+                            "INSERT INTO memberships (group_id, user_id, joined_at) \
+                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(group)
+                        .bind(user)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                        if let Some(invitation) = invitation {
+                            sqlx::query(
+                                "UPDATE invitations SET state = 'joined', closed_at = $2 \
+                                 WHERE id = $1 AND state = 'pending'",
+                            )
+                            .bind(invitation)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        if inserted.rows_affected() == 0 {
+                            // The invitation is closed either way: they are a member.
+                            tx.commit().await?;
+                            return Err(StoreError::Conflict("already a member"));
+                        }
+                    }
+                    Change::Leave { user } | Change::Remove { user, .. } => {
+                        let deleted = sqlx::query(
+                            "DELETE FROM memberships WHERE group_id = $1 AND user_id = $2",
+                        )
+                        .bind(group)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                        if deleted.rows_affected() == 0 {
+                            return Err(StoreError::Conflict("not a member"));
+                        }
+                    }
+                    Change::Rename { name, .. } => {
+                        sqlx::query("UPDATE care_groups SET name = $2 WHERE id = $1")
+                            .bind(group)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Change::Consent { consent, .. } => {
+                        sqlx::query(
+                            "UPDATE care_groups SET consent_signed_by = $2, consent_signed_on = $3, \
+                             consent_copy_sent_on = $4 WHERE id = $1",
+                        )
+                        .bind(group)
+                        .bind(signer_name(consent.signed_by))
+                        .bind(&consent.signed_on)
+                        .bind(&consent.copy_sent_on)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                sqlx::query("UPDATE care_groups SET last_seq = last_seq + 1 WHERE id = $1")
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!("SELECT {GROUP_COLUMNS} FROM care_groups g WHERE g.id = $1");
+                let row: GroupRow = sqlx::query_as(&sql).bind(group).fetch_one(&mut *tx).await?;
+                let record = group_record(row)?;
+                let (kind, author, subject, text) = change_columns(change);
+                sqlx::query(
+                    "INSERT INTO events (group_id, seq, kind, author_id, subject_id, text, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(group)
+                .bind(record.last_seq)
+                .bind(kind)
+                .bind(author)
+                .bind(subject)
+                .bind(text)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                let sql = format!("{EVENT_SELECT} WHERE e.group_id = $1 AND e.seq = $2");
+                let row: EventRow = sqlx::query_as(&sql)
+                    .bind(group)
+                    .bind(record.last_seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let event = event_record(row)?;
+                tx.commit().await?;
+                Ok(Changed {
+                    event,
+                    group: record,
+                })
+            }
+
             async fn append_posts(
                 &self,
                 posts: &[NewPost],
             ) -> Result<Vec<AppendOutcome>, StoreError> {
-                // Three statements per batch, not per post: the earlier uses of the batch's
-                // client ids, one bump of every group's sequence, one insert of every event.
+                // A few statements per batch, not per post: the earlier uses of the batch's
+                // client ids, the groups' locks, who may still post, one bump of every
+                // group's sequence, one insert of every event.
                 let mut tx = self.begin_write().await?;
 
                 let mut earlier = HashMap::new();
+                let mut existing = HashSet::new();
+                let mut open = HashSet::new();
+                let mut allowed = HashSet::new();
                 if !posts.is_empty() {
+                    let authors: HashSet<i64> = posts.iter().map(|p| p.author.id).collect();
+                    let groups: std::collections::BTreeSet<GroupId> =
+                        posts.iter().map(|p| p.group).collect();
                     // Two IN lists, not a row-value IN: both engines then seek the unique
                     // index instead of scanning it. The few extra rows (an author's other
                     // ids) never match a lookup, which is by exact (author, client id).
-                    let authors: HashSet<i64> = posts.iter().map(|p| p.author.id).collect();
                     let client_ids: HashSet<&str> = posts.iter().map(|p| p.client_id.as_str()).collect();
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "SELECT author_id, client_id, group_id, seq, created_at, content_hash \
                          FROM events WHERE client_id IS NOT NULL AND author_id IN (",
                     );
                     let mut list = query.separated(", ");
-                    for author in authors {
-                        list.push_bind(author);
+                    for author in &authors {
+                        list.push_bind(*author);
                     }
                     query.push(") AND client_id IN (");
                     let mut list = query.separated(", ");
@@ -415,8 +658,51 @@ macro_rules! sql_store {
                     for (author, client_id, group, seq, at, hash) in rows {
                         earlier.insert((author, client_id), Earlier::Stored(Placement { group, seq, at }, hash));
                     }
+
+                    // The groups, locked in id order (so that two batches never wait on
+                    // each other), and which of them take posts.
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, archived_at FROM care_groups WHERE id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for group in &groups {
+                        list.push_bind(*group);
+                    }
+                    query.push(") ORDER BY id").push($lock);
+                    let rows: Vec<(i64, Option<i64>)> =
+                        query.build_query_as().fetch_all(&mut *tx).await?;
+                    for (group, archived_at) in rows {
+                        existing.insert(group);
+                        if archived_at.is_none() {
+                            open.insert(group);
+                        }
+                    }
+
+                    // Under the groups' locks: who is still a member with an account that
+                    // may post, in a group whose consent is on file.
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT m.group_id, m.user_id FROM memberships m \
+                         JOIN users u ON u.id = m.user_id \
+                         LEFT JOIN facilities f ON f.id = u.facility_id \
+                         JOIN care_groups g ON g.id = m.group_id \
+                         WHERE u.status = 'active' AND (f.id IS NULL OR f.status = 'approved') \
+                         AND (g.kind = 'free' OR g.consent_signed_on IS NOT NULL) \
+                         AND m.group_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for group in &groups {
+                        list.push_bind(*group);
+                    }
+                    query.push(") AND m.user_id IN (");
+                    let mut list = query.separated(", ");
+                    for author in &authors {
+                        list.push_bind(*author);
+                    }
+                    query.push(")");
+                    let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
+                    allowed.extend(rows);
                 }
-                let plan = plan_batch(posts, &mut earlier);
+                let plan = plan_batch(posts, &mut earlier, &open, &allowed);
 
                 let mut next_seq: HashMap<GroupId, Seq> = HashMap::new();
                 if !plan.new_per_group.is_empty() {
@@ -437,24 +723,6 @@ macro_rules! sql_store {
                         let count = plan.new_per_group.get(&group).copied().unwrap_or(0);
                         next_seq.insert(group, last - count + 1);
                     }
-                }
-                let mut existing: HashSet<GroupId> = next_seq.keys().copied().collect();
-                let refused: Vec<GroupId> = plan
-                    .new_per_group
-                    .keys()
-                    .filter(|g| !next_seq.contains_key(g))
-                    .copied()
-                    .collect();
-                if !refused.is_empty() {
-                    let mut query =
-                        sqlx::QueryBuilder::<$db>::new("SELECT id FROM care_groups WHERE id IN (");
-                    let mut ids = query.separated(", ");
-                    for group in &refused {
-                        ids.push_bind(*group);
-                    }
-                    query.push(")");
-                    let rows: Vec<(i64,)> = query.build_query_as().fetch_all(&mut *tx).await?;
-                    existing.extend(rows.into_iter().map(|(id,)| id));
                 }
 
                 let outcomes = place_batch(posts, &plan, &mut next_seq, &existing);
@@ -531,8 +799,39 @@ macro_rules! sql_store {
                 Ok(events)
             }
         }
+
+        impl $store {
+            /// Inserts users inside a transaction and returns their ids in order.
+            pub(super) async fn insert_users(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                users: &[NewUser],
+                now: Millis,
+            ) -> Result<Vec<UserId>, StoreError> {
+                let mut ids = Vec::with_capacity(users.len());
+                for user in users {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO users (facility_id, login, display_name, kana, profession, \
+                         role, password_hash, pledge_received_on, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    )
+                    .bind(user.facility_id)
+                    .bind(&user.login)
+                    .bind(&user.name)
+                    .bind(&user.kana)
+                    .bind(&user.profession)
+                    .bind(role_name(user.role))
+                    .bind(&user.password_hash)
+                    .bind(&user.pledge_received_on)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    ids.push(id);
+                }
+                Ok(ids)
+            }
+        }
     };
 }
 
-sql_store!(super::SqliteStore, sqlx::Sqlite);
-sql_store!(super::PgStore, sqlx::Postgres);
+sql_store!(super::SqliteStore, sqlx::Sqlite, "");
+sql_store!(super::PgStore, sqlx::Postgres, " FOR UPDATE");

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use renkei::config::{Cli, Config};
 use renkei::store::{NewFacility, NewGroup, NewSession, NewUser, Store};
+use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei_protocol::{
     ClientMessage, GroupEvent, GroupId, GroupKind, Role, Seq, ServerMessage, SyncCursor, Welcome,
 };
@@ -122,13 +123,32 @@ pub struct Fixture {
 /// The password of every fixture user.
 pub const PASSWORD: &str = "correct horse battery 7!";
 
+/// A patient of the fixture.
+pub fn patient(name: &str) -> Patient {
+    Patient {
+        name: name.into(),
+        kana: String::new(),
+        birth_date: "1938-05-05".into(),
+        notes: String::new(),
+    }
+}
+
+/// A consent record (様式3).
+pub fn consent() -> Consent {
+    Consent {
+        signed_by: ConsentSigner::Patient,
+        signed_on: "2026-11-01".into(),
+        copy_sent_on: None,
+    }
+}
+
 /// Fills an empty store with the fixture.
 pub async fn seed(store: &dyn Store) -> Fixture {
     let hash = renkei::password::hash_blocking(PASSWORD).expect("hash");
     let facility = store
         .create_facility(&NewFacility {
             name: "テスト在宅クリニック".into(),
-            kind: "clinic".into(),
+            kind: FacilityKind::Clinic,
         })
         .await
         .expect("facility");
@@ -141,6 +161,7 @@ pub async fn seed(store: &dyn Store) -> Fixture {
                 profession: profession.into(),
                 role: Role::Staff,
                 password_hash: hash.clone(),
+                ..NewUser::default()
             }])
             .await
             .expect("user")[0]
@@ -154,8 +175,9 @@ pub async fn seed(store: &dyn Store) -> Fixture {
             .create_group(&NewGroup {
                 kind,
                 name: name.into(),
-                patient_name: (kind == GroupKind::Patient).then(|| name.to_string()),
+                patient: (kind == GroupKind::Patient).then(|| patient(name)),
                 owner_facility_id: Some(facility),
+                consent: (kind == GroupKind::Patient).then(consent),
                 created_at: 0,
             })
             .await

@@ -1,0 +1,412 @@
+//! The REST API's request and response bodies for facilities, accounts, groups and
+//! invitations (the city's operating rules). Dates on forms are calendar dates,
+//! `YYYY-MM-DD`; instants are [`Millis`].
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FacilityRef, GroupId, GroupSummary, Millis, Role, UserId, UserProfile};
+
+/// What kind of facility (事業所) applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FacilityKind {
+    /// 病院
+    Hospital,
+    /// 診療所
+    Clinic,
+    /// 歯科診療所
+    DentalClinic,
+    /// 薬局
+    Pharmacy,
+    /// 訪問看護ステーション
+    VisitingNurseStation,
+    /// 居宅介護支援事業所
+    CareManagementOffice,
+    /// 訪問介護事業所
+    HomeHelpOffice,
+    /// 通所介護 (デイサービス)
+    DayService,
+    Other,
+}
+
+/// Where a facility stands with the city.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FacilityStatus {
+    /// Applied (様式1); waiting for the operator.
+    Applied,
+    /// Participating: its users may use the network.
+    Approved,
+    /// The application was turned down.
+    Rejected,
+    /// Temporarily out: its users cannot log in; their memberships stay.
+    Suspended,
+    /// Left the network: its users were deactivated.
+    Withdrawn,
+}
+
+/// Where an account stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    /// Read-only: may read their groups, may not post (別紙(2)).
+    Restricted,
+    /// May not log in; every session ended.
+    Banned,
+    /// Left their facility (art. 13(7)): removed from every group, may not log in.
+    Deactivated,
+}
+
+/// A person on a facility application, to become its admin (MCS管理者).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantAdmin {
+    pub name: String,
+    #[serde(default)]
+    pub kana: String,
+    /// Also their login; unique across the network.
+    pub email: String,
+    pub profession: String,
+}
+
+/// One line of the staff roster (職員名簿) of 様式1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RosterEntry {
+    pub name: String,
+    pub profession: String,
+}
+
+/// Who the city contacts about the application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// `POST /api/v1/facilities/applications`: a facility applies (様式1). No login needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityApplication {
+    pub name: String,
+    pub kind: FacilityKind,
+    pub address: String,
+    pub contact: Contact,
+    /// At least one: they become the facility's admins on approval.
+    pub admins: Vec<ApplicantAdmin>,
+    #[serde(default)]
+    pub roster: Vec<RosterEntry>,
+}
+
+/// A participating facility as the public list (公示, art. 3(2)) shows it: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PublicFacility {
+    pub id: i64,
+    pub name: String,
+    pub kind: FacilityKind,
+    pub address: String,
+}
+
+/// A facility as the operator (and its own admins) see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FacilityDetails {
+    pub id: i64,
+    pub name: String,
+    pub kind: FacilityKind,
+    pub address: String,
+    pub status: FacilityStatus,
+    /// The reason given with the last decision (rejection, suspension, withdrawal).
+    pub status_reason: Option<String>,
+    /// When the pledge (様式2) was received.
+    pub pledge_received_on: Option<String>,
+    pub applied_at: Millis,
+    pub decided_at: Option<Millis>,
+    /// The application as submitted.
+    pub application: FacilityApplication,
+}
+
+/// `POST /api/v1/facilities/{id}/approve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// When the pledge (様式2) was received, if it has been.
+    #[serde(default)]
+    pub pledge_received_on: Option<String>,
+}
+
+/// A reason, required for rejections, suspensions, withdrawals, restrictions and bans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// `PUT /api/v1/facilities/{id}/pledge` and `PUT /api/v1/users/{id}/pledge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pledge {
+    pub received_on: String,
+}
+
+/// A new account and the one-time code with which its owner sets a first password.
+/// Hand the code to the person (printed or in person); it works once and expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountSetup {
+    pub user: UserDetails,
+    pub setup_code: String,
+    pub expires_at: Millis,
+}
+
+/// The answer to an approval: the facility and its new admin accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalResult {
+    pub facility: FacilityDetails,
+    pub admins: Vec<AccountSetup>,
+}
+
+/// `POST /api/v1/password-setup`: sets a first password with a one-time code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSetup {
+    pub code: String,
+    pub password: String,
+}
+
+/// `POST /api/v1/facilities/{id}/users`: an admin registers a staff member (art. 9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStaff {
+    /// Their own address, also their login: one account per person (art. 13(1)).
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub kana: String,
+    pub profession: String,
+    /// When their pledge (様式4) was received.
+    #[serde(default)]
+    pub pledge_received_on: Option<String>,
+}
+
+/// `PATCH /api/v1/users/{id}`: fields to change; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub kana: Option<String>,
+    /// Only the user's facility admins and the operator change a profession.
+    #[serde(default)]
+    pub profession: Option<String>,
+}
+
+/// `PUT /api/v1/users/{id}/role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// `admin` or `staff`.
+    pub role: Role,
+}
+
+/// A user with everything their profile shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UserDetails {
+    pub id: UserId,
+    pub name: String,
+    pub kana: String,
+    pub profession: String,
+    pub role: Role,
+    pub facility: Option<FacilityRef>,
+    pub status: AccountStatus,
+    /// Shown to the user's own facility admins and the operator only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pledge_received_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// `GET /api/v1/users/{id}/photo` returns it.
+    pub has_photo: bool,
+}
+
+/// The patient (患者・利用者) of a patient group: exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Patient {
+    pub name: String,
+    #[serde(default)]
+    pub kana: String,
+    pub birth_date: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// `POST /api/v1/groups`: a patient group (with its patient) or a free group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NewGroupRequest {
+    Patient { patient: Patient },
+    Free { name: String },
+}
+
+/// Who signed the consent (様式3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentSigner {
+    Patient,
+    Family,
+    PatientAndFamily,
+}
+
+/// `PUT /api/v1/groups/{id}/consent`: the consent record (様式3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    pub signed_by: ConsentSigner,
+    pub signed_on: String,
+    /// When the copy was sent to the city.
+    #[serde(default)]
+    pub copy_sent_on: Option<String>,
+}
+
+/// `PATCH /api/v1/groups/{id}`: a new name (free groups) — a patient group is named after
+/// its patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    pub name: String,
+}
+
+/// A group with what its members and owning admins may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupDetails {
+    pub summary: GroupSummary,
+    /// The originating facility (連携元事業所).
+    pub owner: Option<FacilityRef>,
+    pub patient: Option<Patient>,
+    pub consent: Option<Consent>,
+    pub members: Vec<Member>,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Member {
+    pub user: UserProfile,
+    pub joined_at: Millis,
+}
+
+/// `POST /api/v1/groups/{id}/invitations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub user: UserId,
+}
+
+/// Where an invitation stands. `pending` until both the invitee accepted (招待の受理) and an
+/// admin of the invitee's facility approved (招待承認); then `joined`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationState {
+    Pending,
+    Joined,
+    /// The invitee declined.
+    Declined,
+    /// An admin of the invitee's facility refused approval.
+    Refused,
+    /// The inviter (or an admin of the owning facility) withdrew it.
+    Cancelled,
+    /// Not completed in time.
+    Expired,
+}
+
+/// An invitation, with what the invitee needs to judge whether joining is appropriate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationView {
+    pub id: i64,
+    pub state: InvitationState,
+    pub group: GroupId,
+    pub group_name: String,
+    /// The patient of a patient group.
+    pub patient_name: Option<String>,
+    /// The inviting (owning) facility.
+    pub owner: Option<FacilityRef>,
+    pub inviter: UserProfile,
+    pub invitee: UserProfile,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub accepted: bool,
+    pub approved: bool,
+}
+
+/// `GET /api/v1/invitations`: the invitations that concern the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationList {
+    /// Invitations to the caller.
+    pub received: Vec<InvitationView>,
+    /// Invitations of the caller's staff waiting for an admin's approval (admins only).
+    pub to_approve: Vec<InvitationView>,
+    /// Invitations the caller sent.
+    pub sent: Vec<InvitationView>,
+}
+
+/// `POST /api/v1/groups/{id}/members/remove`: bulk removal (解除) after a review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMembers {
+    pub users: Vec<UserId>,
+}
+
+/// What a bulk removal did, per user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RemovalResult {
+    pub removed: Vec<UserId>,
+    /// Users who were not members (or could not be removed), with why.
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Skipped {
+    pub user: UserId,
+    pub reason: String,
+}
+
+/// Why a member is flagged in a review (定期的に精査).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewFlag {
+    /// No post for the review's number of days.
+    Inactive,
+    Restricted,
+    Banned,
+    Deactivated,
+    /// The member's facility is suspended or withdrawn.
+    FacilitySuspended,
+}
+
+/// A member as a review shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReviewMember {
+    pub user: UserDetails,
+    pub joined_at: Millis,
+    pub last_post_at: Option<Millis>,
+    pub flags: Vec<ReviewFlag>,
+}
+
+/// One group of a review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReviewGroup {
+    pub group: GroupSummary,
+    pub members: Vec<ReviewMember>,
+}
+
+/// `GET /api/v1/facilities/{id}/review?inactive_days=N`: every group the facility owns,
+/// with its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Review {
+    pub inactive_days: u32,
+    pub groups: Vec<ReviewGroup>,
+}

@@ -1,0 +1,420 @@
+//! Accounts (art. 9–11, 13): first passwords by one-time code, staff registration with
+//! its pledge (様式4), profiles and photos, roles, and the states an admin or the operator
+//! puts an account in — restricted, banned, deactivated — effective at once on every node.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use renkei_protocol::api::{
+    AccountSetup, FacilityStatus, NewStaff, PasswordSetup, Pledge, ProfileUpdate, Reason,
+    RoleChange, UserDetails,
+};
+use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
+
+use crate::api::{Caller, Id};
+use crate::app::App;
+use crate::http::HttpError;
+use crate::policy::{Action, UserFacts};
+use crate::store::NewUser;
+use crate::{clock, input, membership, password, session};
+
+/// The largest profile photo accepted.
+pub const MAX_PHOTO_BYTES: usize = 512 * 1024;
+
+/// Creates a one-time code with which `user` sets a first password.
+pub async fn issue_setup_code(app: &App, user: UserId) -> Result<AccountSetup, HttpError> {
+    let code = session::random_token();
+    let now = clock::now_ms();
+    let expires_at = now + i64::from(app.config.setup_code_hours) * 3_600_000;
+    app.store
+        .create_password_setup(user, &session::token_hash(&code), now, expires_at)
+        .await?;
+    let details = load(app, user).await?;
+    Ok(AccountSetup {
+        user: details,
+        setup_code: code,
+        expires_at,
+    })
+}
+
+async fn load(app: &App, user: UserId) -> Result<UserDetails, HttpError> {
+    app.store
+        .user(user)
+        .await?
+        .ok_or_else(|| HttpError::not_found("user"))
+}
+
+/// What the policy needs to know of a user.
+pub fn facts(user: &UserDetails, facility_approved: bool) -> UserFacts {
+    UserFacts {
+        id: user.id,
+        facility: user.facility.as_ref().map(|f| f.id),
+        available: user.status == AccountStatus::Active && facility_approved,
+    }
+}
+
+/// The user and their facts, or 404.
+pub async fn target(app: &App, user: UserId) -> Result<(UserDetails, UserFacts), HttpError> {
+    let details = load(app, user).await?;
+    let approved = match &details.facility {
+        Some(facility) => app
+            .store
+            .facility(facility.id)
+            .await?
+            .is_some_and(|f| f.status == FacilityStatus::Approved),
+        None => true,
+    };
+    let facts = facts(&details, approved);
+    Ok((details, facts))
+}
+
+/// A profile as others see it: without e-mail address, pledge and status reason.
+pub fn public(details: UserDetails) -> UserDetails {
+    UserDetails {
+        email: None,
+        pledge_received_on: None,
+        status_reason: None,
+        ..details
+    }
+}
+
+/// `POST /api/v1/password-setup`.
+pub async fn setup_password(
+    State(app): State<Arc<App>>,
+    body: Result<Json<PasswordSetup>, JsonRejection>,
+) -> Result<StatusCode, HttpError> {
+    let Json(setup) = body?;
+    password::check_rules(&setup.password)
+        .map_err(|weak| HttpError::new(StatusCode::BAD_REQUEST, ErrorCode::WeakPassword, weak.to_string()))?;
+    if setup.code.len() > 100 {
+        return Err(HttpError::bad_request("invalid or expired code"));
+    }
+    let hash = app.passwords.hash(&setup.password).await?;
+    let used = app
+        .store
+        .use_password_setup(&session::token_hash(setup.code.trim()), &hash, clock::now_ms())
+        .await;
+    match used {
+        Ok(user) => {
+            tracing::info!(user, "first password set");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(crate::store::StoreError::NotFound(_)) => {
+            Err(HttpError::bad_request("invalid or expired code"))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `GET /api/v1/facilities/{id}/users`.
+pub async fn staff(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(facility): Id,
+) -> Result<Json<Vec<UserDetails>>, HttpError> {
+    caller.may(Action::ViewStaff { facility })?;
+    Ok(Json(app.store.facility_users(facility).await?))
+}
+
+/// `GET /api/v1/facilities/{id}/directory`: whom one can invite from a facility.
+pub async fn directory(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+    Id(facility): Id,
+) -> Result<Json<Vec<UserDetails>>, HttpError> {
+    let approved = app
+        .store
+        .facility(facility)
+        .await?
+        .is_some_and(|f| f.status == FacilityStatus::Approved);
+    if !approved {
+        return Err(HttpError::not_found("participating facility"));
+    }
+    let users = app.store.facility_users(facility).await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .filter(|u| u.status == AccountStatus::Active)
+            .map(public)
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/facilities/{id}/users`: one account per person, the e-mail address
+/// unique across the network.
+pub async fn register(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(facility): Id,
+    body: Result<Json<NewStaff>, JsonRejection>,
+) -> Result<(StatusCode, Json<AccountSetup>), HttpError> {
+    caller.may(Action::RegisterStaff { facility })?;
+    let Json(staff) = body?;
+    let approved = app
+        .store
+        .facility(facility)
+        .await?
+        .ok_or_else(|| HttpError::not_found("facility"))?
+        .status
+        == FacilityStatus::Approved;
+    if !approved {
+        return Err(HttpError::conflict("the facility is not participating"));
+    }
+    let user = NewUser {
+        facility_id: Some(facility),
+        login: input::email("email", &staff.email)?,
+        name: input::text("name", &staff.name, 100)?,
+        kana: input::optional_text("kana", &staff.kana, 100)?,
+        profession: input::text("profession", &staff.profession, 100)?,
+        role: Role::Staff,
+        password_hash: String::new(),
+        pledge_received_on: staff
+            .pledge_received_on
+            .as_deref()
+            .map(|d| input::date("pledge_received_on", d))
+            .transpose()?,
+    };
+    let ids = app.store.create_users(&[user]).await.map_err(|err| match err {
+        crate::store::StoreError::Conflict(_) => {
+            HttpError::conflict("this e-mail address has an account already (one per person)")
+        }
+        err => err.into(),
+    })?;
+    let id = ids.first().copied().ok_or_else(|| HttpError::not_found("user"))?;
+    tracing::info!(user = id, facility, by = caller.user.id, "staff registered");
+    Ok((StatusCode::CREATED, Json(issue_setup_code(&app, id).await?)))
+}
+
+/// `GET /api/v1/users/{id}`: everything for the user and their admins, the public
+/// profile for everyone else.
+pub async fn profile(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+) -> Result<Json<UserDetails>, HttpError> {
+    let (details, facts) = target(&app, user).await?;
+    let own = user == caller.user.id || caller.may(Action::ManageUser(facts)).is_ok();
+    Ok(Json(if own { details } else { public(details) }))
+}
+
+/// `PATCH /api/v1/users/{id}`.
+pub async fn update(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    body: Result<Json<ProfileUpdate>, JsonRejection>,
+) -> Result<Json<UserDetails>, HttpError> {
+    let Json(update) = body?;
+    let (_, facts) = target(&app, user).await?;
+    caller.may(Action::EditProfile(facts))?;
+    if update.profession.is_some() {
+        caller.may(Action::ManageUser(facts))?;
+    }
+    let update = ProfileUpdate {
+        name: update.name.map(|v| input::text("name", &v, 100)).transpose()?,
+        kana: update.kana.map(|v| input::optional_text("kana", &v, 100)).transpose()?,
+        profession: update
+            .profession
+            .map(|v| input::text("profession", &v, 100))
+            .transpose()?,
+    };
+    app.store.update_profile(user, &update).await?;
+    Ok(Json(load(&app, user).await?))
+}
+
+/// `PUT /api/v1/users/{id}/pledge`: the date the pledge (様式4) was received.
+pub async fn pledge(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    body: Result<Json<Pledge>, JsonRejection>,
+) -> Result<Json<UserDetails>, HttpError> {
+    let Json(pledge) = body?;
+    let (_, facts) = target(&app, user).await?;
+    caller.may(Action::ManageUser(facts))?;
+    let date = input::date("received_on", &pledge.received_on)?;
+    app.store.set_user_pledge(user, &date).await?;
+    Ok(Json(load(&app, user).await?))
+}
+
+/// `PUT /api/v1/users/{id}/role`: admin or staff; the admins' room follows.
+pub async fn set_role(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    body: Result<Json<RoleChange>, JsonRejection>,
+) -> Result<Json<UserDetails>, HttpError> {
+    let Json(RoleChange { role }) = body?;
+    let (details, facts) = target(&app, user).await?;
+    caller.may(Action::ManageUser(facts))?;
+    if role == Role::Operator || details.facility.is_none() {
+        return Err(HttpError::bad_request(
+            "a facility's users are admin or staff; the operator's role does not change",
+        ));
+    }
+    app.store.set_role(user, role).await?;
+    membership::follow_role(&app, user, role, caller.user.id).await?;
+    membership::announce_account(&app, user).await?;
+    tracing::info!(user, ?role, by = caller.user.id, "role changed");
+    Ok(Json(load(&app, user).await?))
+}
+
+/// `POST /api/v1/users/{id}/deactivate`: for staff who left (art. 13(7)).
+pub async fn deactivate(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+) -> Result<Json<UserDetails>, HttpError> {
+    let (_, facts) = target(&app, user).await?;
+    caller.may(Action::ManageUser(facts))?;
+    app.store
+        .set_user_status(user, AccountStatus::Deactivated, None)
+        .await?;
+    membership::remove_everywhere(&app, user, caller.user.id).await?;
+    tracing::info!(user, by = caller.user.id, "account deactivated");
+    Ok(Json(load(&app, user).await?))
+}
+
+async fn set_status(
+    app: &App,
+    caller: &Caller,
+    user: UserId,
+    status: AccountStatus,
+    reason: Option<&str>,
+) -> Result<UserDetails, HttpError> {
+    let (details, facts) = target(app, user).await?;
+    caller.may(Action::RestrictUser(facts))?;
+    if details.status == AccountStatus::Deactivated {
+        return Err(HttpError::conflict("the account is deactivated"));
+    }
+    app.store.set_user_status(user, status, reason).await?;
+    match status {
+        AccountStatus::Banned | AccountStatus::Deactivated => membership::end_sockets(app, user),
+        AccountStatus::Active | AccountStatus::Restricted => {
+            membership::announce_account(app, user).await?
+        }
+    }
+    tracing::info!(user, ?status, reason, by = caller.user.id, "account status changed");
+    load(app, user).await
+}
+
+/// `POST /api/v1/users/{id}/restrict`: read-only from now on, on open sockets too.
+pub async fn restrict(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<UserDetails>, HttpError> {
+    let Json(Reason { reason }) = body?;
+    let reason = input::reason(&reason)?;
+    let details = set_status(&app, &caller, user, AccountStatus::Restricted, Some(&reason)).await?;
+    Ok(Json(details))
+}
+
+/// `POST /api/v1/users/{id}/ban`: no login; every session and socket ends.
+pub async fn ban(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<UserDetails>, HttpError> {
+    let Json(Reason { reason }) = body?;
+    let reason = input::reason(&reason)?;
+    let details = set_status(&app, &caller, user, AccountStatus::Banned, Some(&reason)).await?;
+    Ok(Json(details))
+}
+
+/// `POST /api/v1/users/{id}/reinstate`.
+pub async fn reinstate(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+) -> Result<Json<UserDetails>, HttpError> {
+    Ok(Json(set_status(&app, &caller, user, AccountStatus::Active, None).await?))
+}
+
+/// The image types accepted, recognised by their first bytes (the declared type must
+/// agree): a photo is never served as anything but an image.
+fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// `PUT /api/v1/users/{id}/photo`.
+pub async fn put_photo(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, HttpError> {
+    let (_, facts) = target(&app, user).await?;
+    caller.may(Action::EditProfile(facts))?;
+    if body.len() > MAX_PHOTO_BYTES {
+        return Err(HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("a photo has at most {} KiB", MAX_PHOTO_BYTES / 1024),
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(kind) = image_type(&body).filter(|kind| declared == *kind) else {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "a photo is a PNG, JPEG or WebP image, sent with its Content-Type",
+        ));
+    };
+    app.store.put_photo(user, kind, &body, clock::now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/users/{id}/photo`.
+pub async fn photo(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+    Id(user): Id,
+) -> Result<Response, HttpError> {
+    let (kind, bytes) = app
+        .store
+        .photo(user)
+        .await?
+        .ok_or_else(|| HttpError::not_found("photo"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "private, max-age=300".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_recognised_by_their_bytes() {
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(image_type(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
+        assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(image_type(b"<svg xmlns=..."), None);
+        assert_eq!(image_type(b""), None);
+    }
+}

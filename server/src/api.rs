@@ -1,0 +1,414 @@
+//! The REST API as one table: every endpoint with its method, path, summary, request and
+//! response types and handler. The router is built from this table and the OpenAPI
+//! document (`docs/openapi.json`) is generated from it, so the two cannot drift; a test
+//! fails when the committed document is stale.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
+use axum::Router;
+use renkei_protocol::api as types;
+use renkei_protocol::{AccountStatus, LoginRequest, LoginResponse, SessionInfo, UserId};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::http::{authenticate, HttpError};
+use crate::policy::{self, Action, Actor};
+use crate::store::UserRecord;
+use crate::{account, facility, group, invitation};
+
+/// The logged-in user a request acts for.
+pub struct Caller {
+    pub user: UserRecord,
+}
+
+impl Caller {
+    /// The caller as the policy sees them.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.user.id,
+            role: self.user.role,
+            facility: self.user.facility_id,
+            restricted: self.user.status == AccountStatus::Restricted,
+        }
+    }
+
+    /// Asks the policy; a denial becomes the response.
+    pub fn may(&self, action: Action) -> Result<(), HttpError> {
+        Ok(policy::authorize(&self.actor(), action)?)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let (user, _) = authenticate(app, &parts.headers).await?;
+        Ok(Caller { user })
+    }
+}
+
+/// An id in a path; anything else is a clear 400, not a 404.
+pub struct Id(pub i64);
+
+impl FromRequestParts<Arc<App>> for Id {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(|e| HttpError::bad_request(e.body_text()))?;
+        raw.parse()
+            .map(Id)
+            .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
+    }
+}
+
+/// Two ids in a path (a group and a user).
+pub struct Ids(pub i64, pub UserId);
+
+impl FromRequestParts<Arc<App>> for Ids {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let Path((a, b)) = Path::<(String, String)>::from_request_parts(parts, app)
+            .await
+            .map_err(|e| HttpError::bad_request(e.body_text()))?;
+        let parse = |raw: &str| {
+            raw.parse::<i64>()
+                .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
+        };
+        Ok(Ids(parse(&a)?, parse(&b)?))
+    }
+}
+
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Who may call an endpoint at all (the policy decides the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Session,
+}
+
+/// One endpoint of the REST API.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    request: Option<(SchemaFn, &'static str)>,
+    response: Option<SchemaFn>,
+    /// The status of success.
+    status: u16,
+    query: &'static [(&'static str, &'static str, &'static str)],
+    handler: MethodRouter<Arc<App>>,
+}
+
+impl Endpoint {
+    fn new(
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        handler: MethodRouter<Arc<App>>,
+    ) -> Self {
+        Endpoint {
+            method,
+            path,
+            summary,
+            access: Access::Session,
+            request: None,
+            response: None,
+            status: 200,
+            query: &[],
+            handler,
+        }
+    }
+
+    fn public(mut self) -> Self {
+        self.access = Access::Public;
+        self
+    }
+
+    fn takes<T: JsonSchema>(mut self) -> Self {
+        self.request = Some((schema_of::<T>, "application/json"));
+        self
+    }
+
+    fn takes_image(mut self) -> Self {
+        fn binary(_: &mut SchemaGenerator) -> Schema {
+            schemars::json_schema!({ "type": "string", "format": "binary" })
+        }
+        self.request = Some((binary, "image/*"));
+        self
+    }
+
+    fn gives<T: JsonSchema>(mut self) -> Self {
+        self.response = Some(schema_of::<T>);
+        self
+    }
+
+    fn status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    fn query(mut self, query: &'static [(&'static str, &'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// Every REST endpoint.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Method as M;
+    vec![
+        Endpoint::new(M::POST, "/api/v1/session", "Log in", post(crate::http::login))
+            .public()
+            .takes::<LoginRequest>()
+            .gives::<LoginResponse>(),
+        Endpoint::new(M::GET, "/api/v1/session", "Who the session belongs to", get(crate::http::whoami))
+            .gives::<SessionInfo>(),
+        Endpoint::new(M::DELETE, "/api/v1/session", "Log out: ends the session and its sockets", delete(crate::http::logout))
+            .status(204),
+        Endpoint::new(M::POST, "/api/v1/password-setup", "Set a first password with a one-time code", post(account::setup_password))
+            .public()
+            .takes::<types::PasswordSetup>()
+            .status(204),
+        // Facilities (art. 3, 様式1–2)
+        Endpoint::new(M::GET, "/api/v1/facilities", "The participating facilities (公示): no personal data", get(facility::public_list))
+            .public()
+            .gives::<Vec<types::PublicFacility>>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/applications", "A facility applies (様式1)", post(facility::apply))
+            .public()
+            .takes::<types::FacilityApplication>()
+            .gives::<types::FacilityDetails>()
+            .status(201),
+        Endpoint::new(M::GET, "/api/v1/facilities/applications", "Facilities with their applications (operator)", get(facility::applications))
+            .query(&[("status", "string", "only facilities of this status (applied, approved, rejected, suspended, withdrawn)")])
+            .gives::<Vec<types::FacilityDetails>>(),
+        Endpoint::new(M::GET, "/api/v1/facilities/{id}", "A facility with its application", get(facility::details))
+            .gives::<types::FacilityDetails>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/approve", "Approve an application: creates the admin accounts", post(facility::approve))
+            .takes::<types::Approval>()
+            .gives::<types::ApprovalResult>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/reject", "Reject an application, with a reason", post(facility::reject))
+            .takes::<types::Reason>()
+            .gives::<types::FacilityDetails>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/suspend", "Suspend a facility: its users' sessions and sockets end", post(facility::suspend))
+            .takes::<types::Reason>()
+            .gives::<types::FacilityDetails>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/reinstate", "Reinstate a suspended facility", post(facility::reinstate))
+            .gives::<types::FacilityDetails>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/withdraw", "Withdraw a facility: its users are deactivated", post(facility::withdraw))
+            .takes::<types::Reason>()
+            .gives::<types::FacilityDetails>(),
+        Endpoint::new(M::PUT, "/api/v1/facilities/{id}/pledge", "Record the facility's pledge (様式2)", put(facility::pledge))
+            .takes::<types::Pledge>()
+            .gives::<types::FacilityDetails>(),
+        // Staff (art. 9–11, 13(7), 様式4)
+        Endpoint::new(M::GET, "/api/v1/facilities/{id}/users", "A facility's staff with their details (its admins, the operator)", get(account::staff))
+            .gives::<Vec<types::UserDetails>>(),
+        Endpoint::new(M::POST, "/api/v1/facilities/{id}/users", "Register a staff member; returns their one-time setup code", post(account::register))
+            .takes::<types::NewStaff>()
+            .gives::<types::AccountSetup>()
+            .status(201),
+        Endpoint::new(M::GET, "/api/v1/facilities/{id}/directory", "The active staff of an approved facility, to invite them", get(account::directory))
+            .gives::<Vec<types::UserDetails>>(),
+        Endpoint::new(M::GET, "/api/v1/facilities/{id}/review", "Review the members of every group the facility owns (定期的に精査)", get(group::review))
+            .query(&[("inactive_days", "integer", "flag members without a post for this many days (default RENKEI_REVIEW_INACTIVE_DAYS)")])
+            .gives::<types::Review>(),
+        Endpoint::new(M::GET, "/api/v1/users/{id}", "A user's profile (details for the user and their admins)", get(account::profile))
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::PATCH, "/api/v1/users/{id}", "Change a user's name, kana or profession", patch(account::update))
+            .takes::<types::ProfileUpdate>()
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::PUT, "/api/v1/users/{id}/pledge", "Record a staff member's pledge (様式4)", put(account::pledge))
+            .takes::<types::Pledge>()
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::PUT, "/api/v1/users/{id}/role", "Make a user admin or staff", put(account::set_role))
+            .takes::<types::RoleChange>()
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::POST, "/api/v1/users/{id}/deactivate", "Deactivate a user who left: removed from every group, every socket ends", post(account::deactivate))
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::POST, "/api/v1/users/{id}/restrict", "Restrict a user to reading", post(account::restrict))
+            .takes::<types::Reason>()
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::POST, "/api/v1/users/{id}/ban", "Ban a user: every session and socket ends", post(account::ban))
+            .takes::<types::Reason>()
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::POST, "/api/v1/users/{id}/reinstate", "Lift a restriction or a ban", post(account::reinstate))
+            .gives::<types::UserDetails>(),
+        Endpoint::new(M::PUT, "/api/v1/users/{id}/photo", "Upload a profile photo (PNG, JPEG or WebP, at most 512 KiB)", put(account::put_photo))
+            .takes_image()
+            .status(204),
+        Endpoint::new(M::GET, "/api/v1/users/{id}/photo", "A user's profile photo", get(account::photo)),
+        // Groups (art. 4–7, 別紙(1))
+        Endpoint::new(M::POST, "/api/v1/groups", "Create a patient group (with its patient) or a free group", post(group::create))
+            .takes::<types::NewGroupRequest>()
+            .gives::<types::GroupDetails>()
+            .status(201),
+        Endpoint::new(M::GET, "/api/v1/groups/{id}", "A group's details and members", get(group::details))
+            .gives::<types::GroupDetails>(),
+        Endpoint::new(M::PATCH, "/api/v1/groups/{id}", "Rename a free group", patch(group::rename))
+            .takes::<types::Rename>()
+            .gives::<types::GroupDetails>(),
+        Endpoint::new(M::PUT, "/api/v1/groups/{id}/consent", "Put the patient's consent (様式3) on file", put(group::consent))
+            .takes::<types::Consent>()
+            .gives::<types::GroupDetails>(),
+        Endpoint::new(M::DELETE, "/api/v1/groups/{id}/members/{user}", "Leave a group (one's own id) or remove a member (解除)", delete(group::remove_member))
+            .status(204),
+        Endpoint::new(M::POST, "/api/v1/groups/{id}/members/remove", "Remove several members at once", post(group::remove_members))
+            .takes::<types::RemoveMembers>()
+            .gives::<types::RemovalResult>(),
+        // Invitations (別紙(2)(3), art. 10(7))
+        Endpoint::new(M::POST, "/api/v1/groups/{id}/invitations", "Invite a user into a group", post(invitation::invite))
+            .takes::<types::InviteRequest>()
+            .gives::<types::InvitationView>()
+            .status(201),
+        Endpoint::new(M::GET, "/api/v1/invitations", "The invitations that concern the caller", get(invitation::list))
+            .gives::<types::InvitationList>(),
+        Endpoint::new(M::POST, "/api/v1/invitations/{id}/accept", "Accept an invitation (招待の受理)", post(invitation::accept))
+            .gives::<types::InvitationView>(),
+        Endpoint::new(M::POST, "/api/v1/invitations/{id}/decline", "Decline an invitation", post(invitation::decline))
+            .gives::<types::InvitationView>(),
+        Endpoint::new(M::POST, "/api/v1/invitations/{id}/approve", "Approve an invitation of one's staff (招待承認)", post(invitation::approve))
+            .gives::<types::InvitationView>(),
+        Endpoint::new(M::POST, "/api/v1/invitations/{id}/refuse", "Refuse an invitation of one's staff", post(invitation::refuse))
+            .gives::<types::InvitationView>(),
+        Endpoint::new(M::POST, "/api/v1/invitations/{id}/cancel", "Withdraw an invitation", post(invitation::cancel))
+            .gives::<types::InvitationView>(),
+    ]
+}
+
+/// The router of every endpoint.
+pub fn routes() -> Router<Arc<App>> {
+    let mut by_path: BTreeMap<&str, MethodRouter<Arc<App>>> = BTreeMap::new();
+    for endpoint in endpoints() {
+        let merged = match by_path.remove(endpoint.path) {
+            Some(existing) => existing.merge(endpoint.handler),
+            None => endpoint.handler,
+        };
+        by_path.insert(endpoint.path, merged);
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
+}
+
+/// The OpenAPI 3.0 document of the REST API.
+pub fn openapi() -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let error = schema_of::<renkei_protocol::ApiError>(&mut generator);
+    let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
+    for endpoint in endpoints() {
+        let mut operation = serde_json::Map::new();
+        operation.insert("summary".into(), json!(endpoint.summary));
+        let parameters: Vec<Value> = endpoint
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}}))
+            .chain(endpoint.query.iter().map(|(name, kind, description)| {
+                json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": kind}})
+            }))
+            .collect();
+        if !parameters.is_empty() {
+            operation.insert("parameters".into(), Value::Array(parameters));
+        }
+        if let Some((schema, content_type)) = endpoint.request {
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {content_type: {"schema": schema(&mut generator)}}}),
+            );
+        }
+        let success = match endpoint.response {
+            Some(schema) => {
+                json!({"description": "success", "content": {"application/json": {"schema": schema(&mut generator)}}})
+            }
+            None => json!({"description": "success"}),
+        };
+        operation.insert(
+            "responses".into(),
+            json!({
+                endpoint.status.to_string(): success,
+                "default": {"description": "an error; `error.code` says which", "content": {"application/json": {"schema": error.clone()}}}
+            }),
+        );
+        if endpoint.access == Access::Public {
+            operation.insert("security".into(), json!([]));
+        }
+        paths
+            .entry(endpoint.path)
+            .or_default()
+            .insert(endpoint.method.as_str().to_lowercase(), Value::Object(operation));
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Renkei REST API",
+            "version": "1",
+            "description": "Facilities, accounts, groups and invitations of a Renkei network. \
+                Real-time messages go over the WebSocket at /ws (docs/protocol.md)."
+        },
+        "paths": paths,
+        "security": [{"bearer": []}, {"cookie": []}],
+        "components": {
+            "schemas": generator.take_definitions(true),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": crate::session::COOKIE}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed document matches the code; `RENKEI_UPDATE_OPENAPI=1` rewrites it.
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+        let current = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&openapi()).expect("serializes")
+        );
+        if std::env::var_os("RENKEI_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &current).expect("write docs/openapi.json");
+            return;
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/openapi.json is stale: run RENKEI_UPDATE_OPENAPI=1 cargo test -p renkei-server --lib api"
+        );
+    }
+
+    #[test]
+    fn every_endpoint_is_unique_and_under_api_v1() {
+        let mut seen = std::collections::HashSet::new();
+        for endpoint in endpoints() {
+            assert!(endpoint.path.starts_with("/api/v1/"), "{}", endpoint.path);
+            assert!(
+                seen.insert((endpoint.method.clone(), endpoint.path)),
+                "{} {} twice",
+                endpoint.method,
+                endpoint.path
+            );
+        }
+    }
+}

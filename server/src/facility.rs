@@ -1,0 +1,287 @@
+//! Facilities (事業所): applications (様式1), the operator's decisions, pledges (様式2),
+//! suspension and withdrawal, and the public list of participants (公示, art. 3(2)).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use renkei_protocol::api::{
+    ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails,
+    FacilityStatus, Pledge, PublicFacility, Reason, RosterEntry,
+};
+use renkei_protocol::{AccountStatus, Role};
+
+use crate::account::issue_setup_code;
+use crate::api::{Caller, Id};
+use crate::app::App;
+use crate::http::HttpError;
+use crate::policy::Action;
+use crate::store::{NewUser, StatusChange};
+use crate::{clock, input, membership};
+
+/// The most admins and roster lines an application lists.
+const MAX_ADMINS: usize = 20;
+const MAX_ROSTER: usize = 2000;
+
+/// `GET /api/v1/facilities`: the participating facilities.
+pub async fn public_list(State(app): State<Arc<App>>) -> Result<Json<Vec<PublicFacility>>, HttpError> {
+    Ok(Json(app.store.public_facilities().await?))
+}
+
+/// Checks an application field by field.
+fn checked(application: FacilityApplication) -> Result<FacilityApplication, HttpError> {
+    if application.admins.is_empty() || application.admins.len() > MAX_ADMINS {
+        return Err(HttpError::bad_request(format!(
+            "an application names 1 to {MAX_ADMINS} admins"
+        )));
+    }
+    if application.roster.len() > MAX_ROSTER {
+        return Err(HttpError::bad_request(format!(
+            "a roster has at most {MAX_ROSTER} lines"
+        )));
+    }
+    let mut admins = Vec::with_capacity(application.admins.len());
+    for admin in application.admins {
+        let email = input::email("admins.email", &admin.email)?;
+        if admins.iter().any(|a: &ApplicantAdmin| a.email == email) {
+            return Err(HttpError::bad_request(
+                "each admin needs their own e-mail address (one account per person)",
+            ));
+        }
+        admins.push(ApplicantAdmin {
+            name: input::text("admins.name", &admin.name, 100)?,
+            kana: input::optional_text("admins.kana", &admin.kana, 100)?,
+            email,
+            profession: input::text("admins.profession", &admin.profession, 100)?,
+        });
+    }
+    let roster = application
+        .roster
+        .into_iter()
+        .map(|line| {
+            Ok(RosterEntry {
+                name: input::text("roster.name", &line.name, 100)?,
+                profession: input::text("roster.profession", &line.profession, 100)?,
+            })
+        })
+        .collect::<Result<_, HttpError>>()?;
+    Ok(FacilityApplication {
+        name: input::text("name", &application.name, 200)?,
+        kind: application.kind,
+        address: input::text("address", &application.address, 300)?,
+        contact: renkei_protocol::api::Contact {
+            name: input::text("contact.name", &application.contact.name, 100)?,
+            email: input::email("contact.email", &application.contact.email)?,
+            phone: input::text("contact.phone", &application.contact.phone, 40)?,
+        },
+        admins,
+        roster,
+    })
+}
+
+/// `POST /api/v1/facilities/applications`: anyone may apply; the operator decides.
+pub async fn apply(
+    State(app): State<Arc<App>>,
+    body: Result<Json<FacilityApplication>, JsonRejection>,
+) -> Result<(StatusCode, Json<FacilityDetails>), HttpError> {
+    let Json(application) = body?;
+    let application = checked(application)?;
+    let id = app.store.apply_facility(&application, clock::now_ms()).await?;
+    tracing::info!(facility = id, name = %application.name, "facility applied");
+    Ok((StatusCode::CREATED, Json(load(&app, id).await?)))
+}
+
+async fn load(app: &App, id: i64) -> Result<FacilityDetails, HttpError> {
+    app.store
+        .facility(id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("facility"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct StatusQuery {
+    status: Option<FacilityStatus>,
+}
+
+/// `GET /api/v1/facilities/applications`.
+pub async fn applications(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<FacilityDetails>>, HttpError> {
+    caller.may(Action::DecideFacility)?;
+    let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
+    Ok(Json(app.store.facilities(query.status).await?))
+}
+
+/// `GET /api/v1/facilities/{id}`.
+pub async fn details(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    caller.may(Action::ViewFacility { facility: id })?;
+    Ok(Json(load(&app, id).await?))
+}
+
+/// `POST /api/v1/facilities/{id}/approve`: creates the applicants' admin accounts, each
+/// with a one-time code to set a first password, and puts them in the admins' room.
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+    body: Result<Json<Approval>, JsonRejection>,
+) -> Result<Json<ApprovalResult>, HttpError> {
+    caller.may(Action::DecideFacility)?;
+    let Json(approval) = body?;
+    let pledge = approval
+        .pledge_received_on
+        .as_deref()
+        .map(|d| input::date("pledge_received_on", d))
+        .transpose()?;
+    let facility = load(&app, id).await?;
+    let admins: Vec<NewUser> = facility
+        .application
+        .admins
+        .iter()
+        .map(|admin| NewUser {
+            facility_id: Some(id),
+            login: admin.email.clone(),
+            name: admin.name.clone(),
+            kana: admin.kana.clone(),
+            profession: admin.profession.clone(),
+            role: Role::Admin,
+            ..NewUser::default()
+        })
+        .collect();
+    let ids = app
+        .store
+        .approve_facility(id, pledge.as_deref(), &admins, clock::now_ms())
+        .await?;
+    tracing::info!(facility = id, by = caller.user.id, "facility approved");
+    let mut setups = Vec::with_capacity(ids.len());
+    for user in ids {
+        membership::follow_role(&app, user, Role::Admin, caller.user.id).await?;
+        setups.push(issue_setup_code(&app, user).await?);
+    }
+    Ok(Json(ApprovalResult {
+        facility: load(&app, id).await?,
+        admins: setups,
+    }))
+}
+
+/// Moves a facility between statuses, for the operator.
+async fn decide(
+    app: &App,
+    caller: &Caller,
+    id: i64,
+    from: &[FacilityStatus],
+    to: FacilityStatus,
+    reason: Option<&str>,
+) -> Result<Vec<i64>, HttpError> {
+    caller.may(Action::DecideFacility)?;
+    let users = app
+        .store
+        .set_facility_status(
+            id,
+            StatusChange {
+                from,
+                to,
+                reason,
+                at: clock::now_ms(),
+            },
+        )
+        .await?;
+    tracing::info!(facility = id, by = caller.user.id, status = ?to, reason, "facility status changed");
+    Ok(users)
+}
+
+fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, HttpError> {
+    let Json(Reason { reason }) = body?;
+    input::reason(&reason)
+}
+
+/// `POST /api/v1/facilities/{id}/reject`.
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    let reason = reason(body)?;
+    use FacilityStatus as S;
+    decide(&app, &caller, id, &[S::Applied], S::Rejected, Some(&reason)).await?;
+    Ok(Json(load(&app, id).await?))
+}
+
+/// `POST /api/v1/facilities/{id}/suspend`: the facility's users can no longer log in;
+/// their open sockets end at once. Memberships stay for a reinstatement.
+pub async fn suspend(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    let reason = reason(body)?;
+    use FacilityStatus as S;
+    let users = decide(&app, &caller, id, &[S::Approved], S::Suspended, Some(&reason)).await?;
+    for user in users {
+        membership::end_sockets(&app, user);
+    }
+    Ok(Json(load(&app, id).await?))
+}
+
+/// `POST /api/v1/facilities/{id}/reinstate`.
+pub async fn reinstate(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    use FacilityStatus as S;
+    decide(&app, &caller, id, &[S::Suspended], S::Approved, None).await?;
+    Ok(Json(load(&app, id).await?))
+}
+
+/// `POST /api/v1/facilities/{id}/withdraw`: the facility leaves the network; its users
+/// are deactivated (removed from every group, sockets ended).
+pub async fn withdraw(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    let reason = reason(body)?;
+    use FacilityStatus as S;
+    let users = decide(
+        &app,
+        &caller,
+        id,
+        &[S::Approved, S::Suspended],
+        S::Withdrawn,
+        Some(&reason),
+    )
+    .await?;
+    for user in users {
+        app.store
+            .set_user_status(user, AccountStatus::Deactivated, Some(&reason))
+            .await?;
+        membership::remove_everywhere(&app, user, caller.user.id).await?;
+    }
+    Ok(Json(load(&app, id).await?))
+}
+
+/// `PUT /api/v1/facilities/{id}/pledge`: the date the pledge (様式2) was received.
+pub async fn pledge(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(id): Id,
+    body: Result<Json<Pledge>, JsonRejection>,
+) -> Result<Json<FacilityDetails>, HttpError> {
+    caller.may(Action::DecideFacility)?;
+    let Json(pledge) = body?;
+    let date = input::date("received_on", &pledge.received_on)?;
+    app.store.set_facility_pledge(id, &date).await?;
+    Ok(Json(load(&app, id).await?))
+}
