@@ -1,8 +1,8 @@
 //! The people the load plays: groups of members, each with a session token, created
 //! through the server's store before the server starts (the bare hub needs none).
 
-use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei::store::{NewFacility, NewGroup, NewSession, NewUser, Store, StoreError};
+use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei_protocol::{GroupId, GroupKind, Role, UserId};
 
 /// The password of every load user, for login storms.

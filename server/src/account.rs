@@ -89,15 +89,24 @@ pub async fn setup_password(
     body: Result<Json<PasswordSetup>, JsonRejection>,
 ) -> Result<StatusCode, HttpError> {
     let Json(setup) = body?;
-    password::check_rules(&setup.password)
-        .map_err(|weak| HttpError::new(StatusCode::BAD_REQUEST, ErrorCode::WeakPassword, weak.to_string()))?;
+    password::check_rules(&setup.password).map_err(|weak| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::WeakPassword,
+            weak.to_string(),
+        )
+    })?;
     if setup.code.len() > 100 {
         return Err(HttpError::bad_request("invalid or expired code"));
     }
     let hash = app.passwords.hash(&setup.password).await?;
     let used = app
         .store
-        .use_password_setup(&session::token_hash(setup.code.trim()), &hash, clock::now_ms())
+        .use_password_setup(
+            &session::token_hash(setup.code.trim()),
+            &hash,
+            clock::now_ms(),
+        )
         .await;
     match used {
         Ok(user) => {
@@ -179,13 +188,20 @@ pub async fn register(
             .map(|d| input::date("pledge_received_on", d))
             .transpose()?,
     };
-    let ids = app.store.create_users(&[user]).await.map_err(|err| match err {
-        crate::store::StoreError::Conflict(_) => {
-            HttpError::conflict("this e-mail address has an account already (one per person)")
-        }
-        err => err.into(),
-    })?;
-    let id = ids.first().copied().ok_or_else(|| HttpError::not_found("user"))?;
+    let ids = app
+        .store
+        .create_users(&[user])
+        .await
+        .map_err(|err| match err {
+            crate::store::StoreError::Conflict(_) => {
+                HttpError::conflict("this e-mail address has an account already (one per person)")
+            }
+            err => err.into(),
+        })?;
+    let id = ids
+        .first()
+        .copied()
+        .ok_or_else(|| HttpError::not_found("user"))?;
     tracing::info!(user = id, facility, by = caller.user.id, "staff registered");
     Ok((StatusCode::CREATED, Json(issue_setup_code(&app, id).await?)))
 }
@@ -216,8 +232,14 @@ pub async fn update(
         caller.may(Action::ManageUser(facts))?;
     }
     let update = ProfileUpdate {
-        name: update.name.map(|v| input::text("name", &v, 100)).transpose()?,
-        kana: update.kana.map(|v| input::optional_text("kana", &v, 100)).transpose()?,
+        name: update
+            .name
+            .map(|v| input::text("name", &v, 100))
+            .transpose()?,
+        kana: update
+            .kana
+            .map(|v| input::optional_text("kana", &v, 100))
+            .transpose()?,
         profession: update
             .profession
             .map(|v| input::text("profession", &v, 100))
@@ -299,7 +321,13 @@ async fn set_status(
             membership::announce_account(app, user).await?
         }
     }
-    tracing::info!(user, ?status, reason, by = caller.user.id, "account status changed");
+    tracing::info!(
+        user,
+        ?status,
+        reason,
+        by = caller.user.id,
+        "account status changed"
+    );
     load(app, user).await
 }
 
@@ -312,7 +340,14 @@ pub async fn restrict(
 ) -> Result<Json<UserDetails>, HttpError> {
     let Json(Reason { reason }) = body?;
     let reason = input::reason(&reason)?;
-    let details = set_status(&app, &caller, user, AccountStatus::Restricted, Some(&reason)).await?;
+    let details = set_status(
+        &app,
+        &caller,
+        user,
+        AccountStatus::Restricted,
+        Some(&reason),
+    )
+    .await?;
     Ok(Json(details))
 }
 
@@ -335,7 +370,9 @@ pub async fn reinstate(
     caller: Caller,
     Id(user): Id,
 ) -> Result<Json<UserDetails>, HttpError> {
-    Ok(Json(set_status(&app, &caller, user, AccountStatus::Active, None).await?))
+    Ok(Json(
+        set_status(&app, &caller, user, AccountStatus::Active, None).await?,
+    ))
 }
 
 /// The image types accepted, recognised by their first bytes (the declared type must
@@ -380,7 +417,9 @@ pub async fn put_photo(
             "a photo is a PNG, JPEG or WebP image, sent with its Content-Type",
         ));
     };
-    app.store.put_photo(user, kind, &body, clock::now_ms()).await?;
+    app.store
+        .put_photo(user, kind, &body, clock::now_ms())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

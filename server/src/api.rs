@@ -173,121 +173,334 @@ impl Endpoint {
 pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
     vec![
-        Endpoint::new(M::POST, "/api/v1/session", "Log in", post(crate::http::login))
-            .public()
-            .takes::<LoginRequest>()
-            .gives::<LoginResponse>(),
-        Endpoint::new(M::GET, "/api/v1/session", "Who the session belongs to", get(crate::http::whoami))
-            .gives::<SessionInfo>(),
-        Endpoint::new(M::DELETE, "/api/v1/session", "Log out: ends the session and its sockets", delete(crate::http::logout))
-            .status(204),
-        Endpoint::new(M::POST, "/api/v1/password-setup", "Set a first password with a one-time code", post(account::setup_password))
-            .public()
-            .takes::<types::PasswordSetup>()
-            .status(204),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/session",
+            "Log in",
+            post(crate::http::login),
+        )
+        .public()
+        .takes::<LoginRequest>()
+        .gives::<LoginResponse>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/session",
+            "Who the session belongs to",
+            get(crate::http::whoami),
+        )
+        .gives::<SessionInfo>(),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/session",
+            "Log out: ends the session and its sockets",
+            delete(crate::http::logout),
+        )
+        .status(204),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/password-setup",
+            "Set a first password with a one-time code",
+            post(account::setup_password),
+        )
+        .public()
+        .takes::<types::PasswordSetup>()
+        .status(204),
         // Facilities (art. 3, 様式1–2)
-        Endpoint::new(M::GET, "/api/v1/facilities", "The participating facilities (公示): no personal data", get(facility::public_list))
-            .public()
-            .gives::<Vec<types::PublicFacility>>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/applications", "A facility applies (様式1)", post(facility::apply))
-            .public()
-            .takes::<types::FacilityApplication>()
-            .gives::<types::FacilityDetails>()
-            .status(201),
-        Endpoint::new(M::GET, "/api/v1/facilities/applications", "Facilities with their applications (operator)", get(facility::applications))
-            .query(&[("status", "string", "only facilities of this status (applied, approved, rejected, suspended, withdrawn)")])
-            .gives::<Vec<types::FacilityDetails>>(),
-        Endpoint::new(M::GET, "/api/v1/facilities/{id}", "A facility with its application", get(facility::details))
-            .gives::<types::FacilityDetails>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/approve", "Approve an application: creates the admin accounts", post(facility::approve))
-            .takes::<types::Approval>()
-            .gives::<types::ApprovalResult>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/reject", "Reject an application, with a reason", post(facility::reject))
-            .takes::<types::Reason>()
-            .gives::<types::FacilityDetails>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/suspend", "Suspend a facility: its users' sessions and sockets end", post(facility::suspend))
-            .takes::<types::Reason>()
-            .gives::<types::FacilityDetails>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/reinstate", "Reinstate a suspended facility", post(facility::reinstate))
-            .gives::<types::FacilityDetails>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/withdraw", "Withdraw a facility: its users are deactivated", post(facility::withdraw))
-            .takes::<types::Reason>()
-            .gives::<types::FacilityDetails>(),
-        Endpoint::new(M::PUT, "/api/v1/facilities/{id}/pledge", "Record the facility's pledge (様式2)", put(facility::pledge))
-            .takes::<types::Pledge>()
-            .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities",
+            "The participating facilities (公示): no personal data",
+            get(facility::public_list),
+        )
+        .public()
+        .gives::<Vec<types::PublicFacility>>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/applications",
+            "A facility applies (様式1)",
+            post(facility::apply),
+        )
+        .public()
+        .takes::<types::FacilityApplication>()
+        .gives::<types::FacilityDetails>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/applications",
+            "Facilities with their applications (operator)",
+            get(facility::applications),
+        )
+        .query(&[(
+            "status",
+            "string",
+            "only facilities of this status (applied, approved, rejected, suspended, withdrawn)",
+        )])
+        .gives::<Vec<types::FacilityDetails>>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}",
+            "A facility with its application",
+            get(facility::details),
+        )
+        .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/approve",
+            "Approve an application: creates the admin accounts",
+            post(facility::approve),
+        )
+        .takes::<types::Approval>()
+        .gives::<types::ApprovalResult>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/reject",
+            "Reject an application, with a reason",
+            post(facility::reject),
+        )
+        .takes::<types::Reason>()
+        .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/suspend",
+            "Suspend a facility: its users' sessions and sockets end",
+            post(facility::suspend),
+        )
+        .takes::<types::Reason>()
+        .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/reinstate",
+            "Reinstate a suspended facility",
+            post(facility::reinstate),
+        )
+        .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/withdraw",
+            "Withdraw a facility: its users are deactivated",
+            post(facility::withdraw),
+        )
+        .takes::<types::Reason>()
+        .gives::<types::FacilityDetails>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/facilities/{id}/pledge",
+            "Record the facility's pledge (様式2)",
+            put(facility::pledge),
+        )
+        .takes::<types::Pledge>()
+        .gives::<types::FacilityDetails>(),
         // Staff (art. 9–11, 13(7), 様式4)
-        Endpoint::new(M::GET, "/api/v1/facilities/{id}/users", "A facility's staff with their details (its admins, the operator)", get(account::staff))
-            .gives::<Vec<types::UserDetails>>(),
-        Endpoint::new(M::POST, "/api/v1/facilities/{id}/users", "Register a staff member; returns their one-time setup code", post(account::register))
-            .takes::<types::NewStaff>()
-            .gives::<types::AccountSetup>()
-            .status(201),
-        Endpoint::new(M::GET, "/api/v1/facilities/{id}/directory", "The active staff of an approved facility, to invite them", get(account::directory))
-            .gives::<Vec<types::UserDetails>>(),
-        Endpoint::new(M::GET, "/api/v1/facilities/{id}/review", "Review the members of every group the facility owns (定期的に精査)", get(group::review))
-            .query(&[("inactive_days", "integer", "flag members without a post for this many days (default RENKEI_REVIEW_INACTIVE_DAYS)")])
-            .gives::<types::Review>(),
-        Endpoint::new(M::GET, "/api/v1/users/{id}", "A user's profile (details for the user and their admins)", get(account::profile))
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::PATCH, "/api/v1/users/{id}", "Change a user's name, kana or profession", patch(account::update))
-            .takes::<types::ProfileUpdate>()
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::PUT, "/api/v1/users/{id}/pledge", "Record a staff member's pledge (様式4)", put(account::pledge))
-            .takes::<types::Pledge>()
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::PUT, "/api/v1/users/{id}/role", "Make a user admin or staff", put(account::set_role))
-            .takes::<types::RoleChange>()
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::POST, "/api/v1/users/{id}/deactivate", "Deactivate a user who left: removed from every group, every socket ends", post(account::deactivate))
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::POST, "/api/v1/users/{id}/restrict", "Restrict a user to reading", post(account::restrict))
-            .takes::<types::Reason>()
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::POST, "/api/v1/users/{id}/ban", "Ban a user: every session and socket ends", post(account::ban))
-            .takes::<types::Reason>()
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::POST, "/api/v1/users/{id}/reinstate", "Lift a restriction or a ban", post(account::reinstate))
-            .gives::<types::UserDetails>(),
-        Endpoint::new(M::PUT, "/api/v1/users/{id}/photo", "Upload a profile photo (PNG, JPEG or WebP, at most 512 KiB)", put(account::put_photo))
-            .takes_image()
-            .status(204),
-        Endpoint::new(M::GET, "/api/v1/users/{id}/photo", "A user's profile photo", get(account::photo)),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/users",
+            "A facility's staff with their details (its admins, the operator)",
+            get(account::staff),
+        )
+        .gives::<Vec<types::UserDetails>>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/facilities/{id}/users",
+            "Register a staff member; returns their one-time setup code",
+            post(account::register),
+        )
+        .takes::<types::NewStaff>()
+        .gives::<types::AccountSetup>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/directory",
+            "The active staff of an approved facility, to invite them",
+            get(account::directory),
+        )
+        .gives::<Vec<types::UserDetails>>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/review",
+            "Review the members of every group the facility owns (定期的に精査)",
+            get(group::review),
+        )
+        .query(&[(
+            "inactive_days",
+            "integer",
+            "flag members without a post for this many days (default RENKEI_REVIEW_INACTIVE_DAYS)",
+        )])
+        .gives::<types::Review>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/users/{id}",
+            "A user's profile (details for the user and their admins)",
+            get(account::profile),
+        )
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            "Change a user's name, kana or profession",
+            patch(account::update),
+        )
+        .takes::<types::ProfileUpdate>()
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/users/{id}/pledge",
+            "Record a staff member's pledge (様式4)",
+            put(account::pledge),
+        )
+        .takes::<types::Pledge>()
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/users/{id}/role",
+            "Make a user admin or staff",
+            put(account::set_role),
+        )
+        .takes::<types::RoleChange>()
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/users/{id}/deactivate",
+            "Deactivate a user who left: removed from every group, every socket ends",
+            post(account::deactivate),
+        )
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/users/{id}/restrict",
+            "Restrict a user to reading",
+            post(account::restrict),
+        )
+        .takes::<types::Reason>()
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/users/{id}/ban",
+            "Ban a user: every session and socket ends",
+            post(account::ban),
+        )
+        .takes::<types::Reason>()
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/users/{id}/reinstate",
+            "Lift a restriction or a ban",
+            post(account::reinstate),
+        )
+        .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/users/{id}/photo",
+            "Upload a profile photo (PNG, JPEG or WebP, at most 512 KiB)",
+            put(account::put_photo),
+        )
+        .takes_image()
+        .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/users/{id}/photo",
+            "A user's profile photo",
+            get(account::photo),
+        ),
         // Groups (art. 4–7, 別紙(1))
-        Endpoint::new(M::POST, "/api/v1/groups", "Create a patient group (with its patient) or a free group", post(group::create))
-            .takes::<types::NewGroupRequest>()
-            .gives::<types::GroupDetails>()
-            .status(201),
-        Endpoint::new(M::GET, "/api/v1/groups/{id}", "A group's details and members", get(group::details))
-            .gives::<types::GroupDetails>(),
-        Endpoint::new(M::PATCH, "/api/v1/groups/{id}", "Rename a free group", patch(group::rename))
-            .takes::<types::Rename>()
-            .gives::<types::GroupDetails>(),
-        Endpoint::new(M::PUT, "/api/v1/groups/{id}/consent", "Put the patient's consent (様式3) on file", put(group::consent))
-            .takes::<types::Consent>()
-            .gives::<types::GroupDetails>(),
-        Endpoint::new(M::DELETE, "/api/v1/groups/{id}/members/{user}", "Leave a group (one's own id) or remove a member (解除)", delete(group::remove_member))
-            .status(204),
-        Endpoint::new(M::POST, "/api/v1/groups/{id}/members/remove", "Remove several members at once", post(group::remove_members))
-            .takes::<types::RemoveMembers>()
-            .gives::<types::RemovalResult>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups",
+            "Create a patient group (with its patient) or a free group",
+            post(group::create),
+        )
+        .takes::<types::NewGroupRequest>()
+        .gives::<types::GroupDetails>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/groups/{id}",
+            "A group's details and members",
+            get(group::details),
+        )
+        .gives::<types::GroupDetails>(),
+        Endpoint::new(
+            M::PATCH,
+            "/api/v1/groups/{id}",
+            "Rename a free group",
+            patch(group::rename),
+        )
+        .takes::<types::Rename>()
+        .gives::<types::GroupDetails>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/groups/{id}/consent",
+            "Put the patient's consent (様式3) on file",
+            put(group::consent),
+        )
+        .takes::<types::Consent>()
+        .gives::<types::GroupDetails>(),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/groups/{id}/members/{user}",
+            "Leave a group (one's own id) or remove a member (解除)",
+            delete(group::remove_member),
+        )
+        .status(204),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/members/remove",
+            "Remove several members at once",
+            post(group::remove_members),
+        )
+        .takes::<types::RemoveMembers>()
+        .gives::<types::RemovalResult>(),
         // Invitations (別紙(2)(3), art. 10(7))
-        Endpoint::new(M::POST, "/api/v1/groups/{id}/invitations", "Invite a user into a group", post(invitation::invite))
-            .takes::<types::InviteRequest>()
-            .gives::<types::InvitationView>()
-            .status(201),
-        Endpoint::new(M::GET, "/api/v1/invitations", "The invitations that concern the caller", get(invitation::list))
-            .gives::<types::InvitationList>(),
-        Endpoint::new(M::POST, "/api/v1/invitations/{id}/accept", "Accept an invitation (招待の受理)", post(invitation::accept))
-            .gives::<types::InvitationView>(),
-        Endpoint::new(M::POST, "/api/v1/invitations/{id}/decline", "Decline an invitation", post(invitation::decline))
-            .gives::<types::InvitationView>(),
-        Endpoint::new(M::POST, "/api/v1/invitations/{id}/approve", "Approve an invitation of one's staff (招待承認)", post(invitation::approve))
-            .gives::<types::InvitationView>(),
-        Endpoint::new(M::POST, "/api/v1/invitations/{id}/refuse", "Refuse an invitation of one's staff", post(invitation::refuse))
-            .gives::<types::InvitationView>(),
-        Endpoint::new(M::POST, "/api/v1/invitations/{id}/cancel", "Withdraw an invitation", post(invitation::cancel))
-            .gives::<types::InvitationView>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/invitations",
+            "Invite a user into a group",
+            post(invitation::invite),
+        )
+        .takes::<types::InviteRequest>()
+        .gives::<types::InvitationView>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/invitations",
+            "The invitations that concern the caller",
+            get(invitation::list),
+        )
+        .gives::<types::InvitationList>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/invitations/{id}/accept",
+            "Accept an invitation (招待の受理)",
+            post(invitation::accept),
+        )
+        .gives::<types::InvitationView>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/invitations/{id}/decline",
+            "Decline an invitation",
+            post(invitation::decline),
+        )
+        .gives::<types::InvitationView>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/invitations/{id}/approve",
+            "Approve an invitation of one's staff (招待承認)",
+            post(invitation::approve),
+        )
+        .gives::<types::InvitationView>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/invitations/{id}/refuse",
+            "Refuse an invitation of one's staff",
+            post(invitation::refuse),
+        )
+        .gives::<types::InvitationView>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/invitations/{id}/cancel",
+            "Withdraw an invitation",
+            post(invitation::cancel),
+        )
+        .gives::<types::InvitationView>(),
     ]
 }
 
@@ -350,10 +563,10 @@ pub fn openapi() -> Value {
         if endpoint.access == Access::Public {
             operation.insert("security".into(), json!([]));
         }
-        paths
-            .entry(endpoint.path)
-            .or_default()
-            .insert(endpoint.method.as_str().to_lowercase(), Value::Object(operation));
+        paths.entry(endpoint.path).or_default().insert(
+            endpoint.method.as_str().to_lowercase(),
+            Value::Object(operation),
+        );
     }
     json!({
         "openapi": "3.0.3",

@@ -25,8 +25,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::App;
 use crate::hub::Registration;
-use crate::outbox::{Delivery, Ending, Outbox, SLOW_CONSUMER};
 use crate::outbox::Effect;
+use crate::outbox::{Delivery, Ending, Outbox, SLOW_CONSUMER};
 use crate::policy::{self, Action, Actor};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
@@ -295,7 +295,10 @@ impl Connection {
                 continue;
             }
             match &delivery.effect {
-                Some(Effect::Joined { user, group: record }) if *user == self.user.id => {
+                Some(Effect::Joined {
+                    user,
+                    group: record,
+                }) if *user == self.user.id => {
                     // The client learns of the group and syncs it; the event is in its
                     // history.
                     let summary = wire::group_summary(&GroupRecord {

@@ -254,10 +254,15 @@ pub async fn seed(store: &dyn Store) -> Result<Vec<DemoLogin>, DemoError> {
     // The admins' room (MCS管理者の部屋) exists from the first migration: every facility
     // admin and the city operator are in it.
     let room = store.admins_room().await?;
-    let admins: Vec<_> = ["city.operator", "sakura.admin", "himawari.admin", "midori.admin"]
-        .iter()
-        .filter_map(|login| ids.get(login).map(|user| (room, *user)))
-        .collect();
+    let admins: Vec<_> = [
+        "city.operator",
+        "sakura.admin",
+        "himawari.admin",
+        "midori.admin",
+    ]
+    .iter()
+    .filter_map(|login| ids.get(login).map(|user| (room, *user)))
+    .collect();
     store.add_members(&admins, now).await?;
     Ok(logins)
 }

@@ -8,8 +8,8 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use renkei_protocol::api::{
-    ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails,
-    FacilityStatus, Pledge, PublicFacility, Reason, RosterEntry,
+    ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails, FacilityStatus,
+    Pledge, PublicFacility, Reason, RosterEntry,
 };
 use renkei_protocol::{AccountStatus, Role};
 
@@ -26,7 +26,9 @@ const MAX_ADMINS: usize = 20;
 const MAX_ROSTER: usize = 2000;
 
 /// `GET /api/v1/facilities`: the participating facilities.
-pub async fn public_list(State(app): State<Arc<App>>) -> Result<Json<Vec<PublicFacility>>, HttpError> {
+pub async fn public_list(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<PublicFacility>>, HttpError> {
     Ok(Json(app.store.public_facilities().await?))
 }
 
@@ -88,7 +90,10 @@ pub async fn apply(
 ) -> Result<(StatusCode, Json<FacilityDetails>), HttpError> {
     let Json(application) = body?;
     let application = checked(application)?;
-    let id = app.store.apply_facility(&application, clock::now_ms()).await?;
+    let id = app
+        .store
+        .apply_facility(&application, clock::now_ms())
+        .await?;
     tracing::info!(facility = id, name = %application.name, "facility applied");
     Ok((StatusCode::CREATED, Json(load(&app, id).await?)))
 }
@@ -226,7 +231,15 @@ pub async fn suspend(
 ) -> Result<Json<FacilityDetails>, HttpError> {
     let reason = reason(body)?;
     use FacilityStatus as S;
-    let users = decide(&app, &caller, id, &[S::Approved], S::Suspended, Some(&reason)).await?;
+    let users = decide(
+        &app,
+        &caller,
+        id,
+        &[S::Approved],
+        S::Suspended,
+        Some(&reason),
+    )
+    .await?;
     for user in users {
         membership::end_sockets(&app, user);
     }

@@ -293,7 +293,11 @@ pub async fn review(
         // Other facilities' users appear without their contact details.
         let own = caller.user.role == renkei_protocol::Role::Operator
             || row.user.facility.as_ref().map(|f| f.id) == Some(facility);
-        let user = if own { row.user } else { account::public(row.user) };
+        let user = if own {
+            row.user
+        } else {
+            account::public(row.user)
+        };
         if let Some(group) = groups.iter_mut().find(|g| g.group.id == row.group) {
             group.members.push(ReviewMember {
                 user,

@@ -257,7 +257,10 @@ pub async fn login(
 }
 
 /// `GET /api/v1/session`: whose session this is.
-pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
+pub async fn whoami(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
     let (user, _) = authenticate(&app, &headers).await?;
     let info = SessionInfo {
         user: wire::profile(&user),
@@ -269,7 +272,10 @@ pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
 }
 
 /// `DELETE /api/v1/session`: ends the session and closes its sockets.
-pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, HttpError> {
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
     let (token, carrier) = session::presented_token(&headers).ok_or_else(unauthorized)?;
     check_origin(carrier, &headers)?;
     let hash = session::token_hash(&token);

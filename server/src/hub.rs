@@ -264,7 +264,7 @@ impl Hub {
             Control::SessionEnded(session) => {
                 let state = self.read();
                 for entry in state.users.values() {
-                    for socket in entry.sockets.iter().filter(|s| &*s.session == &session[..]) {
+                    for socket in entry.sockets.iter().filter(|s| *s.session == session[..]) {
                         socket.outbox.end(SESSION_ENDED);
                     }
                 }
@@ -317,13 +317,12 @@ impl Hub {
         let id = delivery.group;
         let mut state = self.write();
         if let Some(Effect::Joined { group, .. }) = &delivery.effect {
-            if !state.groups.contains_key(&id) {
-                let record = GroupRecord {
+            state.groups.entry(id).or_insert_with(|| {
+                GroupEntry::new(GroupRecord {
                     last_seq: delivery.seq - 1,
                     ..group.clone()
-                };
-                state.groups.insert(id, GroupEntry::new(record));
-            }
+                })
+            });
         }
         let group = state.groups.get(&id)?;
         let last = group.last_seq.load(Ordering::SeqCst);
@@ -442,7 +441,9 @@ mod tests {
     #[test]
     fn events_reach_sockets_in_order_whatever_order_they_arrive_in() {
         let hub = hub();
-        let socket = hub.register(10, false, Arc::from(&b"s"[..])).expect("register");
+        let socket = hub
+            .register(10, false, Arc::from(&b"s"[..]))
+            .expect("register");
         assert_eq!(hub.deliver(event(1)), None);
         assert_eq!(
             hub.deliver(event(3)),

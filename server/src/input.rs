@@ -75,7 +75,15 @@ mod tests {
             email("email", " Nurse@Example.JP ").ok().as_deref(),
             Some("nurse@example.jp")
         );
-        for bad in ["", "nurse", "@example.jp", "a@b", "a@.jp", "a b@c.jp", "a@b@c.jp"] {
+        for bad in [
+            "",
+            "nurse",
+            "@example.jp",
+            "a@b",
+            "a@.jp",
+            "a b@c.jp",
+            "a@b@c.jp",
+        ] {
             assert!(email("email", bad).is_err(), "{bad:?}");
         }
         assert!(date("signed_on", "2026-11-24").is_ok());

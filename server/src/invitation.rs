@@ -89,7 +89,13 @@ pub async fn invite(
         )
         .await?;
     let view = load(&app, id).await?;
-    tracing::info!(invitation = id, group, invitee = user, by = caller.user.id, "invited");
+    tracing::info!(
+        invitation = id,
+        group,
+        invitee = user,
+        by = caller.user.id,
+        "invited"
+    );
     announce(&app, &view).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -130,9 +136,21 @@ async fn step(
     caller.may(action(facts(&view)))?;
     let mut view = app.store.step_invitation(id, step, clock::now_ms()).await?;
     if view.state == InvitationState::Pending && view.accepted && view.approved {
-        membership::join(app, view.group, view.invitee.id, Some(view.inviter.id), Some(id)).await?;
+        membership::join(
+            app,
+            view.group,
+            view.invitee.id,
+            Some(view.inviter.id),
+            Some(id),
+        )
+        .await?;
         view = load(app, id).await?;
-        tracing::info!(invitation = id, group = view.group, user = view.invitee.id, "joined");
+        tracing::info!(
+            invitation = id,
+            group = view.group,
+            user = view.invitee.id,
+            "joined"
+        );
     }
     announce(app, &view).await?;
     Ok(Json(view))
@@ -144,7 +162,14 @@ pub async fn accept(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Json<InvitationView>, HttpError> {
-    step(&app, &caller, id, Action::RespondToInvitation, InvitationStep::Accept).await
+    step(
+        &app,
+        &caller,
+        id,
+        Action::RespondToInvitation,
+        InvitationStep::Accept,
+    )
+    .await
 }
 
 /// `POST /api/v1/invitations/{id}/decline`.
@@ -153,7 +178,14 @@ pub async fn decline(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Json<InvitationView>, HttpError> {
-    step(&app, &caller, id, Action::RespondToInvitation, InvitationStep::Decline).await
+    step(
+        &app,
+        &caller,
+        id,
+        Action::RespondToInvitation,
+        InvitationStep::Decline,
+    )
+    .await
 }
 
 /// `POST /api/v1/invitations/{id}/approve`.
@@ -163,7 +195,14 @@ pub async fn approve(
     Id(id): Id,
 ) -> Result<Json<InvitationView>, HttpError> {
     let by = caller.user.id;
-    step(&app, &caller, id, Action::ApproveInvitation, InvitationStep::Approve { by }).await
+    step(
+        &app,
+        &caller,
+        id,
+        Action::ApproveInvitation,
+        InvitationStep::Approve { by },
+    )
+    .await
 }
 
 /// `POST /api/v1/invitations/{id}/refuse`.
@@ -173,7 +212,14 @@ pub async fn refuse(
     Id(id): Id,
 ) -> Result<Json<InvitationView>, HttpError> {
     let by = caller.user.id;
-    step(&app, &caller, id, Action::ApproveInvitation, InvitationStep::Refuse { by }).await
+    step(
+        &app,
+        &caller,
+        id,
+        Action::ApproveInvitation,
+        InvitationStep::Refuse { by },
+    )
+    .await
 }
 
 /// `POST /api/v1/invitations/{id}/cancel`.
@@ -183,5 +229,12 @@ pub async fn cancel(
     Id(id): Id,
 ) -> Result<Json<InvitationView>, HttpError> {
     let by = caller.user.id;
-    step(&app, &caller, id, Action::CancelInvitation, InvitationStep::Cancel { by }).await
+    step(
+        &app,
+        &caller,
+        id,
+        Action::CancelInvitation,
+        InvitationStep::Cancel { by },
+    )
+    .await
 }

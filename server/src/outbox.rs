@@ -54,10 +54,17 @@ impl Delivery {
 pub enum Effect {
     /// `user` joined. `group` is the group as it stands after the event, so that a hub
     /// that never saw the group (created after it started) learns it here.
-    Joined { user: UserId, group: GroupRecord },
+    Joined {
+        user: UserId,
+        group: GroupRecord,
+    },
     /// `user` left or was removed.
-    Left { user: UserId },
-    Renamed { name: String },
+    Left {
+        user: UserId,
+    },
+    Renamed {
+        name: String,
+    },
     /// The consent record is on file.
     Consented,
 }

@@ -159,7 +159,10 @@ mod tests {
             check_rules("lettersand1234567"),
             Err(WeakPassword::TooSimple)
         );
-        assert_eq!(check_rules("aaaa-bbbb-1234x"), Err(WeakPassword::Repetitive));
+        assert_eq!(
+            check_rules("aaaa-bbbb-1234x"),
+            Err(WeakPassword::Repetitive)
+        );
     }
 
     #[tokio::test]

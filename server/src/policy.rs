@@ -86,11 +86,17 @@ pub enum Action {
     /// Approve, reject, suspend, reinstate or withdraw a facility; record its pledge (様式2).
     DecideFacility,
     /// See a facility's application and status.
-    ViewFacility { facility: i64 },
+    ViewFacility {
+        facility: i64,
+    },
     /// See a facility's staff with their e-mail addresses, pledges and statuses.
-    ViewStaff { facility: i64 },
+    ViewStaff {
+        facility: i64,
+    },
     /// Register a staff member in a facility.
-    RegisterStaff { facility: i64 },
+    RegisterStaff {
+        facility: i64,
+    },
     /// Change a user's profession, pledge (様式4), role; deactivate them.
     ManageUser(UserFacts),
     /// Restrict, ban or reinstate a user.
@@ -98,7 +104,9 @@ pub enum Action {
     /// Change a user's name, kana and photo.
     EditProfile(UserFacts),
     /// Review the members of every group a facility owns (定期的に精査).
-    ReviewFacility { facility: i64 },
+    ReviewFacility {
+        facility: i64,
+    },
 }
 
 /// Why an action is denied.
@@ -219,7 +227,8 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
             allow(invitation.invitee == actor.id, Denial::NotInvitee)
         }
         Action::ApproveInvitation(invitation) => allow(
-            admin && invitation.invitee_facility.is_some()
+            admin
+                && invitation.invitee_facility.is_some()
                 && invitation.invitee_facility == actor.facility,
             Denial::NotApprover,
         ),
@@ -232,15 +241,18 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
         Action::ViewFacility { facility }
         | Action::ViewStaff { facility }
         | Action::RegisterStaff { facility }
-        | Action::ReviewFacility { facility } => allow(own_facility(facility), Denial::NotTheirAdmin),
+        | Action::ReviewFacility { facility } => {
+            allow(own_facility(facility), Denial::NotTheirAdmin)
+        }
         Action::ManageUser(user) => allow(their_admin(&user), Denial::NotTheirAdmin),
         Action::RestrictUser(user) => {
             allow(user.id != actor.id, Denial::OwnAccount)?;
             allow(their_admin(&user), Denial::NotTheirAdmin)
         }
-        Action::EditProfile(user) => {
-            allow(user.id == actor.id || their_admin(&user), Denial::NotTheirAdmin)
-        }
+        Action::EditProfile(user) => allow(
+            user.id == actor.id || their_admin(&user),
+            Denial::NotTheirAdmin,
+        ),
     }
 }
 
@@ -465,10 +477,7 @@ mod tests {
                 .collect();
             if columns.first().map(String::as_str) == Some("action") {
                 // The decisions table has role columns; other tables are not read.
-                header = columns
-                    .iter()
-                    .any(|c| c == "operator")
-                    .then_some(columns);
+                header = columns.iter().any(|c| c == "operator").then_some(columns);
                 continue;
             }
             let Some(header) = &header else { continue };
@@ -528,7 +537,10 @@ mod tests {
             Err(Denial::ConsentRequired)
         );
         assert_eq!(
-            authorize(&staff, Action::PostToGroup(group(&staff, "member, archived"))),
+            authorize(
+                &staff,
+                Action::PostToGroup(group(&staff, "member, archived"))
+            ),
             Err(Denial::GroupArchived)
         );
         assert_eq!(

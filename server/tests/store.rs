@@ -313,7 +313,10 @@ async fn archived_and_unknown_groups_take_nothing(backend: Backend) {
         .expect("read")
         .is_empty());
     let directory = store.directory().await.expect("directory");
-    assert!(directory.groups.iter().any(|group| group.id == g && group.archived));
+    assert!(directory
+        .groups
+        .iter()
+        .any(|group| group.id == g && group.archived));
 }
 
 async fn reading_after_and_before(backend: Backend) {

@@ -200,9 +200,7 @@ impl EventRecord {
     /// The bytes of text the event carries.
     pub fn text_len(&self) -> usize {
         match &self.body {
-            EventBody::Post { text, .. } | EventBody::GroupRenamed { name: text, .. } => {
-                text.len()
-            }
+            EventBody::Post { text, .. } | EventBody::GroupRenamed { name: text, .. } => text.len(),
             _ => 0,
         }
     }
@@ -246,12 +244,23 @@ pub enum Change {
         invitation: Option<i64>,
     },
     /// `user` leaves on their own.
-    Leave { user: UserId },
+    Leave {
+        user: UserId,
+    },
     /// `by` removes `user` (解除).
-    Remove { user: UserId, by: UserId },
-    Rename { name: String, by: UserId },
+    Remove {
+        user: UserId,
+        by: UserId,
+    },
+    Rename {
+        name: String,
+        by: UserId,
+    },
     /// The consent record (様式3) is put on file.
-    Consent { consent: Consent, by: UserId },
+    Consent {
+        consent: Consent,
+        by: UserId,
+    },
 }
 
 /// What a change did: its event, and the group as it is after it.

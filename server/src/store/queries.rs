@@ -3,9 +3,9 @@
 //! only in how they are opened (`sqlite.rs`, `postgres.rs`) and in their migrations.
 
 use super::{
-    kind_name, parse_kind, parse_role, parse_status, role_name, signer_name, AppendOutcome,
-    Change, Changed, Credentials, Directory, EventBody, EventRecord, GroupRecord, NewFacility,
-    NewGroup, NewPost, NewSession, NewUser, Placement, Store, StoreError, UserRecord,
+    kind_name, parse_kind, parse_role, parse_status, role_name, signer_name, AppendOutcome, Change,
+    Changed, Credentials, Directory, EventBody, EventRecord, GroupRecord, NewFacility, NewGroup,
+    NewPost, NewSession, NewUser, Placement, Store, StoreError, UserRecord,
 };
 use std::collections::{HashMap, HashSet};
 

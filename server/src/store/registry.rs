@@ -12,8 +12,8 @@ use renkei_protocol::{FacilityRef, GroupId, Millis, Role, UserId, UserProfile};
 
 use super::queries::{group_record, user_record, GroupRow, UserRow, GROUP_COLUMNS, USER_COLUMNS};
 use super::{
-    facility_status_name, parse_facility_status, parse_role, parse_signer, parse_status,
-    role_name, status_name, GroupRecord, NewUser, StoreError, UserRecord,
+    facility_status_name, parse_facility_status, parse_role, parse_signer, parse_status, role_name,
+    status_name, GroupRecord, NewUser, StoreError, UserRecord,
 };
 
 /// A group with everything its details page shows.
@@ -161,8 +161,7 @@ pub trait Registry: Send + Sync {
         at: Millis,
         expires_at: Millis,
     ) -> Result<i64, StoreError>;
-    async fn invitation(&self, id: i64, now: Millis)
-        -> Result<Option<InvitationView>, StoreError>;
+    async fn invitation(&self, id: i64, now: Millis) -> Result<Option<InvitationView>, StoreError>;
     /// Takes a step; `Conflict` when the invitation is no longer pending (or has expired).
     async fn step_invitation(
         &self,
@@ -212,8 +211,8 @@ struct FacilityRow {
 fn facility_details(row: FacilityRow) -> Result<FacilityDetails, StoreError> {
     let kind = parse_kind(&row.kind)?;
     // Facilities created before applications were stored have none: show what is known.
-    let application = serde_json::from_str(&row.application).unwrap_or_else(|_| {
-        FacilityApplication {
+    let application =
+        serde_json::from_str(&row.application).unwrap_or_else(|_| FacilityApplication {
             name: row.name.clone(),
             kind,
             address: row.address.clone(),
@@ -224,8 +223,7 @@ fn facility_details(row: FacilityRow) -> Result<FacilityDetails, StoreError> {
             },
             admins: Vec::new(),
             roster: Vec::new(),
-        }
-    });
+        });
     Ok(FacilityDetails {
         id: row.id,
         name: row.name,

@@ -118,6 +118,8 @@ pub struct Fixture {
     pub patient_group: GroupId,
     pub free_group: GroupId,
     pub archived_group: GroupId,
+    /// The facility of alice, bob, carol and dave, which owns the groups.
+    pub facility: i64,
 }
 
 /// The password of every fixture user.
@@ -197,6 +199,7 @@ pub async fn seed(store: &dyn Store) -> Fixture {
         patient_group,
         free_group,
         archived_group,
+        facility,
     }
 }
 
@@ -514,12 +517,14 @@ impl Client {
         }
     }
 
-    /// The next event, skipping acks.
+    /// The next event, skipping acks and notices (invitations, account changes).
     pub async fn next_event(&mut self) -> GroupEvent {
         loop {
             match self.recv().await {
                 ServerMessage::Event(event) => return event,
-                ServerMessage::Ack(_) => continue,
+                ServerMessage::Ack(_)
+                | ServerMessage::Invitation(_)
+                | ServerMessage::Account { .. } => continue,
                 other => panic!("expected an event, got {other:?}"),
             }
         }
@@ -620,4 +625,127 @@ pub async fn session(store: &dyn Store, user: i64) -> String {
         .await
         .expect("session");
     token
+}
+
+/// A REST client acting with one session.
+#[derive(Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr, token: &str) -> Api {
+        Api {
+            addr,
+            token: token.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a request and returns the status and the JSON body (null when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{}", self.addr, path));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// A request that must succeed (2xx); returns its body.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, json) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} answered {status}: {json}"
+        );
+        json
+    }
+}
+
+/// The error code of an error body.
+pub fn code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+impl TestApp {
+    /// A REST client acting as `user`.
+    pub async fn api(&self, user: i64) -> Api {
+        Api::new(self.addr, &self.token(user).await)
+    }
+
+    /// A REST client with no session.
+    pub fn anonymous(&self) -> Api {
+        Api::new(self.addr, "")
+    }
+
+    /// Creates a user with a password-less account directly in the store.
+    pub async fn user(&self, facility: Option<i64>, login: &str, role: Role) -> i64 {
+        self.store
+            .create_users(&[NewUser {
+                facility_id: facility,
+                login: login.into(),
+                name: format!("{login} さん"),
+                profession: "nurse".into(),
+                role,
+                ..NewUser::default()
+            }])
+            .await
+            .expect("user")[0]
+    }
+
+    /// Another approved facility.
+    pub async fn facility(&self, name: &str) -> i64 {
+        self.store
+            .create_facility(&NewFacility {
+                name: name.into(),
+                kind: FacilityKind::Pharmacy,
+            })
+            .await
+            .expect("facility")
+    }
 }
