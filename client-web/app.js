@@ -8,6 +8,8 @@
   const state = {
     lang: localStorage.getItem("renkei.lang") || "ja",
     user: null,          // UserProfile from the welcome
+    status: "active",    // the account's status (restricted: read-only)
+    invitations: { received: [], to_approve: [] },
     login: sessionStorage.getItem("renkei.login") || "",
     groups: new Map(),   // id -> {summary, events: Map(seq -> event), synced, unread, oldest, hasOlder}
     selected: null,      // group id
@@ -63,7 +65,75 @@
     return summary.patient_name ? `${summary.patient_name} 様` : summary.name;
   }
 
+  // Invitations waiting for this user's answer, or (admins) their approval. The invitee
+  // sees the group, the patient, the inviting facility and who invited them.
+  function renderInvitations() {
+    const box = $("invitations");
+    box.replaceChildren();
+    const pending = (i) => i.state === "pending";
+    const mine = state.invitations.received.filter((i) => pending(i) && !i.accepted);
+    const approvals = state.invitations.to_approve.filter((i) => pending(i) && !i.approved);
+    if (mine.length === 0 && approvals.length === 0) { box.hidden = true; return; }
+    box.hidden = false;
+    const heading = document.createElement("h3");
+    heading.textContent = t("invitations.heading");
+    const ul = document.createElement("ul");
+    const item = (i, key, actions) => {
+      const li = document.createElement("li");
+      li.className = "invitation";
+      li.dataset.invitation = i.id;
+      const what = document.createElement("p");
+      what.textContent = t(key, {
+        group: i.patient_name ? `${i.patient_name} 様` : i.group_name,
+        facility: i.owner ? i.owner.name : "",
+        inviter: i.inviter.name,
+        invitee: i.invitee.name,
+      });
+      li.append(what);
+      for (const [label, step] of actions) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = t(label);
+        button.dataset.step = step;
+        button.addEventListener("click", () => answerInvitation(i.id, step));
+        li.append(button);
+      }
+      ul.append(li);
+    };
+    for (const i of mine) item(i, "invitations.received", [["invitations.accept", "accept"], ["invitations.decline", "decline"]]);
+    for (const i of approvals) item(i, "invitations.approval", [["invitations.approve", "approve"], ["invitations.refuse", "refuse"]]);
+    box.append(heading, ul);
+  }
+
+  async function loadInvitations() {
+    try {
+      const response = await fetch("/api/v1/invitations", { credentials: "same-origin" });
+      if (response.ok) state.invitations = await response.json();
+    } catch { /* shown again on the next notice */ }
+    renderInvitations();
+  }
+
+  async function answerInvitation(id, step) {
+    await fetch(`/api/v1/invitations/${id}/${step}`, { method: "POST", credentials: "same-origin" }).catch(() => {});
+    await loadInvitations();
+  }
+
+  // One line for what happened in a group other than a post.
+  function describe(data) {
+    const who = (u) => (u ? `${u.name}${u.facility ? `（${u.facility.name}）` : ""}` : "");
+    switch (data.kind) {
+      case "post": return `${data.author.name}: ${data.text}`;
+      case "member_joined": return t("event.joined", { name: who(data.member) });
+      case "member_left": return t("event.left", { name: who(data.member) });
+      case "member_removed": return t("event.removed", { name: who(data.member), by: data.by.name });
+      case "group_renamed": return t("event.renamed", { name: data.name, by: data.by.name });
+      case "consent_recorded": return t("event.consent", { by: data.by.name });
+      default: return "";
+    }
+  }
+
   function renderGroups() {
+    renderInvitations();
     const list = $("group-list");
     list.replaceChildren();
     const all = [...state.groups.values()];
@@ -101,7 +171,7 @@
         if (last) {
           const preview = document.createElement("span");
           preview.className = "preview";
-          preview.textContent = `${formatTime(last.at)} ${last.data.author.name}: ${last.data.text}`;
+          preview.textContent = `${formatTime(last.at)} ${describe(last.data)}`;
           button.append(preview);
         }
         if (g.unread > 0) {
@@ -171,10 +241,13 @@
     $("timeline-patient").textContent = g.summary.patient_name
       ? t("timeline.patient", { name: g.summary.patient_name }) : "";
     $("older").hidden = !g.hasOlder;
-    const archived = g.summary.archived;
-    $("composer-text").disabled = archived;
-    $("composer").querySelector("button[type=submit]").disabled = archived;
-    $("composer-note").textContent = archived ? t("composer.archived") : "";
+    // Why nobody (or this user) cannot post here, if so.
+    const closed = g.summary.archived ? "composer.archived"
+      : g.summary.needs_consent ? "composer.consent"
+        : state.status === "restricted" ? "composer.restricted" : null;
+    $("composer-text").disabled = closed !== null;
+    $("composer").querySelector("button[type=submit]").disabled = closed !== null;
+    $("composer-note").textContent = closed ? t(closed) : "";
     const events = [...g.events.values()].sort((a, b) => a.seq - b.seq);
     if (events.length === 0) {
       const li = document.createElement("li");
@@ -182,7 +255,16 @@
       li.textContent = t("timeline.empty");
       list.append(li);
     }
-    for (const e of events) list.append(renderPost(e.data.author, e.data.text, e.at, e.data.author.id === state.user.id, null));
+    for (const e of events) {
+      if (e.data.kind === "post") {
+        list.append(renderPost(e.data.author, e.data.text, e.at, e.data.author.id === state.user.id, null));
+      } else {
+        const li = document.createElement("li");
+        li.className = "system";
+        li.textContent = `${formatTime(e.at)} ${describe(e.data)}`;
+        list.append(li);
+      }
+    }
     for (const [clientId, p] of state.pending) {
       if (p.group !== g.summary.id || p.state === "sent") continue;
       const note = p.state === "failed" ? t("post.failed", { reason: p.error }) : t("post.pending");
@@ -275,6 +357,11 @@
       if (state.socket !== socket) return;
       state.connected = false;
       if (e.code === 4001 || state.locked) { renderConnection(); return; } // log in again
+      if (e.code === 4002) { // the account can no longer be used: never reconnect
+        enterLogin();
+        $("login-error").textContent = t("login.ended");
+        return;
+      }
       state.retry += 1;
       renderConnection();
       reconnectLater(socket);
@@ -302,7 +389,35 @@
       case "page": return page(m);
       case "ack": return ack(m);
       case "error": return failure(m);
+      case "group_joined": return joined(m.group);
+      case "group_left": return left(m.group);
+      case "invitation": return loadInvitations();
+      case "account": return account(m);
     }
+  }
+
+  // A group appeared (an invitation completed): read it from the start.
+  function joined(summary) {
+    if (!state.groups.has(summary.id)) {
+      state.groups.set(summary.id, { summary, events: new Map(), unread: 0, hasOlder: summary.last_seq > 50 });
+    }
+    state.socket.send(JSON.stringify({ type: "sync", groups: [{ group: summary.id, after: Math.max(0, summary.last_seq - 50) }] }));
+    loadInvitations();
+    renderGroups();
+  }
+
+  // No longer a member: the group and what was shown of it go.
+  function left(id) {
+    state.groups.delete(id);
+    if (state.selected === id) state.selected = null;
+    renderGroups();
+    renderTimeline();
+  }
+
+  function account(m) {
+    state.user = m.user;
+    state.status = m.status;
+    renderTimeline();
   }
 
   function welcome(m) {
@@ -329,6 +444,7 @@
     renderConnection();
     renderGroups();
     renderTimeline();
+    loadInvitations();
   }
 
   function event(m) {
@@ -336,7 +452,11 @@
     if (!g || g.events.has(m.seq)) return;
     g.events.set(m.seq, m);
     g.summary.last_seq = Math.max(g.summary.last_seq, m.seq);
-    if (m.data.author.id === state.user.id) {
+    if (m.data.kind === "group_renamed") g.summary.name = m.data.name;
+    if (m.data.kind === "consent_recorded") g.summary.needs_consent = false;
+    if (m.data.kind !== "post") {
+      // Membership and group changes are shown in place, not counted as unread.
+    } else if (m.data.author.id === state.user.id) {
       const p = state.pending.get(m.data.client_id);
       if (p) p.state = "sent";
     } else if (m.group !== state.selected || document.hidden) {
@@ -392,6 +512,7 @@
       if (!response.ok) return "unreachable";
       const info = await response.json();
       state.login = info.login;
+      state.status = info.status || "active";
       sessionStorage.setItem("renkei.login", info.login);
       if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
       return "ok";

@@ -190,3 +190,51 @@ test("an idle screen locks, ends the session and unlocks with the password", asy
   await doctor.page.getByText("接続中").waitFor();
   await doctor.context.close();
 });
+
+test("an invitation appears live and, accepted and approved, brings the group", async () => {
+  const admin = await logIn("sakura.admin");
+  const pt = await logIn("himawari.pt.watanabe");
+  const approver = await logIn("himawari.admin");
+  assert.equal(await pt.page.getByRole("button", { name: /山田 太郎 様/ }).count(), 0);
+
+  // The owning facility's admin invites the therapist of another facility.
+  const group = Number(await admin.page.locator("button.group", { hasText: "山田 太郎 様" }).getAttribute("data-group"));
+  const invited = await admin.page.evaluate(async (group) => {
+    const facilities = await (await fetch("/api/v1/facilities")).json();
+    const himawari = facilities.find((f) => f.name.includes("ひまわり"));
+    const staff = await (await fetch(`/api/v1/facilities/${himawari.id}/directory`)).json();
+    const therapist = staff.find((u) => u.name.includes("渡辺"));
+    const response = await fetch(`/api/v1/groups/${group}/invitations`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: therapist.id }),
+    });
+    return response.status;
+  }, group);
+  assert.equal(invited, 201);
+
+  // The invitee sees who invites them to which patient, from which facility.
+  const invitation = pt.page.locator("#invitations .invitation");
+  await invitation.waitFor();
+  assert.match(await invitation.textContent(), /さくら在宅クリニック.*山田 太郎 様/);
+  await pt.page.screenshot({ path: join(tmpdir(), "renkei-invitation.png") });
+  await invitation.getByRole("button", { name: "参加する" }).click();
+  await invitation.waitFor({ state: "detached" });
+  assert.equal(await pt.page.getByRole("button", { name: /山田 太郎 様/ }).count(), 0, "not before approval");
+
+  // Their own admin approves: the group appears at once, with its history.
+  const approval = approver.page.locator("#invitations .invitation");
+  await approval.waitFor();
+  await approval.getByRole("button", { name: "承認する" }).click();
+  await openGroup(pt.page, "山田 太郎 様");
+  await pt.page.locator("#timeline .system", { hasText: "参加しました" }).first().waitFor();
+  for (const who of [admin, pt, approver]) await who.context.close();
+});
+
+test("the participating facilities are listed publicly, without logging in", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`http://127.0.0.1:${port}/facilities`);
+  await page.locator("#facility-list tr", { hasText: "ひまわり訪問看護ステーション" }).waitFor();
+  assert.equal(await page.locator("#facility-list tr").count(), 3);
+  assert.match(await page.locator("#facility-list").textContent(), /訪問看護ステーション.*/);
+  await context.close();
+});

@@ -20,20 +20,32 @@ use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, UserFacts};
-use crate::store::NewUser;
+use crate::store::{NewUser, Store, StoreError};
 use crate::{clock, input, membership, password, session};
 
 /// The largest profile photo accepted.
 pub const MAX_PHOTO_BYTES: usize = 512 * 1024;
 
-/// Creates a one-time code with which `user` sets a first password.
-pub async fn issue_setup_code(app: &App, user: UserId) -> Result<AccountSetup, HttpError> {
+/// Stores a new one-time code with which `user` sets a first password, valid for `hours`;
+/// returns the code and when it expires.
+pub async fn new_setup_code(
+    store: &dyn Store,
+    user: UserId,
+    hours: u32,
+) -> Result<(String, i64), StoreError> {
     let code = session::random_token();
     let now = clock::now_ms();
-    let expires_at = now + i64::from(app.config.setup_code_hours) * 3_600_000;
-    app.store
+    let expires_at = now + i64::from(hours) * 3_600_000;
+    store
         .create_password_setup(user, &session::token_hash(&code), now, expires_at)
         .await?;
+    Ok((code, expires_at))
+}
+
+/// Creates a one-time code with which `user` sets a first password.
+pub async fn issue_setup_code(app: &App, user: UserId) -> Result<AccountSetup, HttpError> {
+    let (code, expires_at) =
+        new_setup_code(app.store.as_ref(), user, app.config.setup_code_hours).await?;
     let details = load(app, user).await?;
     Ok(AccountSetup {
         user: details,
@@ -113,9 +125,7 @@ pub async fn setup_password(
             tracing::info!(user, "first password set");
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(crate::store::StoreError::NotFound(_)) => {
-            Err(HttpError::bad_request("invalid or expired code"))
-        }
+        Err(StoreError::NotFound(_)) => Err(HttpError::bad_request("invalid or expired code")),
         Err(err) => Err(err.into()),
     }
 }
@@ -193,7 +203,7 @@ pub async fn register(
         .create_users(&[user])
         .await
         .map_err(|err| match err {
-            crate::store::StoreError::Conflict(_) => {
+            StoreError::Conflict(_) => {
                 HttpError::conflict("this e-mail address has an account already (one per person)")
             }
             err => err.into(),
@@ -456,4 +466,32 @@ mod tests {
         assert_eq!(image_type(b"<svg xmlns=..."), None);
         assert_eq!(image_type(b""), None);
     }
+}
+
+/// `renkei add-operator`: creates a city operator account (市) at installation, puts it in
+/// the admins' room, and returns its one-time setup code.
+pub async fn add_operator(
+    store: &dyn Store,
+    email: &str,
+    name: &str,
+    hours: u32,
+) -> Result<(String, i64), Box<dyn std::error::Error>> {
+    let login = input::email("email", email).map_err(|e| format!("{:?}", e.code()))?;
+    let name = input::text("name", name, 100).map_err(|e| format!("{:?}", e.code()))?;
+    let ids = store
+        .create_users(&[NewUser {
+            login,
+            name,
+            profession: "city_official".into(),
+            role: Role::Operator,
+            ..NewUser::default()
+        }])
+        .await?;
+    let user = ids
+        .first()
+        .copied()
+        .ok_or(StoreError::NotFound("created user"))?;
+    let room = store.admins_room().await?;
+    store.add_members(&[(room, user)], clock::now_ms()).await?;
+    Ok(new_setup_code(store, user, hours).await?)
 }

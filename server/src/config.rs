@@ -27,6 +27,15 @@ pub enum Command {
     Serve,
     /// Fill an empty database with a demo city and print the logins and passwords.
     Demo,
+    /// Create a city operator account (市) and print its one-time setup code. Run it
+    /// before the first start (a running server learns the operator's admins' room
+    /// membership at its next start).
+    AddOperator {
+        /// The operator's e-mail address: their login.
+        email: String,
+        /// Their display name.
+        name: String,
+    },
 }
 
 /// Every setting of a running server.

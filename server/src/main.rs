@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cli.config).await,
             Command::Demo => demo(cli.config).await,
+            Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
         }
     });
     match result {
@@ -82,5 +83,22 @@ async fn demo(config: renkei::config::Config) -> Result<(), Box<dyn std::error::
     let store = renkei::app::open_store(&config).await?;
     let logins = renkei::demo::seed(store.as_ref()).await?;
     print!("{}", renkei::demo::table(&logins));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn add_operator(
+    config: renkei::config::Config,
+    email: &str,
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = renkei::app::open_store(&config).await?;
+    let (code, _) =
+        renkei::account::add_operator(store.as_ref(), email, name, config.setup_code_hours).await?;
+    println!(
+        "Operator {email} created. Set the password within {} hours at POST /api/v1/password-setup \
+         with this one-time code:\n\n  {code}",
+        config.setup_code_hours
+    );
     Ok(())
 }

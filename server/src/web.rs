@@ -15,6 +15,8 @@ const INDEX: &str = include_str!("../../client-web/index.html");
 const APP_JS: &str = include_str!("../../client-web/app.js");
 const I18N_JS: &str = include_str!("../../client-web/i18n.js");
 const APP_CSS: &str = include_str!("../../client-web/app.css");
+const FACILITIES: &str = include_str!("../../client-web/facilities.html");
+const FACILITIES_JS: &str = include_str!("../../client-web/facilities.js");
 
 /// The client's files.
 pub fn routes() -> Router<Arc<App>> {
@@ -34,6 +36,15 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/app.css",
             get(|| async { file("text/css; charset=utf-8", APP_CSS) }),
+        )
+        // The public list of participating facilities (公示).
+        .route(
+            "/facilities",
+            get(|| async { file("text/html; charset=utf-8", FACILITIES) }),
+        )
+        .route(
+            "/facilities.js",
+            get(|| async { file("text/javascript; charset=utf-8", FACILITIES_JS) }),
         )
 }
 

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 on_both_backends!(
+    an_operator_is_added_at_installation,
     a_facility_applies_is_approved_and_registers_staff,
     suspension_and_withdrawal_end_access_at_once,
     the_last_admin_stays_and_the_admins_room_follows_the_role,
@@ -530,4 +531,35 @@ async fn restriction_and_ban_take_effect_on_open_sockets(backend: Backend) {
         .get("/api/v1/session")
         .await;
     assert_eq!(status, 401, "a banned account has no session");
+}
+
+async fn an_operator_is_added_at_installation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bad = renkei::account::add_operator(app.store.as_ref(), "not an address", "市", 1).await;
+    assert!(bad.is_err());
+    let (setup_code, _) =
+        renkei::account::add_operator(app.store.as_ref(), "City@Example.jp", "市 健康福祉部", 1)
+            .await
+            .expect("operator");
+    let setup = json!({"setup_code": setup_code});
+    let token = activate(&app, &setup, "city@example.jp").await;
+    let operator = Api::new(app.addr, &token);
+    let session = operator.ok(Method::GET, "/api/v1/session", None).await;
+    assert_eq!(session["user"]["role"], "operator");
+    operator
+        .ok(Method::GET, "/api/v1/facilities/applications", None)
+        .await;
+    let room = app.store.admins_room().await.expect("room");
+    let id = session["user"]["id"].as_i64().expect("id");
+    let members = app
+        .store
+        .group_details(room)
+        .await
+        .expect("read")
+        .expect("room")
+        .members;
+    assert!(
+        members.iter().any(|(m, _)| m.id == id),
+        "in the admins' room"
+    );
 }
