@@ -454,20 +454,6 @@ pub async fn photo(
         .into_response())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn images_are_recognised_by_their_bytes() {
-        assert_eq!(image_type(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
-        assert_eq!(image_type(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
-        assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(image_type(b"<svg xmlns=..."), None);
-        assert_eq!(image_type(b""), None);
-    }
-}
-
 /// `renkei add-operator`: creates a city operator account (市) at installation, puts it in
 /// the admins' room, and returns its one-time setup code.
 pub async fn add_operator(
@@ -494,4 +480,18 @@ pub async fn add_operator(
     let room = store.admins_room().await?;
     store.add_members(&[(room, user)], clock::now_ms()).await?;
     Ok(new_setup_code(store, user, hours).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_recognised_by_their_bytes() {
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(image_type(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
+        assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(image_type(b"<svg xmlns=..."), None);
+        assert_eq!(image_type(b""), None);
+    }
 }
