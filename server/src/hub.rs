@@ -438,6 +438,87 @@ mod tests {
         })
     }
 
+    fn change(group: GroupId, seq: Seq, effect: Effect) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            group,
+            seq,
+            frame: format!("{seq}").into(),
+            committed: Instant::now(),
+            effect: Some(effect),
+        })
+    }
+
+    #[test]
+    fn membership_follows_the_sequence_and_unknown_groups_are_learnt_from_a_join() {
+        let hub = hub();
+        let newcomer = hub
+            .register(20, false, Arc::from(&b"n"[..]))
+            .expect("register");
+        let record = |id| GroupRecord {
+            id,
+            kind: GroupKind::Free,
+            name: "new".into(),
+            patient_name: None,
+            owner_facility_id: None,
+            archived: false,
+            needs_consent: false,
+            admins_room: false,
+            last_seq: 1,
+        };
+        // Group 1 exists; 20 joins it at seq 1, hears seq 2, leaves at 3, misses 4.
+        assert_eq!(
+            hub.deliver(change(
+                1,
+                1,
+                Effect::Joined {
+                    user: 20,
+                    group: record(1)
+                }
+            )),
+            None
+        );
+        assert!(hub.facts(20, 1).actor_is_member);
+        assert_eq!(hub.deliver(event(2)), None);
+        assert_eq!(hub.deliver(change(1, 3, Effect::Left { user: 20 })), None);
+        assert!(!hub.facts(20, 1).actor_is_member);
+        assert_eq!(hub.deliver(event(4)), None);
+        let seqs: Vec<Seq> = newcomer.outbox.take().iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "the departure is seen, nothing after it");
+        // Group 9 was created elsewhere: its first event (the creator's join) teaches it.
+        assert!(!hub.facts(20, 9).exists);
+        assert_eq!(
+            hub.deliver(change(
+                9,
+                1,
+                Effect::Joined {
+                    user: 20,
+                    group: record(9)
+                }
+            )),
+            None
+        );
+        assert!(hub.facts(20, 9).actor_is_member);
+        assert_eq!(newcomer.outbox.take().len(), 1);
+        // A change that arrives early waits for its turn like any event.
+        let rename = change(
+            9,
+            3,
+            Effect::Renamed {
+                name: "renamed".into(),
+            },
+        );
+        assert!(hub.deliver(rename).is_some(), "seq 2 is missing");
+        let post = Arc::new(Delivery {
+            group: 9,
+            seq: 2,
+            frame: "2".into(),
+            committed: Instant::now(),
+            effect: None,
+        });
+        assert_eq!(hub.deliver(post), None);
+        assert_eq!(hub.last_seq(9), 3);
+    }
+
     #[test]
     fn events_reach_sockets_in_order_whatever_order_they_arrive_in() {
         let hub = hub();
