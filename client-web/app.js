@@ -271,6 +271,17 @@
       list.append(renderPost(state.user, p.text, null, true, note, clientId));
     }
     list.lastElementChild?.scrollIntoView({ block: "end" });
+    reportRead(g);
+  }
+
+  // Tells the server how far this member has read the group on screen (for the admins'
+  // membership review), once per new position.
+  function reportRead(g) {
+    if (!state.connected || document.hidden || g.events.size === 0) return;
+    const seq = Math.max(...g.events.keys());
+    if (seq <= (g.reported ?? 0)) return;
+    g.reported = seq;
+    state.socket.send(JSON.stringify({ type: "read", group: g.summary.id, seq }));
   }
 
   function renderPost(author, text, at, mine, note, clientId) {

@@ -28,6 +28,11 @@ CREATE TABLE user_photos (
     updated_at    BIGINT NOT NULL
 );
 
+-- How far each member has read their group (the client reports it), for the membership
+-- review (定期的に精査).
+ALTER TABLE memberships ADD COLUMN last_read_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE memberships ADD COLUMN last_read_at BIGINT;
+
 -- One-time codes with which a new account sets its first password; only a hash is kept.
 CREATE TABLE password_setups (
     token_hash  BYTEA  PRIMARY KEY,

@@ -378,7 +378,7 @@ pub struct Skipped {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewFlag {
-    /// No post for the review's number of days.
+    /// Neither a post nor a read for the review's number of days.
     Inactive,
     Restricted,
     Banned,
@@ -393,6 +393,10 @@ pub struct ReviewMember {
     pub user: UserDetails,
     pub joined_at: Millis,
     pub last_post_at: Option<Millis>,
+    /// When the member last read the group (their client reported it), if ever.
+    pub last_read_at: Option<Millis>,
+    /// How far they have read (a sequence number; 0 when never).
+    pub last_read_seq: crate::Seq,
     pub flags: Vec<ReviewFlag>,
 }
 

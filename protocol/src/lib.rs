@@ -48,6 +48,9 @@ pub enum ClientMessage {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// The user has read the group up to `seq` (the client shows it on screen). Kept as
+    /// the member's read position for the membership review; not answered unless wrong.
+    Read { group: GroupId, seq: Seq },
 }
 
 /// The last sequence number a client holds for a group.

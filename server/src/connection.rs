@@ -408,7 +408,49 @@ impl Connection {
                 before,
                 limit,
             }) => self.on_history(writer, group, before, limit).await,
+            Ok(ClientMessage::Read { group, seq }) => self.on_read(writer, group, seq).await,
         }
+    }
+
+    /// Keeps how far the user has read a group (for the membership review).
+    async fn on_read(&mut self, writer: &mut Writer, group: GroupId, seq: Seq) -> Result<(), Stop> {
+        if seq < 0 {
+            return writer
+                .error(wire::group_error(
+                    ErrorCode::InvalidSequence,
+                    "seq must be 0 or more",
+                    group,
+                ))
+                .await;
+        }
+        let facts = self.app.hub.facts(self.user.id, group);
+        if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
+            return writer
+                .error(wire::group_error(
+                    wire::denial_code(denial),
+                    denial.to_string(),
+                    group,
+                ))
+                .await;
+        }
+        // Nobody reads what does not exist yet.
+        let seq = seq.min(self.app.hub.last_seq(group));
+        let marked = self
+            .app
+            .store
+            .mark_read(group, self.user.id, seq, crate::clock::now_ms())
+            .await;
+        if let Err(err) = marked {
+            tracing::warn!(error = %err, group, "read position not stored");
+            return writer
+                .error(wire::group_error(
+                    ErrorCode::Unavailable,
+                    "read position not stored: retry",
+                    group,
+                ))
+                .await;
+        }
+        Ok(())
     }
 
     async fn on_post(
@@ -711,7 +753,7 @@ fn decode(text: &str) -> Result<ClientMessage, ErrorBody> {
             #[serde(rename = "type")]
             kind: Option<serde_json::Value>,
         }
-        const KNOWN: [&str; 3] = ["post", "sync", "history"];
+        const KNOWN: [&str; 4] = ["post", "sync", "history", "read"];
         match serde_json::from_str::<Probe>(text) {
             Ok(Probe {
                 kind: Some(serde_json::Value::String(kind)),

@@ -275,7 +275,12 @@ pub async fn review(
         .collect();
     for row in app.store.review(facility).await? {
         let mut flags = Vec::new();
-        if row.last_post_at.unwrap_or(row.joined_at) < since {
+        let last_seen = [Some(row.joined_at), row.last_post_at, row.last_read_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(row.joined_at);
+        if last_seen < since {
             flags.push(ReviewFlag::Inactive);
         }
         match row.user.status {
@@ -303,6 +308,8 @@ pub async fn review(
                 user,
                 joined_at: row.joined_at,
                 last_post_at: row.last_post_at,
+                last_read_at: row.last_read_at,
+                last_read_seq: row.last_read_seq,
                 flags,
             });
         }

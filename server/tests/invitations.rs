@@ -17,6 +17,7 @@ on_both_backends!(
     an_invitation_needs_acceptance_and_approval,
     invitations_close_declined_cancelled_or_expired,
     removal_stops_delivery_and_posting_at_once,
+    the_review_shows_who_reads_and_who_posts,
 );
 
 /// The people of these tests: an admin of the fixture's facility (which owns its groups),
@@ -236,6 +237,15 @@ async fn an_invitation_needs_acceptance_and_approval(backend: Backend) {
         .post(&format!("/api/v1/invitations/{id}/decline"), json!({}))
         .await;
     assert_eq!(status, 409, "a closed invitation takes no step");
+    // The admin of ben's own facility may take him out of another facility's group.
+    let (status, _) = beth_api
+        .delete(&format!("/api/v1/groups/{group}/members/{}", p.ben))
+        .await;
+    assert_eq!(status, 204);
+    until(&mut ben, |m| {
+        matches!(m, ServerMessage::GroupLeft { .. }).then_some(())
+    })
+    .await;
 
     // An admin inviting their own staff approves at once: accepting joins.
     let implicit = adam_api
@@ -519,5 +529,100 @@ async fn removal_reaches_every_node() {
     assert_eq!(joined, free);
     adam_on_b.sync(free, 0).await;
     adam_on_b.post_acked(free, "n-1", "ノードBから").await;
+    // A ban on node A closes the banned user's socket on node B.
+    app.api(p.adam)
+        .await
+        .ok(
+            Method::POST,
+            &format!("/api/v1/users/{}/ban", f.dave),
+            Some(json!({"reason": "端末紛失"})),
+        )
+        .await;
+    assert_eq!(
+        dave_on_b.close_code().await,
+        Some(renkei_protocol::close::ACCOUNT_ENDED)
+    );
     b.stop().await;
+}
+
+async fn the_review_shows_who_reads_and_who_posts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let p = people(&app).await;
+    let mut bob = app.client(f.bob).await;
+    let last = bob.post_acked(f.patient_group, "v-1", "訪問記録").await;
+    let mut alice = app.client(f.alice).await;
+    alice.sync(f.patient_group, 0).await;
+    alice
+        .send(&ClientMessage::Read {
+            group: f.patient_group,
+            seq: -1,
+        })
+        .await;
+    assert_eq!(alice.next_error().await.code, ErrorCode::InvalidSequence);
+    alice
+        .send(&ClientMessage::Read {
+            group: f.patient_group,
+            seq: 1_000,
+        })
+        .await;
+    // Frames are handled in order: once this page comes, the read is stored.
+    alice
+        .send(&ClientMessage::History {
+            group: f.patient_group,
+            before: None,
+            limit: Some(1),
+        })
+        .await;
+    until(&mut alice, |m| {
+        matches!(m, ServerMessage::Page { .. }).then_some(())
+    })
+    .await;
+    let mut carol = app.client(f.carol).await;
+    carol
+        .send(&ClientMessage::Read {
+            group: f.patient_group,
+            seq: 1,
+        })
+        .await;
+    assert_eq!(
+        carol.next_error().await.code,
+        ErrorCode::NotMember,
+        "only members read"
+    );
+
+    let review = app
+        .api(p.adam)
+        .await
+        .ok(
+            Method::GET,
+            &format!("/api/v1/facilities/{}/review?inactive_days=1", f.facility),
+            None,
+        )
+        .await;
+    let group = review["groups"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"]["id"] == f.patient_group))
+        .expect("reviewed");
+    let member = |id: i64| {
+        group["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["user"]["id"] == id))
+            .cloned()
+            .expect("a member")
+    };
+    let (alice, bob, dave) = (member(f.alice), member(f.bob), member(f.dave));
+    assert_eq!(alice["last_read_seq"], last, "clamped to what exists");
+    assert!(alice["last_read_at"].is_i64());
+    assert_eq!(alice["flags"], json!([]));
+    assert!(bob["last_post_at"].is_i64());
+    assert_eq!(bob["flags"], json!([]));
+    assert_eq!(dave["last_read_at"], Value::Null);
+    assert_eq!(
+        dave["flags"],
+        json!(["inactive"]),
+        "neither read nor posted"
+    );
+    // Contact details of the facility's own staff are there for its admin.
+    assert!(dave["user"]["email"].is_string());
 }

@@ -34,6 +34,8 @@ pub struct ReviewRow {
     pub user: UserDetails,
     pub joined_at: Millis,
     pub last_post_at: Option<Millis>,
+    pub last_read_at: Option<Millis>,
+    pub last_read_seq: i64,
     pub facility_status: Option<FacilityStatus>,
 }
 
@@ -147,6 +149,15 @@ pub trait Registry: Send + Sync {
     async fn admins_room(&self) -> Result<GroupId, StoreError>;
     /// Every member of every group a facility owns, by group then user.
     async fn review(&self, facility: i64) -> Result<Vec<ReviewRow>, StoreError>;
+    /// Moves a member's read position forward to `seq` (never back); `false` when they
+    /// are not a member.
+    async fn mark_read(
+        &self,
+        group: GroupId,
+        user: UserId,
+        seq: i64,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
     /// The groups a facility owns (also those without members), by id.
     async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError>;
 
@@ -382,6 +393,8 @@ struct ReviewDbRow {
     user: DetailsRow,
     joined_at: i64,
     last_post_at: Option<i64>,
+    last_read_at: Option<i64>,
+    last_read_seq: i64,
     facility_status: Option<String>,
 }
 
@@ -827,7 +840,7 @@ macro_rules! registry_store {
 
             async fn review(&self, facility: i64) -> Result<Vec<ReviewRow>, StoreError> {
                 let sql = format!(
-                    "SELECT m.group_id, {DETAILS_COLUMNS}, m.joined_at, \
+                    "SELECT m.group_id, {DETAILS_COLUMNS}, m.joined_at, m.last_read_at, m.last_read_seq, \
                      (SELECT MAX(e.created_at) FROM events e WHERE e.group_id = m.group_id \
                       AND e.author_id = m.user_id AND e.kind = 'post') AS last_post_at, \
                      f.status AS facility_status \
@@ -844,6 +857,8 @@ macro_rules! registry_store {
                             user: user_details(row.user)?,
                             joined_at: row.joined_at,
                             last_post_at: row.last_post_at,
+                            last_read_at: row.last_read_at,
+                            last_read_seq: row.last_read_seq,
                             facility_status: row
                                 .facility_status
                                 .as_deref()
@@ -852,6 +867,27 @@ macro_rules! registry_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn mark_read(
+                &self,
+                group: GroupId,
+                user: UserId,
+                seq: i64,
+                at: Millis,
+            ) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE memberships SET last_read_at = $4, last_read_seq = \
+                     CASE WHEN $3 > last_read_seq THEN $3 ELSE last_read_seq END \
+                     WHERE group_id = $1 AND user_id = $2",
+                )
+                .bind(group)
+                .bind(user)
+                .bind(seq)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(updated.rows_affected() > 0)
             }
 
             async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError> {
