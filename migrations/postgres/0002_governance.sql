@@ -87,4 +87,3 @@ ALTER TABLE events DROP CONSTRAINT events_kind_check;
 ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN ('post', 'member_joined',
     'member_left', 'member_removed', 'group_renamed', 'consent_recorded'));
 ALTER TABLE events ADD COLUMN subject_id BIGINT REFERENCES users (id);
-CREATE INDEX events_author ON events (author_id, group_id);

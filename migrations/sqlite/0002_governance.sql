@@ -101,4 +101,3 @@ SELECT group_id, seq, kind, author_id, client_id, text, content_hash, created_at
 DROP TABLE events;
 ALTER TABLE events_v2 RENAME TO events;
 CREATE UNIQUE INDEX events_client_id ON events (author_id, client_id) WHERE client_id IS NOT NULL;
-CREATE INDEX events_author ON events (author_id, group_id);

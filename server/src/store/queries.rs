@@ -660,34 +660,35 @@ macro_rules! sql_store {
                     }
 
                     // The groups, locked in id order (so that two batches never wait on
-                    // each other), and which of them take posts.
+                    // each other), which of them take posts, and which have their consent.
                     let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, archived_at FROM care_groups WHERE id IN (",
+                        "SELECT id, archived_at, kind, consent_signed_on FROM care_groups \
+                         WHERE id IN (",
                     );
                     let mut list = query.separated(", ");
                     for group in &groups {
                         list.push_bind(*group);
                     }
                     query.push(") ORDER BY id").push($lock);
-                    let rows: Vec<(i64, Option<i64>)> =
+                    let rows: Vec<(i64, Option<i64>, String, Option<String>)> =
                         query.build_query_as().fetch_all(&mut *tx).await?;
-                    for (group, archived_at) in rows {
+                    let mut consented = HashSet::new();
+                    for (group, archived_at, kind, consent) in rows {
                         existing.insert(group);
                         if archived_at.is_none() {
                             open.insert(group);
                         }
+                        if kind == "free" || consent.is_some() {
+                            consented.insert(group);
+                        }
                     }
 
-                    // Under the groups' locks: who is still a member with an account that
-                    // may post, in a group whose consent is on file.
+                    // Under the groups' locks (a new statement: it sees every removal
+                    // committed before them): who is still a member with an account that
+                    // may post. Shaped so that every engine seeks the primary keys by the
+                    // IN lists, with or without statistics.
                     let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT m.group_id, m.user_id FROM memberships m \
-                         JOIN users u ON u.id = m.user_id \
-                         LEFT JOIN facilities f ON f.id = u.facility_id \
-                         JOIN care_groups g ON g.id = m.group_id \
-                         WHERE u.status = 'active' AND (f.id IS NULL OR f.status = 'approved') \
-                         AND (g.kind = 'free' OR g.consent_signed_on IS NOT NULL) \
-                         AND m.group_id IN (",
+                        "SELECT m.group_id, m.user_id FROM memberships m WHERE m.group_id IN (",
                     );
                     let mut list = query.separated(", ");
                     for group in &groups {
@@ -698,9 +699,20 @@ macro_rules! sql_store {
                     for author in &authors {
                         list.push_bind(*author);
                     }
-                    query.push(")");
+                    query.push(
+                        ") AND m.user_id IN (SELECT u.id FROM users u \
+                         LEFT JOIN facilities f ON f.id = u.facility_id \
+                         WHERE u.status = 'active' AND (f.id IS NULL OR f.status = 'approved') \
+                         AND u.id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for author in &authors {
+                        list.push_bind(*author);
+                    }
+                    query.push("))");
                     let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
-                    allowed.extend(rows);
+                    // A patient group without its consent takes no post from anyone.
+                    allowed.extend(rows.into_iter().filter(|(group, _)| consented.contains(group)));
                 }
                 let plan = plan_batch(posts, &mut earlier, &open, &allowed);
 

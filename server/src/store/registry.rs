@@ -841,8 +841,8 @@ macro_rules! registry_store {
             async fn review(&self, facility: i64) -> Result<Vec<ReviewRow>, StoreError> {
                 let sql = format!(
                     "SELECT m.group_id, {DETAILS_COLUMNS}, m.joined_at, m.last_read_at, m.last_read_seq, \
-                     (SELECT MAX(e.created_at) FROM events e WHERE e.group_id = m.group_id \
-                      AND e.author_id = m.user_id AND e.kind = 'post') AS last_post_at, \
+                     (SELECT MAX(e.created_at) FROM events e WHERE e.author_id = m.user_id \
+                      AND e.group_id = m.group_id AND e.kind = 'post') AS last_post_at, \
                      f.status AS facility_status \
                      FROM care_groups g JOIN memberships m ON m.group_id = g.id \
                      JOIN users u ON u.id = m.user_id LEFT JOIN facilities f ON f.id = u.facility_id \
