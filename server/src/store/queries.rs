@@ -333,7 +333,7 @@ fn place_batch(
 }
 
 /// Implements [`Store`] for a type with a `pool` field of an sqlx pool. `$lock` is appended
-/// to the statement that locks a group's row before its sequence grows: `FOR UPDATE` on
+/// to the statement that locks a group's row before its sequence grows: a row lock on
 /// PostgreSQL; empty on SQLite, whose `BEGIN IMMEDIATE` holds the one write lock already.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $lock:literal) => {
@@ -846,4 +846,6 @@ macro_rules! sql_store {
 }
 
 sql_store!(super::SqliteStore, sqlx::Sqlite, "");
-sql_store!(super::PgStore, sqlx::Postgres, " FOR UPDATE");
+// NO KEY UPDATE: it excludes other posts and changes to the group as FOR UPDATE would, but
+// not the KEY SHARE locks of inserts that merely reference the group (invitations).
+sql_store!(super::PgStore, sqlx::Postgres, " FOR NO KEY UPDATE");
