@@ -25,9 +25,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::App;
 use crate::hub::Registration;
-use crate::outbox::Effect;
-use crate::outbox::{Delivery, Ending, Outbox, SLOW_CONSUMER};
-use crate::policy::{self, Action, Actor};
+use crate::outbox::{Delivery, Effect, Ending, Outbox, SLOW_CONSUMER};
+use crate::policy::{self, Action, Actor, GroupFacts};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
@@ -197,6 +196,14 @@ impl Connection {
             facility: self.user.facility_id,
             restricted: self.app.hub.restricted(self.user.id),
         }
+    }
+
+    /// Asks the policy about an action on `group`; the error to answer with if denied.
+    fn refusal(&self, group: GroupId, action: fn(GroupFacts) -> Action) -> Option<ErrorBody> {
+        let facts = self.app.hub.facts(self.user.id, group);
+        policy::authorize(&self.actor(), action(facts))
+            .err()
+            .map(|denial| wire::group_error(wire::denial_code(denial), denial.to_string(), group))
     }
 
     fn welcome(&self) -> ServerMessage {
@@ -423,15 +430,8 @@ impl Connection {
                 ))
                 .await;
         }
-        let facts = self.app.hub.facts(self.user.id, group);
-        if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
-            return writer
-                .error(wire::group_error(
-                    wire::denial_code(denial),
-                    denial.to_string(),
-                    group,
-                ))
-                .await;
+        if let Some(refusal) = self.refusal(group, Action::ReadGroup) {
+            return writer.error(refusal).await;
         }
         // Nobody reads what does not exist yet.
         let seq = seq.min(self.app.hub.last_seq(group));
@@ -490,10 +490,12 @@ impl Connection {
                 ))
                 .await;
         }
-        let facts = self.app.hub.facts(self.user.id, group);
-        if let Err(denial) = policy::authorize(&self.actor(), Action::PostToGroup(facts)) {
+        if let Some(refusal) = self.refusal(group, Action::PostToGroup) {
             return writer
-                .error(refuse(wire::denial_code(denial), &denial.to_string()))
+                .error(ErrorBody {
+                    client_id: Some(client_id),
+                    ..refusal
+                })
                 .await;
         }
         let allowed = self
@@ -567,15 +569,8 @@ impl Connection {
                     .await?;
                 continue;
             }
-            let facts = self.app.hub.facts(self.user.id, group);
-            if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
-                writer
-                    .error(wire::group_error(
-                        wire::denial_code(denial),
-                        denial.to_string(),
-                        group,
-                    ))
-                    .await?;
+            if let Some(refusal) = self.refusal(group, Action::ReadGroup) {
+                writer.error(refusal).await?;
                 continue;
             }
             self.start_sync(group, after);
@@ -688,15 +683,8 @@ impl Connection {
                 ))
                 .await;
         }
-        let facts = self.app.hub.facts(self.user.id, group);
-        if let Err(denial) = policy::authorize(&self.actor(), Action::ReadGroup(facts)) {
-            return writer
-                .error(wire::group_error(
-                    wire::denial_code(denial),
-                    denial.to_string(),
-                    group,
-                ))
-                .await;
+        if let Some(refusal) = self.refusal(group, Action::ReadGroup) {
+            return writer.error(refusal).await;
         }
         let limit = limit.unwrap_or(50).clamp(1, SYNC_PAGE);
         match self.app.store.events_before(group, before, limit + 1).await {
