@@ -82,8 +82,13 @@ CREATE UNIQUE INDEX invitations_open ON invitations (group_id, invitee_id) WHERE
 CREATE INDEX invitations_invitee ON invitations (invitee_id);
 
 -- Membership changes join posts in each group's sequence: `subject_id` is the member who
--- joined, left or was removed; `author_id` who acted; `text` a new name.
+-- joined, left or was removed (on a deleted post: who deleted it); `author_id` who acted;
+-- `text` a new name; `target_seq` the post a deletion removed. The kinds of moderation and
+-- the archive (保管庫) are listed here too, as in the SQLite migration.
 ALTER TABLE events DROP CONSTRAINT events_kind_check;
 ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN ('post', 'member_joined',
-    'member_left', 'member_removed', 'group_renamed', 'consent_recorded'));
+    'member_left', 'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
+    'group_archived', 'group_restored'));
 ALTER TABLE events ADD COLUMN subject_id BIGINT REFERENCES users (id);
+ALTER TABLE events ADD COLUMN target_seq BIGINT;
+ALTER TABLE events ADD COLUMN deleted_at BIGINT;

@@ -82,17 +82,22 @@ CREATE UNIQUE INDEX invitations_open ON invitations (group_id, invitee_id) WHERE
 CREATE INDEX invitations_invitee ON invitations (invitee_id);
 
 -- Membership changes join posts in each group's sequence: `subject_id` is the member who
--- joined, left or was removed; `author_id` who acted; `text` a new name.
+-- joined, left or was removed (on a deleted post: who deleted it); `author_id` who acted;
+-- `text` a new name; `target_seq` the post a deletion removed. The kinds of moderation and
+-- the archive (保管庫) are listed here too, so that SQLite rebuilds this table once.
 CREATE TABLE events_v2 (
     group_id      INTEGER NOT NULL REFERENCES care_groups (id),
     seq           INTEGER NOT NULL,
     kind          TEXT    NOT NULL CHECK (kind IN ('post', 'member_joined', 'member_left',
-                      'member_removed', 'group_renamed', 'consent_recorded')),
+                      'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
+                      'group_archived', 'group_restored')),
     author_id     INTEGER REFERENCES users (id),
     subject_id    INTEGER REFERENCES users (id),
     client_id     TEXT,
     text          TEXT,
     content_hash  BLOB,
+    target_seq    INTEGER,
+    deleted_at    INTEGER,
     created_at    INTEGER NOT NULL,
     PRIMARY KEY (group_id, seq)
 );

@@ -414,3 +414,22 @@ pub struct Review {
     pub inactive_days: u32,
     pub groups: Vec<ReviewGroup>,
 }
+
+/// `POST /api/v1/groups/{id}/posts/{seq}/delete`: a moderator states why; an author
+/// deleting their own post need not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePost {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/groups/{id}/history?before=&limit=`: a page of a group's events, oldest
+/// first (the archive view, and history for members).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryPage {
+    pub group: GroupId,
+    pub events: Vec<crate::GroupEvent>,
+    /// True when older events exist before the first one.
+    pub has_more: bool,
+}

@@ -217,6 +217,19 @@ pub enum EventData {
     GroupRenamed { name: String, by: UserProfile },
     /// The patient's consent (様式3) was put on file: posting is open.
     ConsentRecorded { by: UserProfile },
+    /// What remains of a deleted post at its place: who wrote it, who deleted it, when.
+    /// The text is gone from the system.
+    DeletedPost {
+        author: UserProfile,
+        deleted_by: UserProfile,
+        deleted_at: Millis,
+    },
+    /// The post at `seq` was deleted by `by`: show its place as deleted.
+    PostDeleted { seq: Seq, by: UserProfile },
+    /// The group moved to the archive (保管庫): readable, no posts.
+    GroupArchived { by: UserProfile },
+    /// The group came back from the archive.
+    GroupRestored { by: UserProfile },
 }
 
 /// The acknowledgement of a committed post.

@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
 use renkei_protocol::api as types;
-use renkei_protocol::{AccountStatus, LoginRequest, LoginResponse, SessionInfo, UserId};
+use renkei_protocol::{AccountStatus, LoginRequest, LoginResponse, SessionInfo};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::http::{authenticate, HttpError};
 use crate::policy::{self, Action, Actor};
 use crate::store::UserRecord;
-use crate::{account, facility, group, invitation};
+use crate::{account, archive, facility, group, invitation, moderation};
 
 /// The logged-in user a request acts for.
 pub struct Caller {
@@ -70,8 +70,8 @@ impl FromRequestParts<Arc<App>> for Id {
     }
 }
 
-/// Two ids in a path (a group and a user).
-pub struct Ids(pub i64, pub UserId);
+/// Two ids in a path (a group and a user, or a group and a sequence number).
+pub struct Ids(pub i64, pub i64);
 
 impl FromRequestParts<Arc<App>> for Ids {
     type Rejection = HttpError;
@@ -449,6 +449,55 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .takes::<types::RemoveMembers>()
         .gives::<types::RemovalResult>(),
+        // Deleting posts and the archive (art. 10(6), 13(9), 別紙(2))
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/posts/{seq}/delete",
+            "Delete a post: its text leaves the system, a tombstone stays",
+            post(moderation::delete_post),
+        )
+        .takes::<types::DeletePost>()
+        .status(204),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/archive",
+            "Move a patient group to the archive (保管庫)",
+            post(archive::archive),
+        )
+        .gives::<types::GroupDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/restore",
+            "Bring a group back from the archive",
+            post(archive::restore),
+        )
+        .gives::<types::GroupDetails>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/archive",
+            "The archived groups the caller may read",
+            get(archive::list),
+        )
+        .gives::<Vec<renkei_protocol::GroupSummary>>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/groups/{id}/history",
+            "A page of a group's events, oldest first (the archive view)",
+            get(archive::history),
+        )
+        .query(&[
+            (
+                "before",
+                "integer",
+                "events before this seq (default: the newest)",
+            ),
+            (
+                "limit",
+                "integer",
+                "at most this many (default 50, at most 256)",
+            ),
+        ])
+        .gives::<types::HistoryPage>(),
         // Invitations (別紙(2)(3), art. 10(7))
         Endpoint::new(
             M::POST,

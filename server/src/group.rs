@@ -63,7 +63,7 @@ fn view(details: GroupDetailsRecord) -> GroupDetails {
     }
 }
 
-async fn reload(app: &App, group: GroupId) -> Result<GroupDetails, HttpError> {
+pub async fn reload(app: &App, group: GroupId) -> Result<GroupDetails, HttpError> {
     let details = app
         .store
         .group_details(group)

@@ -367,6 +367,8 @@ impl Hub {
             }
             Some(Effect::Renamed { name }) => group.record.name = name.clone(),
             Some(Effect::Consented) => group.record.needs_consent = false,
+            Some(Effect::Archived) => group.record.archived = true,
+            Some(Effect::Restored) => group.record.archived = false,
             Some(Effect::Left { .. }) | None => {}
         }
         if let Some(group) = state.groups.get(&id) {

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod api;
 pub mod app;
+pub mod archive;
 pub mod bus;
 pub mod clock;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod input;
 pub mod invitation;
 pub mod membership;
 pub mod metrics;
+pub mod moderation;
 pub mod outbox;
 pub mod password;
 pub mod policy;

@@ -67,6 +67,10 @@ pub enum Effect {
     },
     /// The consent record is on file.
     Consented,
+    /// The group moved to the archive: it takes no posts.
+    Archived,
+    /// The group came back from the archive.
+    Restored,
 }
 
 impl Effect {
@@ -83,6 +87,9 @@ impl Effect {
             }
             EventBody::GroupRenamed { name, .. } => Some(Effect::Renamed { name: name.clone() }),
             EventBody::ConsentRecorded { .. } => Some(Effect::Consented),
+            EventBody::GroupArchived { .. } => Some(Effect::Archived),
+            EventBody::GroupRestored { .. } => Some(Effect::Restored),
+            EventBody::DeletedPost { .. } | EventBody::PostDeleted { .. } => None,
         }
     }
 }

@@ -39,6 +39,14 @@ pub struct UserFacts {
     pub available: bool,
 }
 
+/// What the policy needs to know of a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostFacts {
+    pub group: GroupFacts,
+    pub author: UserId,
+    pub author_facility: Option<i64>,
+}
+
 /// What the policy needs to know of an invitation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvitationFacts {
@@ -107,6 +115,12 @@ pub enum Action {
     ReviewFacility {
         facility: i64,
     },
+    /// Delete a post (art. 10(6), 13(9)).
+    DeletePost(PostFacts),
+    /// Move a group to the archive (保管庫) or back.
+    ArchiveGroup(GroupFacts),
+    /// Read an archived group's history (the archive view).
+    ViewArchive(GroupFacts),
 }
 
 /// Why an action is denied.
@@ -143,6 +157,13 @@ pub enum Denial {
     Unavailable,
     #[error("you cannot do this to yourself")]
     OwnAccount,
+    #[error(
+        "only the author, admins of the owning facility or of the author's facility, and the \
+         operator delete a post"
+    )]
+    NotDeleter,
+    #[error("the group is not archived")]
+    NotArchived,
 }
 
 impl Action {
@@ -155,6 +176,7 @@ impl Action {
                 | Action::ViewFacility { .. }
                 | Action::ViewStaff { .. }
                 | Action::ReviewFacility { .. }
+                | Action::ViewArchive(_)
         )
     }
 }
@@ -253,6 +275,29 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
             user.id == actor.id || their_admin(&user),
             Denial::NotTheirAdmin,
         ),
+        Action::DeletePost(post) => {
+            allow(post.group.exists, Denial::NotMember)?;
+            let own = post.author == actor.id && post.group.actor_is_member;
+            let their_staff =
+                admin && post.author_facility.is_some() && post.author_facility == actor.facility;
+            allow(
+                own || operator || owning_admin(&post.group) || their_staff,
+                Denial::NotDeleter,
+            )
+        }
+        Action::ArchiveGroup(group) => {
+            allow(group.exists, Denial::NotMember)?;
+            not_admins_room(&group)?;
+            allow(owning_admin(&group), Denial::NotOwningAdmin)
+        }
+        Action::ViewArchive(group) => {
+            allow(group.exists, Denial::NotMember)?;
+            allow(
+                group.actor_is_member || owning_admin(&group) || operator,
+                Denial::NotMember,
+            )?;
+            allow(group.archived, Denial::NotArchived)
+        }
     }
 }
 
@@ -396,6 +441,23 @@ mod tests {
         }
     }
 
+    fn post(actor: &Actor, relationship: &str) -> PostFacts {
+        let by = |author, author_facility, relation: &str| PostFacts {
+            group: group(actor, relation),
+            author,
+            author_facility,
+        };
+        match relationship {
+            "own post" => by(ME, actor.facility, "member, other facility"),
+            "own post, no longer a member" => by(ME, actor.facility, "none"),
+            "owning facility" => by(OTHER, Some(OTHER_FACILITY), "owning facility"),
+            "author of own facility" => by(OTHER, Some(MY_FACILITY), "none"),
+            "member" => by(OTHER, Some(OTHER_FACILITY), "member, other facility"),
+            "none" => by(OTHER, Some(OTHER_FACILITY), "none"),
+            other => panic!("unknown post relationship {other:?}"),
+        }
+    }
+
     /// The action a row of the table names, for an actor.
     fn scenario(action: &str, relationship: &str, actor: &Actor) -> Action {
         let (target, relation) = relationship
@@ -453,6 +515,12 @@ mod tests {
             "manage a user" => Action::ManageUser(user(actor, relationship)),
             "restrict or ban a user" => Action::RestrictUser(user(actor, relationship)),
             "edit a profile" => Action::EditProfile(user(actor, relationship)),
+            "delete a post" => Action::DeletePost(post(actor, relationship)),
+            "archive or restore a group" => Action::ArchiveGroup(group(actor, relationship)),
+            "view the archive" => Action::ViewArchive(GroupFacts {
+                archived: true,
+                ..group(actor, relationship)
+            }),
             other => panic!("unknown action {other:?}"),
         }
     }
@@ -500,7 +568,7 @@ mod tests {
             }
         }
         assert!(cells > 150, "the table was read ({cells} cells)");
-        assert_eq!(actions.len(), 21, "every action has rows: {actions:?}");
+        assert_eq!(actions.len(), 24, "every action has rows: {actions:?}");
     }
 
     #[test]

@@ -53,6 +53,21 @@ pub fn event(record: &EventRecord) -> GroupEvent {
             by: profile(by),
         },
         EventBody::ConsentRecorded { by } => EventData::ConsentRecorded { by: profile(by) },
+        EventBody::DeletedPost {
+            author,
+            deleted_by,
+            deleted_at,
+        } => EventData::DeletedPost {
+            author: profile(author),
+            deleted_by: profile(deleted_by),
+            deleted_at: *deleted_at,
+        },
+        EventBody::PostDeleted { seq, by } => EventData::PostDeleted {
+            seq: *seq,
+            by: profile(by),
+        },
+        EventBody::GroupArchived { by } => EventData::GroupArchived { by: profile(by) },
+        EventBody::GroupRestored { by } => EventData::GroupRestored { by: profile(by) },
     };
     GroupEvent {
         group: record.group,
@@ -109,7 +124,9 @@ pub fn denial_code(denial: Denial) -> ErrorCode {
         | Denial::NotInviter
         | Denial::AdminsRoom
         | Denial::Unavailable
-        | Denial::OwnAccount => ErrorCode::Forbidden,
+        | Denial::OwnAccount
+        | Denial::NotDeleter
+        | Denial::NotArchived => ErrorCode::Forbidden,
     }
 }
 

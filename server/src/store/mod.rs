@@ -232,6 +232,22 @@ pub enum EventBody {
     ConsentRecorded {
         by: UserRecord,
     },
+    /// A post whose text was erased.
+    DeletedPost {
+        author: UserRecord,
+        deleted_by: UserRecord,
+        deleted_at: Millis,
+    },
+    PostDeleted {
+        seq: Seq,
+        by: UserRecord,
+    },
+    GroupArchived {
+        by: UserRecord,
+    },
+    GroupRestored {
+        by: UserRecord,
+    },
 }
 
 /// A change to a group that takes the next place in its sequence, like a post.
@@ -259,6 +275,21 @@ pub enum Change {
     /// The consent record (様式3) is put on file.
     Consent {
         consent: Consent,
+        by: UserId,
+    },
+    /// The post at `seq` is erased (its text leaves the database) and the deletion is
+    /// recorded with the text's hash and the reason.
+    DeletePost {
+        seq: Seq,
+        by: UserId,
+        reason: Option<String>,
+    },
+    /// The group moves to the archive (保管庫).
+    Archive {
+        by: UserId,
+    },
+    /// The group comes back from the archive.
+    Restore {
         by: UserId,
     },
 }

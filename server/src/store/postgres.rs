@@ -28,6 +28,10 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// After content was erased. PostgreSQL keeps the old row version until VACUUM
+    /// reclaims it (autovacuum does, in time); what SQL can read is erased at commit.
+    pub(super) async fn erase_residue(&self) {}
+
     /// Begins a transaction that reads, then writes. The row lock of the group's sequence
     /// orders concurrent writers; nothing more is needed.
     pub(super) async fn begin_write(

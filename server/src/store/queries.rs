@@ -89,6 +89,8 @@ struct EventRow {
     kind: String,
     client_id: Option<String>,
     text: Option<String>,
+    target_seq: Option<i64>,
+    deleted_at: Option<i64>,
     a_id: Option<i64>,
     a_login: Option<String>,
     a_name: Option<String>,
@@ -108,6 +110,7 @@ struct EventRow {
 }
 
 const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
+     e.target_seq, e.deleted_at, \
      a.id AS a_id, a.login AS a_login, a.display_name AS a_name, a.profession AS a_profession, \
      a.role AS a_role, a.status AS a_status, a.facility_id AS a_facility_id, \
      af.name AS a_facility_name, \
@@ -172,10 +175,28 @@ fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
     )?;
     let missing = |what: &str| StoreError::Corrupt(format!("event {group}/{seq} has no {what}"));
     let body = match row.kind.as_str() {
-        "post" => EventBody::Post {
-            author: author.ok_or_else(|| missing("author"))?,
-            client_id: row.client_id.unwrap_or_default(),
-            text: row.text.unwrap_or_default(),
+        "post" => match row.deleted_at {
+            // On a deleted post the subject is who deleted it.
+            Some(deleted_at) => EventBody::DeletedPost {
+                author: author.ok_or_else(|| missing("author"))?,
+                deleted_by: subject.ok_or_else(|| missing("deleter"))?,
+                deleted_at,
+            },
+            None => EventBody::Post {
+                author: author.ok_or_else(|| missing("author"))?,
+                client_id: row.client_id.unwrap_or_default(),
+                text: row.text.unwrap_or_default(),
+            },
+        },
+        "post_deleted" => EventBody::PostDeleted {
+            seq: row.target_seq.ok_or_else(|| missing("deleted post"))?,
+            by: author.ok_or_else(|| missing("deleter"))?,
+        },
+        "group_archived" => EventBody::GroupArchived {
+            by: author.ok_or_else(|| missing("author"))?,
+        },
+        "group_restored" => EventBody::GroupRestored {
+            by: author.ok_or_else(|| missing("author"))?,
         },
         "member_joined" => EventBody::MemberJoined {
             member: subject.ok_or_else(|| missing("member"))?,
@@ -209,14 +230,38 @@ fn event_records(rows: Vec<EventRow>) -> Result<Vec<EventRecord>, StoreError> {
     rows.into_iter().map(event_record).collect()
 }
 
-/// How a change is stored: the event's kind, its author and subject, and its text.
-fn change_columns(change: &Change) -> (&'static str, Option<UserId>, Option<UserId>, Option<&str>) {
+/// How a change is stored as an event.
+struct ChangeColumns<'a> {
+    kind: &'static str,
+    author: Option<UserId>,
+    subject: Option<UserId>,
+    text: Option<&'a str>,
+    target_seq: Option<Seq>,
+}
+
+fn change_columns(change: &Change) -> ChangeColumns<'_> {
+    let columns = |kind, author, subject| ChangeColumns {
+        kind,
+        author,
+        subject,
+        text: None,
+        target_seq: None,
+    };
     match change {
-        Change::Join { user, by, .. } => ("member_joined", *by, Some(*user), None),
-        Change::Leave { user } => ("member_left", None, Some(*user), None),
-        Change::Remove { user, by } => ("member_removed", Some(*by), Some(*user), None),
-        Change::Rename { name, by } => ("group_renamed", Some(*by), None, Some(name.as_str())),
-        Change::Consent { by, .. } => ("consent_recorded", Some(*by), None, None),
+        Change::Join { user, by, .. } => columns("member_joined", *by, Some(*user)),
+        Change::Leave { user } => columns("member_left", None, Some(*user)),
+        Change::Remove { user, by } => columns("member_removed", Some(*by), Some(*user)),
+        Change::Rename { name, by } => ChangeColumns {
+            text: Some(name.as_str()),
+            ..columns("group_renamed", Some(*by), None)
+        },
+        Change::Consent { by, .. } => columns("consent_recorded", Some(*by), None),
+        Change::DeletePost { seq, by, .. } => ChangeColumns {
+            target_seq: Some(*seq),
+            ..columns("post_deleted", Some(*by), None)
+        },
+        Change::Archive { by } => columns("group_archived", Some(*by), None),
+        Change::Restore { by } => columns("group_restored", Some(*by), None),
     }
 }
 
@@ -570,6 +615,73 @@ macro_rules! sql_store {
                             .execute(&mut *tx)
                             .await?;
                     }
+                    Change::DeletePost { seq, by, reason } => {
+                        let post: Option<(String, Option<i64>, Option<Vec<u8>>, Option<i64>)> =
+                            sqlx::query_as(
+                                "SELECT kind, author_id, content_hash, deleted_at FROM events \
+                                 WHERE group_id = $1 AND seq = $2",
+                            )
+                            .bind(group)
+                            .bind(seq)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let (author, hash) = match post {
+                            Some((kind, author, hash, None)) if kind == "post" => (author, hash),
+                            Some((kind, _, _, Some(_))) if kind == "post" => {
+                                return Err(StoreError::Conflict("the post is deleted already"))
+                            }
+                            _ => return Err(StoreError::NotFound("post")),
+                        };
+                        // The text leaves; who deleted it (the subject) and when stay.
+                        sqlx::query(
+                            "UPDATE events SET text = NULL, subject_id = $3, deleted_at = $4 \
+                             WHERE group_id = $1 AND seq = $2",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .bind(by)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO deletions (group_id, seq, author_id, deleted_by, \
+                             deleted_at, reason, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .bind(author)
+                        .bind(by)
+                        .bind(at)
+                        .bind(reason)
+                        .bind(hash.unwrap_or_default())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Change::Archive { .. } | Change::Restore { .. } => {
+                        let archive = matches!(change, Change::Archive { .. });
+                        let query = if archive {
+                            sqlx::query(
+                                "UPDATE care_groups SET archived_at = $2 WHERE id = $1 \
+                                 AND archived_at IS NULL",
+                            )
+                            .bind(group)
+                            .bind(at)
+                        } else {
+                            sqlx::query(
+                                "UPDATE care_groups SET archived_at = NULL WHERE id = $1 \
+                                 AND archived_at IS NOT NULL",
+                            )
+                            .bind(group)
+                        };
+                        let updated = query.execute(&mut *tx).await?;
+                        if updated.rows_affected() == 0 {
+                            return Err(StoreError::Conflict(if archive {
+                                "the group is archived already"
+                            } else {
+                                "the group is not archived"
+                            }));
+                        }
+                    }
                     Change::Consent { consent, .. } => {
                         sqlx::query(
                             "UPDATE care_groups SET consent_signed_by = $2, consent_signed_on = $3, \
@@ -590,17 +702,18 @@ macro_rules! sql_store {
                 let sql = format!("SELECT {GROUP_COLUMNS} FROM care_groups g WHERE g.id = $1");
                 let row: GroupRow = sqlx::query_as(&sql).bind(group).fetch_one(&mut *tx).await?;
                 let record = group_record(row)?;
-                let (kind, author, subject, text) = change_columns(change);
+                let columns = change_columns(change);
                 sqlx::query(
                     "INSERT INTO events (group_id, seq, kind, author_id, subject_id, text, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     target_seq, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(group)
                 .bind(record.last_seq)
-                .bind(kind)
-                .bind(author)
-                .bind(subject)
-                .bind(text)
+                .bind(columns.kind)
+                .bind(columns.author)
+                .bind(columns.subject)
+                .bind(columns.text)
+                .bind(columns.target_seq)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
@@ -612,6 +725,9 @@ macro_rules! sql_store {
                     .await?;
                 let event = event_record(row)?;
                 tx.commit().await?;
+                if matches!(change, Change::DeletePost { .. }) {
+                    self.erase_residue().await;
+                }
                 Ok(Changed {
                     event,
                     group: record,

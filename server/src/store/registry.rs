@@ -158,6 +158,14 @@ pub trait Registry: Send + Sync {
         seq: i64,
         at: Millis,
     ) -> Result<bool, StoreError>;
+    /// The archived groups `user` may view: those they are a member of, those `facility`
+    /// owns (for its admins), or all of them (`all`, for the operator), by id.
+    async fn archived_groups(
+        &self,
+        user: UserId,
+        facility: Option<i64>,
+        all: bool,
+    ) -> Result<Vec<GroupRecord>, StoreError>;
     /// The groups a facility owns (also those without members), by id.
     async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError>;
 
@@ -888,6 +896,26 @@ macro_rules! registry_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(updated.rows_affected() > 0)
+            }
+
+            async fn archived_groups(
+                &self,
+                user: UserId,
+                facility: Option<i64>,
+                all: bool,
+            ) -> Result<Vec<GroupRecord>, StoreError> {
+                let sql = format!(
+                    "SELECT {GROUP_COLUMNS} FROM care_groups g WHERE g.archived_at IS NOT NULL \
+                     AND ($3 OR g.owner_facility_id = $2 OR EXISTS (SELECT 1 FROM memberships m \
+                     WHERE m.group_id = g.id AND m.user_id = $1)) ORDER BY g.id"
+                );
+                let rows: Vec<GroupRow> = sqlx::query_as(&sql)
+                    .bind(user)
+                    .bind(facility)
+                    .bind(all)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(group_record).collect()
             }
 
             async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError> {

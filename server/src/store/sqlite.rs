@@ -25,6 +25,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten, not left in free pages (art. 10(6)).
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -33,6 +35,18 @@ impl SqliteStore {
             .map_err(StoreError::Unavailable)?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
+    }
+
+    /// After content was erased: copies the write-ahead log into the database and empties
+    /// it, so that no old page image holding the text stays in the WAL file. If readers
+    /// hold the log, the next checkpoint overwrites it.
+    pub(super) async fn erase_residue(&self) {
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        if let Err(err) = checkpoint {
+            tracing::warn!(error = %err, "WAL checkpoint after an erase failed");
+        }
     }
 
     /// Begins a transaction that reads, then writes. `BEGIN IMMEDIATE` takes the write lock

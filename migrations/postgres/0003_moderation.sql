@@ -1,0 +1,15 @@
+-- Deleting posts (art. 10(6), 13(9)): the text leaves the system; who deleted what, when
+-- and why stays on record, with a hash of the content, so that an audit can confirm what
+-- was removed without keeping it.
+CREATE TABLE deletions (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_id      BIGINT NOT NULL REFERENCES care_groups (id),
+    seq           BIGINT NOT NULL,
+    author_id     BIGINT REFERENCES users (id),
+    deleted_by    BIGINT NOT NULL REFERENCES users (id),
+    deleted_at    BIGINT NOT NULL,
+    reason        TEXT,
+    -- SHA-256 of the deleted text.
+    content_hash  BYTEA NOT NULL,
+    UNIQUE (group_id, seq)
+);

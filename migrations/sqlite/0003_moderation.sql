@@ -1,0 +1,15 @@
+-- Deleting posts (art. 10(6), 13(9)): the text leaves the system; who deleted what, when
+-- and why stays on record, with a hash of the content, so that an audit can confirm what
+-- was removed without keeping it.
+CREATE TABLE deletions (
+    id            INTEGER PRIMARY KEY,
+    group_id      INTEGER NOT NULL REFERENCES care_groups (id),
+    seq           INTEGER NOT NULL,
+    author_id     INTEGER REFERENCES users (id),
+    deleted_by    INTEGER NOT NULL REFERENCES users (id),
+    deleted_at    INTEGER NOT NULL,
+    reason        TEXT,
+    -- SHA-256 of the deleted text.
+    content_hash  BLOB NOT NULL,
+    UNIQUE (group_id, seq)
+);

@@ -1,0 +1,326 @@
+//! Deleting posts and the archive (保管庫), black-box: a deletion reaches every member at
+//! once and those who catch up later, the text leaves every table (and, on SQLite, the
+//! database files), the record of the deletion stays; archived groups take no posts,
+//! stay readable to those entitled, and come back when restored.
+
+mod common;
+
+use common::{code, Backend, TestApp};
+use renkei_protocol::{ClientMessage, ErrorCode, EventData, Role};
+use reqwest::Method;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+on_both_backends!(
+    a_deleted_post_leaves_the_system_and_its_record_stays,
+    an_archived_group_takes_no_posts_and_comes_back,
+);
+
+/// Every value of every table, as text, for the erase check.
+async fn every_value(app: &TestApp, backend: Backend) -> String {
+    use sqlx::{Column as _, Row as _};
+    let mut all = String::new();
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("open");
+            let tables: Vec<(String,)> =
+                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("tables");
+            for (table,) in tables {
+                let rows = sqlx::query(&format!("SELECT * FROM \"{table}\""))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("rows");
+                for row in rows {
+                    for column in row.columns() {
+                        let i = column.ordinal();
+                        if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                            all.push_str(&text);
+                        } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                            all.push_str(&String::from_utf8_lossy(&bytes));
+                        }
+                    }
+                }
+            }
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("open");
+            let tables: Vec<(String,)> = sqlx::query_as(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("tables");
+            for (table,) in tables {
+                // Each row as its text representation: every column, whatever its type.
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT t::text FROM \"{table}\" t"))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("rows");
+                for (row,) in rows {
+                    all.push_str(&row);
+                }
+            }
+        }
+    }
+    all
+}
+
+async fn a_deleted_post_leaves_the_system_and_its_record_stays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let adam = app
+        .user(Some(f.facility), "adam@example.jp", Role::Admin)
+        .await;
+    let secret = "誤送信：別の患者さんの記録 ZX-4471";
+    let mut alice = app.client(f.alice).await;
+    let mut bob = app.client(f.bob).await;
+    bob.sync(f.patient_group, 0).await;
+    let seq = alice.post_acked(f.patient_group, "wrong-1", secret).await;
+    let other = alice
+        .post_acked(f.patient_group, "right-1", "正しい記録")
+        .await;
+    assert_eq!(bob.next_event().await.seq, seq);
+    assert_eq!(bob.next_event().await.seq, other);
+
+    // Others may not delete it; the author may, without a reason.
+    let bob_api = app.api(f.bob).await;
+    let (status, body) = bob_api
+        .post(
+            &format!("/api/v1/groups/{}/posts/{seq}/delete", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let alice_api = app.api(f.alice).await;
+    let (status, _) = alice_api
+        .post(
+            &format!("/api/v1/groups/{}/posts/{seq}/delete", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = alice_api
+        .post(
+            &format!("/api/v1/groups/{}/posts/{seq}/delete", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "once");
+
+    // Every connected member sees it at once…
+    let event = bob.next_event().await;
+    assert!(
+        matches!(event.data, EventData::PostDeleted { seq: s, ref by } if s == seq && by.id == f.alice)
+    );
+    // …and one who catches up later finds a tombstone in its place.
+    let mut dave = app.client(f.dave).await;
+    let history = dave.sync(f.patient_group, 0).await;
+    let tombstone = history
+        .iter()
+        .find(|e| e.seq == seq)
+        .expect("the place stays");
+    assert!(
+        matches!(&tombstone.data, EventData::DeletedPost { author, deleted_by, .. } if author.id == f.alice && deleted_by.id == f.alice)
+    );
+    assert!(!serde_json::to_string(&history)
+        .expect("json")
+        .contains("ZX-4471"));
+
+    // A moderator deletes another's post, with a reason only.
+    let adam_api = app.api(adam).await;
+    let (status, _) = adam_api
+        .post(
+            &format!("/api/v1/groups/{}/posts/{other}/delete", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "a moderator gives a reason");
+    adam_api
+        .ok(
+            Method::POST,
+            &format!("/api/v1/groups/{}/posts/{other}/delete", f.patient_group),
+            Some(json!({"reason": "患者取り違えのため"})),
+        )
+        .await;
+
+    // The text is nowhere; who deleted what, when and why is, with the text's hash.
+    let everything = every_value(&app, backend).await;
+    assert!(
+        !everything.contains("ZX-4471"),
+        "the text is erased from every table"
+    );
+    assert!(
+        everything.contains("患者取り違えのため"),
+        "the reason is kept"
+    );
+    let hash = Sha256::digest(secret.as_bytes());
+    let recorded: Vec<(i64, Vec<u8>)> = match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("open");
+            sqlx::query_as("SELECT deleted_by, content_hash FROM deletions WHERE seq = $1")
+                .bind(seq)
+                .fetch_all(&pool)
+                .await
+                .expect("deletions")
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("open");
+            sqlx::query_as("SELECT deleted_by, content_hash FROM deletions WHERE seq = $1")
+                .bind(seq)
+                .fetch_all(&pool)
+                .await
+                .expect("deletions")
+        }
+    };
+    assert_eq!(recorded, [(f.alice, hash.to_vec())]);
+    if backend == Backend::Sqlite {
+        // Not even the files keep it (secure_delete and a checkpoint of the log).
+        let path = app.db.url.trim_start_matches("sqlite://").to_string();
+        for file in [path.clone(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let needle = "ZX-4471".as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{file} still holds the text"
+            );
+        }
+    }
+}
+
+async fn an_archived_group_takes_no_posts_and_comes_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let adam = app
+        .user(Some(f.facility), "adam@example.jp", Role::Admin)
+        .await;
+    let other = app.facility("ひまわり訪問看護").await;
+    let ben = app.user(Some(other), "ben@example.jp", Role::Staff).await;
+    let adam_api = app.api(adam).await;
+    let mut alice = app.client(f.alice).await;
+    alice.sync(f.patient_group, 0).await;
+    alice.post_acked(f.patient_group, "a-1", "最後の訪問").await;
+
+    let (status, _) = app
+        .api(f.alice)
+        .await
+        .post(
+            &format!("/api/v1/groups/{}/archive", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "staff do not archive");
+    let (status, _) = adam_api
+        .post(
+            &format!("/api/v1/groups/{}/archive", f.free_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "only patient groups");
+    let archived = adam_api
+        .ok(
+            Method::POST,
+            &format!("/api/v1/groups/{}/archive", f.patient_group),
+            None,
+        )
+        .await;
+    assert_eq!(archived["summary"]["archived"], true);
+    let event = alice.next_event().await;
+    assert!(matches!(event.data, EventData::GroupArchived { ref by } if by.id == adam));
+    alice.post(f.patient_group, "a-2", "保管後").await;
+    assert_eq!(alice.next_error().await.code, ErrorCode::GroupArchived);
+    let (status, _) = adam_api
+        .post(
+            &format!("/api/v1/groups/{}/archive", f.patient_group),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Readable in the archive view by the owning facility's admin (not a member), not by
+    // an outsider.
+    let listed = adam_api.ok(Method::GET, "/api/v1/archive", None).await;
+    assert!(listed
+        .as_array()
+        .is_some_and(|l| l.iter().any(|g| g["id"] == f.patient_group)));
+    let page = adam_api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/groups/{}/history?limit=10", f.patient_group),
+            None,
+        )
+        .await;
+    assert!(page.to_string().contains("最後の訪問"));
+    let ben_api = app.api(ben).await;
+    let (status, _) = ben_api
+        .get(&format!("/api/v1/groups/{}/history", f.patient_group))
+        .await;
+    assert_eq!(status, 403);
+    let listed = ben_api.ok(Method::GET, "/api/v1/archive", None).await;
+    assert_eq!(listed, json!([]));
+    // Members keep reading it.
+    alice
+        .send(&ClientMessage::History {
+            group: f.patient_group,
+            before: None,
+            limit: Some(5),
+        })
+        .await;
+    assert!(matches!(
+        alice.recv().await,
+        renkei_protocol::ServerMessage::Page { .. }
+    ));
+
+    let restored = adam_api
+        .ok(
+            Method::POST,
+            &format!("/api/v1/groups/{}/restore", f.patient_group),
+            None,
+        )
+        .await;
+    assert_eq!(restored["summary"]["archived"], false);
+    let event = alice.next_event().await;
+    assert!(matches!(event.data, EventData::GroupRestored { .. }));
+    alice
+        .post_acked(f.patient_group, "a-3", "再開しました")
+        .await;
+    let (status, _) = adam_api
+        .get(&format!("/api/v1/groups/{}/history", f.patient_group))
+        .await;
+    assert_eq!(
+        status, 403,
+        "not archived: the archive view is closed to non-members"
+    );
+}
+
+/// A deletion on one node reaches members on another at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_reaches_every_node() {
+    let (redis_url, prefix) = common::redis();
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.redis_url = Some(redis_url);
+        c.redis_prefix = prefix;
+    })
+    .await;
+    let f = app.fixture.clone();
+    let b = app.another_node().await;
+    let mut bob_on_b = common::Client::connect(b.addr, &app.token(f.bob).await).await;
+    bob_on_b.sync(f.patient_group, 0).await;
+    let mut alice = app.client(f.alice).await;
+    let seq = alice.post_acked(f.patient_group, "n-1", "消す投稿").await;
+    assert_eq!(bob_on_b.next_event().await.seq, seq);
+    app.api(f.alice)
+        .await
+        .ok(
+            Method::POST,
+            &format!("/api/v1/groups/{}/posts/{seq}/delete", f.patient_group),
+            Some(json!({})),
+        )
+        .await;
+    let event = bob_on_b.next_event().await;
+    assert!(matches!(event.data, EventData::PostDeleted { seq: s, .. } if s == seq));
+    b.stop().await;
+}
