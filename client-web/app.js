@@ -128,6 +128,9 @@
       case "member_removed": return t("event.removed", { name: who(data.member), by: data.by.name });
       case "group_renamed": return t("event.renamed", { name: data.name, by: data.by.name });
       case "consent_recorded": return t("event.consent", { by: data.by.name });
+      case "deleted_post": return t("post.deleted", { by: data.deleted_by.name });
+      case "group_archived": return t("event.archived", { by: data.by.name });
+      case "group_restored": return t("event.restored", { by: data.by.name });
       default: return "";
     }
   }
@@ -144,8 +147,14 @@
       list.append(p);
       return;
     }
-    for (const [kind, key] of [["patient", "groups.patient"], ["free", "groups.free"]]) {
-      const groups = all.filter((g) => g.summary.kind === kind);
+    // Archived groups (保管庫) leave the active lists for a section of their own.
+    const sections = [
+      ["groups.patient", (g) => g.summary.kind === "patient" && !g.summary.archived],
+      ["groups.free", (g) => g.summary.kind === "free" && !g.summary.archived],
+      ["groups.archive", (g) => g.summary.archived],
+    ];
+    for (const [key, belongs] of sections) {
+      const groups = all.filter(belongs);
       if (groups.length === 0) continue;
       const heading = document.createElement("h3");
       heading.textContent = t(key);
@@ -257,7 +266,16 @@
     }
     for (const e of events) {
       if (e.data.kind === "post") {
-        list.append(renderPost(e.data.author, e.data.text, e.at, e.data.author.id === state.user.id, null));
+        const mine = e.data.author.id === state.user.id;
+        const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
+        if (mine && !g.summary.archived) li.append(deleteButton(g.summary.id, e.seq));
+        list.append(li);
+      } else if (e.data.kind === "deleted_post") {
+        const li = renderPost(e.data.author, "", e.at, false, t("post.deleted", { by: e.data.deleted_by.name }));
+        li.classList.add("deleted");
+        list.append(li);
+      } else if (e.data.kind === "post_deleted") {
+        // Shown at the deleted post's own place.
       } else {
         const li = document.createElement("li");
         li.className = "system";
@@ -282,6 +300,23 @@
     if (seq <= (g.reported ?? 0)) return;
     g.reported = seq;
     state.socket.send(JSON.stringify({ type: "read", group: g.summary.id, seq }));
+  }
+
+  // The author deletes their own post, after confirming (art. 13(9)): its text leaves
+  // the system and every member sees its place marked as deleted.
+  function deleteButton(group, seq) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link-button delete";
+    button.textContent = t("post.delete");
+    button.addEventListener("click", async () => {
+      if (!window.confirm(t("post.delete_confirm"))) return;
+      const response = await fetch(`/api/v1/groups/${group}/posts/${seq}/delete`, {
+        method: "POST", headers: { "content-type": "application/json" }, credentials: "same-origin", body: "{}",
+      }).catch(() => null);
+      if (!response || !response.ok) window.alert(t("post.delete_failed"));
+    });
+    return button;
   }
 
   function renderPost(author, text, at, mine, note, clientId) {
@@ -465,6 +500,14 @@
     g.summary.last_seq = Math.max(g.summary.last_seq, m.seq);
     if (m.data.kind === "group_renamed") g.summary.name = m.data.name;
     if (m.data.kind === "consent_recorded") g.summary.needs_consent = false;
+    if (m.data.kind === "group_archived") g.summary.archived = true;
+    if (m.data.kind === "group_restored") g.summary.archived = false;
+    if (m.data.kind === "post_deleted") {
+      const deleted = g.events.get(m.data.seq);
+      if (deleted && deleted.data.kind === "post") {
+        deleted.data = { kind: "deleted_post", author: deleted.data.author, deleted_by: m.data.by, deleted_at: m.at };
+      }
+    }
     if (m.data.kind !== "post") {
       // Membership and group changes are shown in place, not counted as unread.
     } else if (m.data.author.id === state.user.id) {

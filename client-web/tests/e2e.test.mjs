@@ -238,3 +238,22 @@ test("the participating facilities are listed publicly, without logging in", asy
   assert.match(await page.locator("#facility-list").textContent(), /訪問看護ステーション.*/);
   await context.close();
 });
+
+test("an author deletes a post and every member sees its place marked at once", async () => {
+  const nurse = await logIn("sakura.ns.suzuki");
+  const helper = await logIn("midori.hp.yoshida");
+  await openGroup(nurse.page, "中村 次郎 様");
+  await openGroup(helper.page, "中村 次郎 様");
+  await post(nurse.page, "間違えて送った内容 QX-1");
+  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  const seen = helper.page.locator("#timeline .post", { hasText: "QX-1" });
+  await seen.waitFor();
+
+  nurse.page.once("dialog", (dialog) => dialog.accept());
+  await nurse.page.locator("#timeline .post", { hasText: "QX-1" }).getByRole("button", { name: "削除" }).click();
+  await helper.page.locator("#timeline .post.deleted", { hasText: "削除されました" }).waitFor();
+  assert.equal(await helper.page.locator("#timeline", { hasText: "QX-1" }).count(), 0, "the text is gone from the screen");
+  await nurse.page.locator("#timeline .post.deleted").waitFor();
+  await nurse.context.close();
+  await helper.context.close();
+});
