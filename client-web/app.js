@@ -129,7 +129,8 @@
       case "group_renamed": return t("event.renamed", { name: data.name, by: data.by.name });
       case "consent_recorded": return t("event.consent", { by: data.by.name });
       case "deleted_post": return t("post.deleted", { by: data.deleted_by.name });
-      case "group_archived": return t("event.archived", { by: data.by.name });
+      case "group_archived": return t("event.archived", { by: data.by ? data.by.name : t("event.process") });
+      case "archive_notice": return t("event.notice", { date: new Date(data.archive_after).toLocaleDateString(state.lang) });
       case "group_restored": return t("event.restored", { by: data.by.name });
       default: return "";
     }

@@ -53,6 +53,8 @@ ALTER TABLE care_groups ADD COLUMN consent_signed_on TEXT;
 ALTER TABLE care_groups ADD COLUMN consent_copy_sent_on TEXT;
 -- A group the system keeps (the admins' room); NULL for every other group.
 ALTER TABLE care_groups ADD COLUMN system TEXT;
+-- When the archive process told the group it will be archived for inactivity.
+ALTER TABLE care_groups ADD COLUMN archive_notice_at BIGINT;
 CREATE UNIQUE INDEX care_groups_system ON care_groups (system) WHERE system IS NOT NULL;
 
 INSERT INTO care_groups (kind, name, system, created_at)
@@ -88,7 +90,9 @@ CREATE INDEX invitations_invitee ON invitations (invitee_id);
 ALTER TABLE events DROP CONSTRAINT events_kind_check;
 ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN ('post', 'member_joined',
     'member_left', 'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
-    'group_archived', 'group_restored'));
+    'group_archived', 'group_restored', 'archive_notice'));
 ALTER TABLE events ADD COLUMN subject_id BIGINT REFERENCES users (id);
 ALTER TABLE events ADD COLUMN target_seq BIGINT;
 ALTER TABLE events ADD COLUMN deleted_at BIGINT;
+-- When an archive notice says the group will be archived.
+ALTER TABLE events ADD COLUMN due_at BIGINT;

@@ -53,6 +53,8 @@ ALTER TABLE care_groups ADD COLUMN consent_signed_on TEXT;
 ALTER TABLE care_groups ADD COLUMN consent_copy_sent_on TEXT;
 -- A group the system keeps (the admins' room); NULL for every other group.
 ALTER TABLE care_groups ADD COLUMN system TEXT;
+-- When the archive process told the group it will be archived for inactivity.
+ALTER TABLE care_groups ADD COLUMN archive_notice_at INTEGER;
 CREATE UNIQUE INDEX care_groups_system ON care_groups (system) WHERE system IS NOT NULL;
 
 INSERT INTO care_groups (kind, name, system, created_at)
@@ -90,7 +92,7 @@ CREATE TABLE events_v2 (
     seq           INTEGER NOT NULL,
     kind          TEXT    NOT NULL CHECK (kind IN ('post', 'member_joined', 'member_left',
                       'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
-                      'group_archived', 'group_restored')),
+                      'group_archived', 'group_restored', 'archive_notice')),
     author_id     INTEGER REFERENCES users (id),
     subject_id    INTEGER REFERENCES users (id),
     client_id     TEXT,
@@ -98,6 +100,8 @@ CREATE TABLE events_v2 (
     content_hash  BLOB,
     target_seq    INTEGER,
     deleted_at    INTEGER,
+    -- When an archive notice says the group will be archived.
+    due_at        INTEGER,
     created_at    INTEGER NOT NULL,
     PRIMARY KEY (group_id, seq)
 );

@@ -13,3 +13,10 @@ CREATE TABLE deletions (
     content_hash  BLOB NOT NULL,
     UNIQUE (group_id, seq)
 );
+
+-- Background jobs that must run once across every node: a node runs one when it can move
+-- `last_run_at` forward by the job's interval, which only one node can do.
+CREATE TABLE jobs (
+    name         TEXT   PRIMARY KEY,
+    last_run_at  INTEGER NOT NULL
+);

@@ -226,8 +226,12 @@ pub enum EventData {
     },
     /// The post at `seq` was deleted by `by`: show its place as deleted.
     PostDeleted { seq: Seq, by: UserProfile },
-    /// The group moved to the archive (保管庫): readable, no posts.
-    GroupArchived { by: UserProfile },
+    /// The group moved to the archive (保管庫): readable, no posts. `by` is absent when the
+    /// archive process moved it for inactivity.
+    GroupArchived { by: Option<UserProfile> },
+    /// The archive process will move this inactive patient group to the archive at
+    /// `archive_after`, unless someone posts before.
+    ArchiveNotice { archive_after: Millis },
     /// The group came back from the archive.
     GroupRestored { by: UserProfile },
 }

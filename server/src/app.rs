@@ -120,6 +120,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });
+    crate::archive::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, crate::http::router(Arc::clone(&app)))
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -2,6 +2,10 @@
 //! longer served to the archive and back. Both are events of the group's sequence, so
 //! every member's client moves the group at once; an archived group takes no post on any
 //! path and stays readable to its members, the owning facility's admins and the operator.
+//!
+//! The archive process finds patient groups without a post for `RENKEI_ARCHIVE_AFTER_DAYS`,
+//! gives them a notice (an event in the group) `RENKEI_ARCHIVE_NOTICE_DAYS` before, then
+//! archives them. It runs once per interval across all nodes: a row in `jobs` decides.
 
 use std::sync::Arc;
 
@@ -9,13 +13,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use renkei_protocol::api::{GroupDetails, HistoryPage};
-use renkei_protocol::{GroupKind, GroupSummary, Role, Seq};
+use renkei_protocol::{GroupId, GroupKind, GroupSummary, Millis, Role, Seq};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
+use crate::config::Config;
 use crate::http::HttpError;
 use crate::policy::Action;
-use crate::store::Change;
+use crate::store::{ArchiveCandidate, Change, Store, StoreError};
 use crate::{group, membership, wire};
 
 /// The largest page of `history`.
@@ -36,7 +41,7 @@ async fn move_group(
     }
     let by = caller.user.id;
     let change = if archive {
-        Change::Archive { by }
+        Change::Archive { by: Some(by) }
     } else {
         Change::Restore { by }
     };
@@ -113,4 +118,208 @@ pub async fn history(
         events: records.iter().map(wire::event).collect(),
         has_more,
     }))
+}
+
+/// What the archive process does to one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Tell the group (and its owning admins) that it will be archived then.
+    Notice { archive_after: Millis },
+    /// Archive it: inactive for the whole period, and told long enough before.
+    Archive,
+    /// Someone posted after the notice: the notice no longer holds.
+    Withdraw,
+}
+
+/// The archive process's periods, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Periods {
+    pub inactive: Millis,
+    pub notice: Millis,
+}
+
+impl Periods {
+    pub fn of(config: &Config) -> Self {
+        Periods {
+            inactive: i64::from(config.archive_after_days) * DAY,
+            notice: i64::from(config.archive_notice_days) * DAY,
+        }
+    }
+}
+
+const DAY: Millis = 86_400_000;
+
+/// What the process would do now to each candidate (pure: the same input, the same plan).
+pub fn plan(
+    candidates: &[ArchiveCandidate],
+    now: Millis,
+    periods: Periods,
+) -> Vec<(GroupId, Step)> {
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let due = c.last_activity + periods.inactive;
+            let step = match c.notice_at {
+                Some(notice) if c.last_activity > notice => Step::Withdraw,
+                Some(notice) if now >= due && now >= notice + periods.notice => Step::Archive,
+                Some(_) => return None,
+                None if now >= due - periods.notice => Step::Notice {
+                    archive_after: due.max(now + periods.notice),
+                },
+                None => return None,
+            };
+            Some((c.group, step))
+        })
+        .collect()
+}
+
+/// Runs the process once: gives notices, archives, withdraws notices; logs each step.
+pub async fn run_once(app: &App) -> Result<usize, HttpError> {
+    let candidates = app.store.archive_candidates().await?;
+    let steps = plan(
+        &candidates,
+        crate::clock::now_ms(),
+        Periods::of(&app.config),
+    );
+    for (group, step) in &steps {
+        let change = match *step {
+            Step::Notice { archive_after } => Change::ArchiveNotice { archive_after },
+            Step::Archive => Change::Archive { by: None },
+            Step::Withdraw => {
+                app.store.clear_archive_notice(*group).await?;
+                tracing::info!(group, "archive notice withdrawn: the group is active again");
+                continue;
+            }
+        };
+        membership::change(app, *group, change).await?;
+        tracing::info!(group, ?step, "archive process");
+    }
+    Ok(steps.len())
+}
+
+/// Runs the process every `archive_job_seconds`, on whichever node claims the interval
+/// first (a database row, not a timer per node, decides), until shutdown.
+pub fn spawn(app: std::sync::Arc<App>) {
+    let every = u64::from(app.config.archive_job_seconds);
+    if every == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        // Looking four times per interval keeps a run late by at most a quarter of it.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(every * 250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = crate::clock::now_ms();
+            match app
+                .store
+                .claim_job("archive", now, (every * 1000) as i64)
+                .await
+            {
+                Ok(true) => match run_once(&app).await {
+                    Ok(steps) => tracing::info!(steps, "archive process ran"),
+                    Err(err) => {
+                        tracing::warn!(code = ?err.code(), "archive process failed; it runs again next interval")
+                    }
+                },
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot claim the archive process"),
+            }
+        }
+    });
+}
+
+/// `renkei archive --dry-run`: what the process would do now, one line per group.
+pub async fn dry_run(store: &dyn Store, config: &Config) -> Result<String, StoreError> {
+    let candidates = store.archive_candidates().await?;
+    let now = crate::clock::now_ms();
+    let steps = plan(&candidates, now, Periods::of(config));
+    let mut out = format!(
+        "Archive process (inactive {} days, notice {} days): {} step(s) now\n",
+        config.archive_after_days,
+        config.archive_notice_days,
+        steps.len()
+    );
+    for (group, step) in steps {
+        let name = candidates
+            .iter()
+            .find(|c| c.group == group)
+            .map_or("", |c| c.name.as_str());
+        let what = match step {
+            Step::Notice { archive_after } => format!(
+                "notice: archived after {} unless someone posts",
+                date(archive_after)
+            ),
+            Step::Archive => "archive".to_string(),
+            Step::Withdraw => "withdraw the notice (active again)".to_string(),
+        };
+        out.push_str(&format!("  group {group} {name}: {what}\n"));
+    }
+    Ok(out)
+}
+
+fn date(at: Millis) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at / 1000)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(last_activity: Millis, notice_at: Option<Millis>) -> ArchiveCandidate {
+        ArchiveCandidate {
+            group: 1,
+            name: "g".into(),
+            owner: None,
+            last_activity,
+            notice_at,
+        }
+    }
+
+    #[test]
+    fn notice_first_then_archive_unless_someone_posts() {
+        let periods = Periods {
+            inactive: 90 * DAY,
+            notice: 14 * DAY,
+        };
+        let step = |c: ArchiveCandidate, now: Millis| plan(&[c], now, periods).first().map(|s| s.1);
+        // Active recently: nothing.
+        assert_eq!(step(candidate(0, None), 70 * DAY), None);
+        // 76 days quiet: the notice, for the 90th day.
+        assert_eq!(
+            step(candidate(0, None), 76 * DAY),
+            Some(Step::Notice {
+                archive_after: 90 * DAY
+            })
+        );
+        // Noticed late (day 100): still 14 days of notice.
+        assert_eq!(
+            step(candidate(0, None), 100 * DAY),
+            Some(Step::Notice {
+                archive_after: 114 * DAY
+            })
+        );
+        // Noticed on day 76: archived on day 90, not before.
+        assert_eq!(step(candidate(0, Some(76 * DAY)), 89 * DAY), None);
+        assert_eq!(
+            step(candidate(0, Some(76 * DAY)), 90 * DAY),
+            Some(Step::Archive)
+        );
+        // Noticed on day 100: archived on day 114, not on day 110.
+        assert_eq!(step(candidate(0, Some(100 * DAY)), 110 * DAY), None);
+        assert_eq!(
+            step(candidate(0, Some(100 * DAY)), 114 * DAY),
+            Some(Step::Archive)
+        );
+        // A post after the notice withdraws it.
+        assert_eq!(
+            step(candidate(80 * DAY, Some(76 * DAY)), 81 * DAY),
+            Some(Step::Withdraw)
+        );
+    }
 }

@@ -27,6 +27,12 @@ pub enum Command {
     Serve,
     /// Fill an empty database with a demo city and print the logins and passwords.
     Demo,
+    /// Show what the archive process would do now (it runs inside the server).
+    Archive {
+        /// Print the plan without changing anything (the only mode: the server runs it).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create a city operator account (市) and print its one-time setup code. Run it
     /// before the first start (a running server learns the operator's admins' room
     /// membership at its next start).
@@ -76,6 +82,17 @@ pub struct Config {
     /// review asks for another number.
     #[arg(long, env = "RENKEI_REVIEW_INACTIVE_DAYS", default_value_t = 90)]
     pub review_inactive_days: u32,
+    /// The archive process (保管庫): patient groups without a post for this many days are
+    /// moved to the archive…
+    #[arg(long, env = "RENKEI_ARCHIVE_AFTER_DAYS", default_value_t = 90)]
+    pub archive_after_days: u32,
+    /// …after a notice in the group (and to its owning admins) this many days before.
+    #[arg(long, env = "RENKEI_ARCHIVE_NOTICE_DAYS", default_value_t = 14)]
+    pub archive_notice_days: u32,
+    /// How often the archive process runs, in seconds, once across all nodes; 0 turns it
+    /// off.
+    #[arg(long, env = "RENKEI_ARCHIVE_JOB_SECONDS", default_value_t = 3600)]
+    pub archive_job_seconds: u32,
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cli.config).await,
             Command::Demo => demo(cli.config).await,
+            Command::Archive { dry_run } => archive(cli.config, dry_run).await,
             Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
         }
     });
@@ -99,6 +100,25 @@ async fn add_operator(
         "Operator {email} created. Set the password within {} hours at POST /api/v1/password-setup \
          with this one-time code:\n\n  {code}",
         config.setup_code_hours
+    );
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn archive(
+    config: renkei::config::Config,
+    dry_run: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !dry_run {
+        return Err(
+            "the archive process runs inside the server; --dry-run shows what it would do now"
+                .into(),
+        );
+    }
+    let store = renkei::app::open_store(&config).await?;
+    print!(
+        "{}",
+        renkei::archive::dry_run(store.as_ref(), &config).await?
     );
     Ok(())
 }

@@ -89,7 +89,9 @@ impl Effect {
             EventBody::ConsentRecorded { .. } => Some(Effect::Consented),
             EventBody::GroupArchived { .. } => Some(Effect::Archived),
             EventBody::GroupRestored { .. } => Some(Effect::Restored),
-            EventBody::DeletedPost { .. } | EventBody::PostDeleted { .. } => None,
+            EventBody::DeletedPost { .. }
+            | EventBody::PostDeleted { .. }
+            | EventBody::ArchiveNotice { .. } => None,
         }
     }
 }

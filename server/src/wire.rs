@@ -66,7 +66,12 @@ pub fn event(record: &EventRecord) -> GroupEvent {
             seq: *seq,
             by: profile(by),
         },
-        EventBody::GroupArchived { by } => EventData::GroupArchived { by: profile(by) },
+        EventBody::GroupArchived { by } => EventData::GroupArchived {
+            by: by.as_ref().map(profile),
+        },
+        EventBody::ArchiveNotice { archive_after } => EventData::ArchiveNotice {
+            archive_after: *archive_after,
+        },
         EventBody::GroupRestored { by } => EventData::GroupRestored { by: profile(by) },
     };
     GroupEvent {

@@ -229,7 +229,7 @@ async fn an_archived_group_takes_no_posts_and_comes_back(backend: Backend) {
         .await;
     assert_eq!(archived["summary"]["archived"], true);
     let event = alice.next_event().await;
-    assert!(matches!(event.data, EventData::GroupArchived { ref by } if by.id == adam));
+    assert!(matches!(event.data, EventData::GroupArchived { by: Some(ref by) } if by.id == adam));
     alice.post(f.patient_group, "a-2", "保管後").await;
     assert_eq!(alice.next_error().await.code, ErrorCode::GroupArchived);
     let (status, _) = adam_api
@@ -323,4 +323,75 @@ async fn a_deletion_reaches_every_node() {
     let event = bob_on_b.next_event().await;
     assert!(matches!(event.data, EventData::PostDeleted { seq: s, .. } if s == seq));
     b.stop().await;
+}
+
+/// The archive process, on two nodes sharing one database: an inactive patient group gets
+/// one notice, then is archived once, live for its members; `--dry-run` changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
+    let (redis_url, prefix) = common::redis();
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.redis_url = Some(redis_url);
+        c.redis_prefix = prefix;
+    })
+    .await;
+    let f = app.fixture.clone();
+
+    // What it would do, without doing it: the fixture's groups date from 1970.
+    let mut config = app.config.clone();
+    config.archive_after_days = 90;
+    config.archive_notice_days = 14;
+    let plan = renkei::archive::dry_run(app.store.as_ref(), &config)
+        .await
+        .expect("dry run");
+    assert!(
+        plan.contains(&format!("group {} 山田 太郎: notice", f.patient_group)),
+        "{plan}"
+    );
+    assert_eq!(
+        app.store
+            .last_seqs()
+            .await
+            .expect("seqs")
+            .iter()
+            .find(|(g, _)| *g == f.patient_group)
+            .map(|(_, s)| *s),
+        Some(0),
+        "a dry run changes nothing"
+    );
+
+    // Two more nodes run the process every second, with no waiting periods.
+    let mut config = app.config.clone();
+    config.archive_after_days = 0;
+    config.archive_notice_days = 0;
+    config.archive_job_seconds = 1;
+    let mut alice = app.client(f.alice).await;
+    alice.sync(f.patient_group, 0).await;
+    let nodes = [
+        common::Node::start_with(config.clone()).await,
+        common::Node::start_with(config).await,
+    ];
+    let notice = alice.next_event().await;
+    assert!(
+        matches!(notice.data, EventData::ArchiveNotice { .. }),
+        "{notice:?}"
+    );
+    let archived = alice.next_event().await;
+    assert!(
+        matches!(archived.data, EventData::GroupArchived { by: None }),
+        "{archived:?}"
+    );
+    // Give the nodes a few more runs: nothing more happens, on either of them.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let events = app
+        .store
+        .events_after(f.patient_group, 0, i64::MAX, 100)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 2, "one notice and one archiving: {events:?}");
+    alice.post(f.patient_group, "late", "保管後").await;
+    assert_eq!(alice.next_error().await.code, ErrorCode::GroupArchived);
+    for node in nodes {
+        node.stop().await;
+    }
 }

@@ -17,7 +17,9 @@ use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
 pub use postgres::PgStore;
-pub use registry::{GroupDetailsRecord, InvitationStep, Registry, ReviewRow, StatusChange};
+pub use registry::{
+    ArchiveCandidate, GroupDetailsRecord, InvitationStep, Registry, ReviewRow, StatusChange,
+};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in storage.
@@ -243,7 +245,10 @@ pub enum EventBody {
         by: UserRecord,
     },
     GroupArchived {
-        by: UserRecord,
+        by: Option<UserRecord>,
+    },
+    ArchiveNotice {
+        archive_after: Millis,
     },
     GroupRestored {
         by: UserRecord,
@@ -284,9 +289,13 @@ pub enum Change {
         by: UserId,
         reason: Option<String>,
     },
-    /// The group moves to the archive (保管庫).
+    /// The group moves to the archive (保管庫); `by` is absent for the archive process.
     Archive {
-        by: UserId,
+        by: Option<UserId>,
+    },
+    /// The archive process tells the group it will be archived at `archive_after`.
+    ArchiveNotice {
+        archive_after: Millis,
     },
     /// The group comes back from the archive.
     Restore {

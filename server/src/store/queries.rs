@@ -91,6 +91,7 @@ struct EventRow {
     text: Option<String>,
     target_seq: Option<i64>,
     deleted_at: Option<i64>,
+    due_at: Option<i64>,
     a_id: Option<i64>,
     a_login: Option<String>,
     a_name: Option<String>,
@@ -110,7 +111,7 @@ struct EventRow {
 }
 
 const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
-     e.target_seq, e.deleted_at, \
+     e.target_seq, e.deleted_at, e.due_at, \
      a.id AS a_id, a.login AS a_login, a.display_name AS a_name, a.profession AS a_profession, \
      a.role AS a_role, a.status AS a_status, a.facility_id AS a_facility_id, \
      af.name AS a_facility_name, \
@@ -192,8 +193,9 @@ fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
             seq: row.target_seq.ok_or_else(|| missing("deleted post"))?,
             by: author.ok_or_else(|| missing("deleter"))?,
         },
-        "group_archived" => EventBody::GroupArchived {
-            by: author.ok_or_else(|| missing("author"))?,
+        "group_archived" => EventBody::GroupArchived { by: author },
+        "archive_notice" => EventBody::ArchiveNotice {
+            archive_after: row.due_at.ok_or_else(|| missing("due time"))?,
         },
         "group_restored" => EventBody::GroupRestored {
             by: author.ok_or_else(|| missing("author"))?,
@@ -237,6 +239,7 @@ struct ChangeColumns<'a> {
     subject: Option<UserId>,
     text: Option<&'a str>,
     target_seq: Option<Seq>,
+    due_at: Option<Millis>,
 }
 
 fn change_columns(change: &Change) -> ChangeColumns<'_> {
@@ -246,6 +249,7 @@ fn change_columns(change: &Change) -> ChangeColumns<'_> {
         subject,
         text: None,
         target_seq: None,
+        due_at: None,
     };
     match change {
         Change::Join { user, by, .. } => columns("member_joined", *by, Some(*user)),
@@ -260,7 +264,11 @@ fn change_columns(change: &Change) -> ChangeColumns<'_> {
             target_seq: Some(*seq),
             ..columns("post_deleted", Some(*by), None)
         },
-        Change::Archive { by } => columns("group_archived", Some(*by), None),
+        Change::Archive { by } => columns("group_archived", *by, None),
+        Change::ArchiveNotice { archive_after } => ChangeColumns {
+            due_at: Some(*archive_after),
+            ..columns("archive_notice", None, None)
+        },
         Change::Restore { by } => columns("group_restored", Some(*by), None),
     }
 }
@@ -661,8 +669,8 @@ macro_rules! sql_store {
                         let archive = matches!(change, Change::Archive { .. });
                         let query = if archive {
                             sqlx::query(
-                                "UPDATE care_groups SET archived_at = $2 WHERE id = $1 \
-                                 AND archived_at IS NULL",
+                                "UPDATE care_groups SET archived_at = $2, archive_notice_at = NULL \
+                                 WHERE id = $1 AND archived_at IS NULL",
                             )
                             .bind(group)
                             .bind(at)
@@ -681,6 +689,13 @@ macro_rules! sql_store {
                                 "the group is not archived"
                             }));
                         }
+                    }
+                    Change::ArchiveNotice { .. } => {
+                        sqlx::query("UPDATE care_groups SET archive_notice_at = $2 WHERE id = $1")
+                            .bind(group)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     Change::Consent { consent, .. } => {
                         sqlx::query(
@@ -705,7 +720,7 @@ macro_rules! sql_store {
                 let columns = change_columns(change);
                 sqlx::query(
                     "INSERT INTO events (group_id, seq, kind, author_id, subject_id, text, \
-                     target_seq, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     target_seq, due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(group)
                 .bind(record.last_seq)
@@ -714,6 +729,7 @@ macro_rules! sql_store {
                 .bind(columns.subject)
                 .bind(columns.text)
                 .bind(columns.target_seq)
+                .bind(columns.due_at)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;

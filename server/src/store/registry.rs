@@ -39,6 +39,18 @@ pub struct ReviewRow {
     pub facility_status: Option<FacilityStatus>,
 }
 
+/// A patient group the archive process considers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveCandidate {
+    pub group: GroupId,
+    pub name: String,
+    pub owner: Option<i64>,
+    /// The last post, or the group's creation when it has none.
+    pub last_activity: Millis,
+    /// When the process told the group it would be archived, if it did.
+    pub notice_at: Option<Millis>,
+}
+
 /// A step an invitation takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationStep {
@@ -166,6 +178,12 @@ pub trait Registry: Send + Sync {
         facility: Option<i64>,
         all: bool,
     ) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Claims this interval's run of a job: true on exactly one node per `every` ms.
+    async fn claim_job(&self, name: &str, now: Millis, every: Millis) -> Result<bool, StoreError>;
+    /// Every patient group not archived, with its last activity and archive notice.
+    async fn archive_candidates(&self) -> Result<Vec<ArchiveCandidate>, StoreError>;
+    /// Forgets an archive notice (the group became active again).
+    async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError>;
     /// The groups a facility owns (also those without members), by id.
     async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError>;
 
@@ -916,6 +934,56 @@ macro_rules! registry_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter().map(group_record).collect()
+            }
+
+            async fn claim_job(&self, name: &str, now: Millis, every: Millis) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO jobs (name, last_run_at) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                // The row lock makes a second node wait here, then find the time moved on.
+                let claimed = sqlx::query(
+                    "UPDATE jobs SET last_run_at = $2 WHERE name = $1 AND last_run_at <= $3",
+                )
+                .bind(name)
+                .bind(now)
+                .bind(now - every)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(claimed.rows_affected() == 1)
+            }
+
+            async fn archive_candidates(&self) -> Result<Vec<ArchiveCandidate>, StoreError> {
+                let rows: Vec<(i64, String, Option<i64>, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT g.id, g.name, g.owner_facility_id, COALESCE((SELECT MAX(e.created_at) \
+                     FROM events e WHERE e.group_id = g.id AND e.kind = 'post'), g.created_at), \
+                     g.archive_notice_at FROM care_groups g \
+                     WHERE g.kind = 'patient' AND g.archived_at IS NULL ORDER BY g.id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(group, name, owner, last_activity, notice_at)| ArchiveCandidate {
+                        group,
+                        name,
+                        owner,
+                        last_activity,
+                        notice_at,
+                    })
+                    .collect())
+            }
+
+            async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError> {
+                sqlx::query("UPDATE care_groups SET archive_notice_at = NULL WHERE id = $1")
+                    .bind(group)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn owned_groups(&self, facility: i64) -> Result<Vec<GroupRecord>, StoreError> {

@@ -243,6 +243,11 @@ impl Node {
         }
     }
 
+    /// Another server with these settings (on the same database as the one they name).
+    pub async fn start_with(config: Config) -> Node {
+        Node::start(config).await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -300,6 +305,8 @@ pub fn test_config(db: &TestDb) -> Config {
     config.limits.frames_per_second = 10_000;
     config.limits.frame_burst = 10_000;
     config.limits.password_workers = 2;
+    // The fixture's groups date from 1970: tests that want the archive process turn it on.
+    config.archive_job_seconds = 0;
     config
 }
 
