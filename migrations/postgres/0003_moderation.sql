@@ -20,3 +20,18 @@ CREATE TABLE jobs (
     name         TEXT   PRIMARY KEY,
     last_run_at  BIGINT NOT NULL
 );
+
+-- Members report a post to the admins (別紙(2)(3)); an admin dismisses the report or
+-- deletes the post.
+CREATE TABLE reports (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_id     BIGINT NOT NULL REFERENCES care_groups (id),
+    seq          BIGINT NOT NULL,
+    reporter_id  BIGINT NOT NULL REFERENCES users (id),
+    reason       TEXT   NOT NULL,
+    created_at   BIGINT NOT NULL,
+    state        TEXT   NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'dismissed', 'deleted')),
+    handled_by   BIGINT REFERENCES users (id),
+    handled_at   BIGINT
+);
+CREATE INDEX reports_group ON reports (group_id, state);

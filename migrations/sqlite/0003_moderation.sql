@@ -20,3 +20,18 @@ CREATE TABLE jobs (
     name         TEXT   PRIMARY KEY,
     last_run_at  INTEGER NOT NULL
 );
+
+-- Members report a post to the admins (別紙(2)(3)); an admin dismisses the report or
+-- deletes the post.
+CREATE TABLE reports (
+    id           INTEGER PRIMARY KEY,
+    group_id     INTEGER NOT NULL REFERENCES care_groups (id),
+    seq          INTEGER NOT NULL,
+    reporter_id  INTEGER NOT NULL REFERENCES users (id),
+    reason       TEXT   NOT NULL,
+    created_at   INTEGER NOT NULL,
+    state        TEXT   NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'dismissed', 'deleted')),
+    handled_by   INTEGER REFERENCES users (id),
+    handled_at   INTEGER
+);
+CREATE INDEX reports_group ON reports (group_id, state);

@@ -433,3 +433,50 @@ pub struct HistoryPage {
     /// True when older events exist before the first one.
     pub has_more: bool,
 }
+
+/// `POST /api/v1/groups/{id}/posts/{seq}/report`: a member reports a post to the admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    pub reason: String,
+}
+
+/// Where a report stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportState {
+    Open,
+    /// An admin looked and left the post.
+    Dismissed,
+    /// The post was deleted.
+    Deleted,
+}
+
+/// A report, as the admins' queue shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReportView {
+    pub id: i64,
+    pub state: ReportState,
+    pub group: GroupId,
+    pub group_name: String,
+    pub seq: crate::Seq,
+    pub author: UserProfile,
+    /// The post's text; absent once it was deleted.
+    pub text: Option<String>,
+    pub reporter: UserProfile,
+    pub reason: String,
+    pub created_at: Millis,
+    pub handled_by: Option<UserId>,
+    pub handled_at: Option<Millis>,
+}
+
+/// A post in the moderators' monitoring view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MonitoredPost {
+    pub group: GroupId,
+    pub group_name: String,
+    pub seq: crate::Seq,
+    pub at: Millis,
+    pub author: UserProfile,
+    pub text: String,
+}

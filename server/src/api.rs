@@ -460,6 +460,53 @@ pub fn endpoints() -> Vec<Endpoint> {
         .status(204),
         Endpoint::new(
             M::POST,
+            "/api/v1/groups/{id}/posts/{seq}/report",
+            "Report a post to the admins, with a reason",
+            post(moderation::report),
+        )
+        .takes::<types::ReportRequest>()
+        .gives::<types::ReportView>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/reports",
+            "The reports on posts in the facility's groups, newest first",
+            get(moderation::reports),
+        )
+        .query(&[(
+            "state",
+            "string",
+            "only reports in this state (open, dismissed, deleted)",
+        )])
+        .gives::<Vec<types::ReportView>>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/reports/{id}/dismiss",
+            "Dismiss a report: the post stays",
+            post(moderation::dismiss),
+        )
+        .gives::<types::ReportView>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/posts",
+            "The monitoring view: recent posts across the facility's groups",
+            get(moderation::monitor),
+        )
+        .query(&[
+            ("group", "integer", "only this group"),
+            ("author", "integer", "only this author"),
+            ("since", "integer", "posts at or after this time (ms)"),
+            ("until", "integer", "posts before this time (ms)"),
+            ("q", "string", "posts containing this text"),
+            (
+                "limit",
+                "integer",
+                "at most this many (default 100, at most 500)",
+            ),
+        ])
+        .gives::<Vec<types::MonitoredPost>>(),
+        Endpoint::new(
+            M::POST,
             "/api/v1/groups/{id}/archive",
             "Move a patient group to the archive (保管庫)",
             post(archive::archive),

@@ -121,6 +121,12 @@ pub enum Action {
     ArchiveGroup(GroupFacts),
     /// Read an archived group's history (the archive view).
     ViewArchive(GroupFacts),
+    /// Report a post to the admins (別紙(2)(3)).
+    ReportPost(GroupFacts),
+    /// Watch a facility's groups: the report queue and the monitoring view.
+    Moderate {
+        facility: i64,
+    },
 }
 
 /// Why an action is denied.
@@ -177,6 +183,7 @@ impl Action {
                 | Action::ViewStaff { .. }
                 | Action::ReviewFacility { .. }
                 | Action::ViewArchive(_)
+                | Action::Moderate { .. }
         )
     }
 }
@@ -201,8 +208,12 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
     let not_admins_room = |group: &GroupFacts| allow(!group.admins_room, Denial::AdminsRoom);
 
     if actor.restricted && !action.reads_only() {
-        // Answering one's own invitations changes nothing of others'.
-        if !matches!(action, Action::RespondToInvitation(_)) {
+        // Answering one's own invitations changes nothing of others', and reporting a post
+        // asks the admins to look.
+        if !matches!(
+            action,
+            Action::RespondToInvitation(_) | Action::ReportPost(_)
+        ) {
             return Err(Denial::Restricted);
         }
     }
@@ -263,9 +274,8 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
         Action::ViewFacility { facility }
         | Action::ViewStaff { facility }
         | Action::RegisterStaff { facility }
-        | Action::ReviewFacility { facility } => {
-            allow(own_facility(facility), Denial::NotTheirAdmin)
-        }
+        | Action::ReviewFacility { facility }
+        | Action::Moderate { facility } => allow(own_facility(facility), Denial::NotTheirAdmin),
         Action::ManageUser(user) => allow(their_admin(&user), Denial::NotTheirAdmin),
         Action::RestrictUser(user) => {
             allow(user.id != actor.id, Denial::OwnAccount)?;
@@ -290,6 +300,7 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
             not_admins_room(&group)?;
             allow(owning_admin(&group), Denial::NotOwningAdmin)
         }
+        Action::ReportPost(group) => member(&group),
         Action::ViewArchive(group) => {
             allow(group.exists, Denial::NotMember)?;
             allow(
@@ -517,6 +528,10 @@ mod tests {
             "edit a profile" => Action::EditProfile(user(actor, relationship)),
             "delete a post" => Action::DeletePost(post(actor, relationship)),
             "archive or restore a group" => Action::ArchiveGroup(group(actor, relationship)),
+            "report a post" => Action::ReportPost(group(actor, relationship)),
+            "moderate" => Action::Moderate {
+                facility: facility(relationship),
+            },
             "view the archive" => Action::ViewArchive(GroupFacts {
                 archived: true,
                 ..group(actor, relationship)
@@ -568,7 +583,7 @@ mod tests {
             }
         }
         assert!(cells > 150, "the table was read ({cells} cells)");
-        assert_eq!(actions.len(), 24, "every action has rows: {actions:?}");
+        assert_eq!(actions.len(), 26, "every action has rows: {actions:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 on_both_backends!(
+    members_report_and_admins_watch_delete_or_dismiss,
     a_deleted_post_leaves_the_system_and_its_record_stays,
     an_archived_group_takes_no_posts_and_comes_back,
 );
@@ -394,4 +395,122 @@ async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+async fn members_report_and_admins_watch_delete_or_dismiss(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let adam = app
+        .api(
+            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
+                .await,
+        )
+        .await;
+    let other = app.facility("ひまわり訪問看護").await;
+    let beth = app
+        .api(app.user(Some(other), "beth@example.jp", Role::Admin).await)
+        .await;
+    let mut alice = app.client(f.alice).await;
+    let bad = alice
+        .post_acked(f.patient_group, "m-1", "不適切な投稿 AB-77")
+        .await;
+    let fine = alice
+        .post_acked(f.patient_group, "m-2", "普通の記録 CD-88 100%")
+        .await;
+    let bob = app.api(f.bob).await;
+    let report = |seq: i64, reason: &str| {
+        let bob = bob.clone();
+        let body = json!({"reason": reason});
+        let path = format!("/api/v1/groups/{}/posts/{seq}/report", f.patient_group);
+        async move { bob.post(&path, body).await }
+    };
+
+    // Members report, with a reason; others cannot.
+    let (status, _) = report(bad, " ").await;
+    assert_eq!(status, 400);
+    let (status, reported) = report(bad, "他の患者さんの情報が含まれています").await;
+    assert_eq!(status, 201, "{reported}");
+    assert_eq!(reported["state"], "open");
+    assert_eq!(reported["text"], "不適切な投稿 AB-77");
+    let (status, body) = app
+        .api(f.carol)
+        .await
+        .post(
+            &format!("/api/v1/groups/{}/posts/{bad}/report", f.patient_group),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (403, "not_member"));
+    let (status, _) = report(999, "ない投稿").await;
+    assert_eq!(status, 404);
+
+    // The owning facility's admin has the queue and the monitoring view; others do not.
+    let reports_path = format!("/api/v1/facilities/{}/reports?state=open", f.facility);
+    let (status, _) = app.api(f.alice).await.get(&reports_path).await;
+    assert_eq!(status, 403);
+    let (status, _) = beth.get(&reports_path).await;
+    assert_eq!(status, 403);
+    let queue = adam.ok(Method::GET, &reports_path, None).await;
+    assert_eq!(queue.as_array().map(Vec::len), Some(1));
+    assert_eq!(queue[0]["reporter"]["id"], f.bob);
+    let watch = |query: String| {
+        let adam = adam.clone();
+        let path = format!("/api/v1/facilities/{}/posts?{query}", f.facility);
+        async move { adam.ok(Method::GET, &path, None).await }
+    };
+    let found = watch("q=AB-77".into()).await;
+    assert_eq!(found.as_array().map(Vec::len), Some(1));
+    assert_eq!(found[0]["seq"], bad);
+    assert_eq!(
+        watch(format!("author={}", f.alice))
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(watch(format!("group={}", f.free_group)).await, json!([]));
+    assert_eq!(
+        watch("q=%25".into()).await.as_array().map(Vec::len),
+        Some(1),
+        "a % is a % (CD-88 100%)"
+    );
+    assert_eq!(watch("q=_".into()).await, json!([]), "an _ is an _");
+    let now = renkei::clock::now_ms();
+    assert_eq!(watch(format!("since={}", now + 60_000)).await, json!([]));
+    let (status, _) = beth
+        .get(&format!("/api/v1/facilities/{}/posts", f.facility))
+        .await;
+    assert_eq!(status, 403);
+
+    // Deleting the post settles its report; another is dismissed, once.
+    adam.ok(
+        Method::POST,
+        &format!("/api/v1/groups/{}/posts/{bad}/delete", f.patient_group),
+        Some(json!({"reason": "通報により確認"})),
+    )
+    .await;
+    let settled = adam
+        .ok(
+            Method::GET,
+            &format!("/api/v1/facilities/{}/reports", f.facility),
+            None,
+        )
+        .await;
+    assert_eq!(settled[0]["state"], "deleted");
+    assert_eq!(settled[0]["text"], serde_json::Value::Null);
+    let (status, reported) = report(fine, "念のため").await;
+    assert_eq!(status, 201);
+    let id = reported["id"].as_i64().expect("id");
+    let (status, _) = beth
+        .post(&format!("/api/v1/reports/{id}/dismiss"), json!({}))
+        .await;
+    assert_eq!(status, 403);
+    let dismissed = adam
+        .ok(Method::POST, &format!("/api/v1/reports/{id}/dismiss"), None)
+        .await;
+    assert_eq!(dismissed["state"], "dismissed");
+    let (status, _) = adam
+        .post(&format!("/api/v1/reports/{id}/dismiss"), json!({}))
+        .await;
+    assert_eq!(status, 409);
 }

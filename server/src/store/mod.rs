@@ -18,7 +18,8 @@ use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, User
 
 pub use postgres::PgStore;
 pub use registry::{
-    ArchiveCandidate, GroupDetailsRecord, InvitationStep, Registry, ReviewRow, StatusChange,
+    ArchiveCandidate, GroupDetailsRecord, InvitationStep, PostFilter, Registry, ReportRow,
+    ReviewRow, StatusChange,
 };
 pub use sqlite::SqliteStore;
 

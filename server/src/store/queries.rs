@@ -82,7 +82,7 @@ pub(super) fn group_record(row: GroupRow) -> Result<GroupRecord, StoreError> {
 
 /// An event with its author (`a_…`) and subject (`s_…`).
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(super) struct EventRow {
     group_id: i64,
     seq: i64,
     created_at: i64,
@@ -110,7 +110,8 @@ struct EventRow {
     s_facility_name: Option<String>,
 }
 
-const EVENT_SELECT: &str = "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
+pub(super) const EVENT_SELECT: &str =
+    "SELECT e.group_id, e.seq, e.created_at, e.kind, e.client_id, e.text, \
      e.target_seq, e.deleted_at, e.due_at, \
      a.id AS a_id, a.login AS a_login, a.display_name AS a_name, a.profession AS a_profession, \
      a.role AS a_role, a.status AS a_status, a.facility_id AS a_facility_id, \
@@ -152,7 +153,7 @@ fn optional_user(
     }
 }
 
-fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
+pub(super) fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
     let (group, seq) = (row.group_id, row.seq);
     let author = optional_user(
         row.a_id,
@@ -644,6 +645,17 @@ macro_rules! sql_store {
                         sqlx::query(
                             "UPDATE events SET text = NULL, subject_id = $3, deleted_at = $4 \
                              WHERE group_id = $1 AND seq = $2",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .bind(by)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                        // Reports of it are settled by its deletion.
+                        sqlx::query(
+                            "UPDATE reports SET state = 'deleted', handled_by = $3, handled_at = $4 \
+                             WHERE group_id = $1 AND seq = $2 AND state = 'open'",
                         )
                         .bind(group)
                         .bind(seq)

@@ -10,10 +10,13 @@ use renkei_protocol::api::{
 };
 use renkei_protocol::{FacilityRef, GroupId, Millis, Role, UserId, UserProfile};
 
-use super::queries::{group_record, user_record, GroupRow, UserRow, GROUP_COLUMNS, USER_COLUMNS};
+use super::queries::{
+    event_record, group_record, user_record, EventRow, GroupRow, UserRow, EVENT_SELECT,
+    GROUP_COLUMNS, USER_COLUMNS,
+};
 use super::{
     facility_status_name, parse_facility_status, parse_role, parse_signer, parse_status, role_name,
-    status_name, GroupRecord, NewUser, StoreError, UserRecord,
+    status_name, EventRecord, GroupRecord, NewUser, StoreError, UserRecord,
 };
 
 /// A group with everything its details page shows.
@@ -49,6 +52,38 @@ pub struct ArchiveCandidate {
     pub last_activity: Millis,
     /// When the process told the group it would be archived, if it did.
     pub notice_at: Option<Millis>,
+}
+
+/// A report of a post, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReportRow {
+    pub id: i64,
+    pub state: String,
+    pub group_id: i64,
+    pub group_name: String,
+    pub owner: Option<i64>,
+    pub seq: i64,
+    pub reporter_id: i64,
+    pub reason: String,
+    pub created_at: i64,
+    pub handled_by: Option<i64>,
+    pub handled_at: Option<i64>,
+}
+
+const REPORT_SELECT: &str = "SELECT r.id, r.state, r.group_id, g.name AS group_name, \
+     g.owner_facility_id AS owner, r.seq, r.reporter_id, r.reason, r.created_at, r.handled_by, \
+     r.handled_at FROM reports r JOIN care_groups g ON g.id = r.group_id";
+
+/// Which posts the monitoring view shows.
+#[derive(Debug, Clone, Default)]
+pub struct PostFilter {
+    pub group: Option<GroupId>,
+    pub author: Option<UserId>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    /// Text the post contains.
+    pub text: Option<String>,
+    pub limit: u32,
 }
 
 /// A step an invitation takes.
@@ -178,6 +213,38 @@ pub trait Registry: Send + Sync {
         facility: Option<i64>,
         all: bool,
     ) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Stores a member's report of the post at (`group`, `seq`); `NotFound` when there is
+    /// no such post (or it was deleted).
+    async fn create_report(
+        &self,
+        group: GroupId,
+        seq: i64,
+        reporter: UserId,
+        reason: &str,
+        at: Millis,
+    ) -> Result<i64, StoreError>;
+    /// Reports on posts in the groups `facility` owns (every group: `None`), of one state
+    /// or all, newest first, at most 500.
+    async fn reports(
+        &self,
+        facility: Option<i64>,
+        state: Option<&str>,
+    ) -> Result<Vec<ReportRow>, StoreError>;
+    async fn report(&self, id: i64) -> Result<Option<ReportRow>, StoreError>;
+    /// Closes an open report as `state`; `Conflict` when it is not open.
+    async fn close_report(
+        &self,
+        id: i64,
+        state: &str,
+        by: UserId,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+    /// Posts (not deleted) in the groups `facility` owns, newest first, that match.
+    async fn monitor(
+        &self,
+        facility: i64,
+        filter: &PostFilter,
+    ) -> Result<Vec<EventRecord>, StoreError>;
     /// Claims this interval's run of a job: true on exactly one node per `every` ms.
     async fn claim_job(&self, name: &str, now: Millis, every: Millis) -> Result<bool, StoreError>;
     /// Every patient group not archived, with its last activity and archive notice.
@@ -934,6 +1001,111 @@ macro_rules! registry_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter().map(group_record).collect()
+            }
+
+            async fn create_report(
+                &self,
+                group: GroupId,
+                seq: i64,
+                reporter: UserId,
+                reason: &str,
+                at: Millis,
+            ) -> Result<i64, StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO reports (group_id, seq, reporter_id, reason, created_at) \
+                     SELECT group_id, seq, $3, $4, $5 FROM events WHERE group_id = $1 \
+                     AND seq = $2 AND kind = 'post' AND deleted_at IS NULL RETURNING id",
+                )
+                .bind(group)
+                .bind(seq)
+                .bind(reporter)
+                .bind(reason)
+                .bind(at)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|(id,)| id).ok_or(StoreError::NotFound("post"))
+            }
+
+            async fn reports(
+                &self,
+                facility: Option<i64>,
+                state: Option<&str>,
+            ) -> Result<Vec<ReportRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(REPORT_SELECT);
+                query.push(" WHERE 1 = 1");
+                if let Some(facility) = facility {
+                    query.push(" AND g.owner_facility_id = ").push_bind(facility);
+                }
+                if let Some(state) = state {
+                    query.push(" AND r.state = ").push_bind(state);
+                }
+                query.push(" ORDER BY r.id DESC LIMIT 500");
+                Ok(query.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn report(&self, id: i64) -> Result<Option<ReportRow>, StoreError> {
+                let sql = format!("{REPORT_SELECT} WHERE r.id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn close_report(
+                &self,
+                id: i64,
+                state: &str,
+                by: UserId,
+                at: Millis,
+            ) -> Result<(), StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE reports SET state = $2, handled_by = $3, handled_at = $4 \
+                     WHERE id = $1 AND state = 'open'",
+                )
+                .bind(id)
+                .bind(state)
+                .bind(by)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("the report is closed already"));
+                }
+                Ok(())
+            }
+
+            async fn monitor(
+                &self,
+                facility: i64,
+                filter: &PostFilter,
+            ) -> Result<Vec<EventRecord>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(EVENT_SELECT);
+                query
+                    .push(" JOIN care_groups g ON g.id = e.group_id WHERE g.owner_facility_id = ")
+                    .push_bind(facility)
+                    .push(" AND e.kind = 'post' AND e.deleted_at IS NULL");
+                if let Some(group) = filter.group {
+                    query.push(" AND e.group_id = ").push_bind(group);
+                }
+                if let Some(author) = filter.author {
+                    query.push(" AND e.author_id = ").push_bind(author);
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND e.created_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND e.created_at < ").push_bind(until);
+                }
+                if let Some(text) = &filter.text {
+                    // The text as typed: its LIKE wildcards are escaped.
+                    let pattern = format!(
+                        "%{}%",
+                        text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                    );
+                    query.push(" AND e.text LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+                }
+                query
+                    .push(" ORDER BY e.created_at DESC, e.seq DESC LIMIT ")
+                    .push_bind(i64::from(filter.limit));
+                let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(event_record).collect()
             }
 
             async fn claim_job(&self, name: &str, now: Millis, every: Millis) -> Result<bool, StoreError> {
