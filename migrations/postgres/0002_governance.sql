@@ -53,8 +53,9 @@ ALTER TABLE care_groups ADD COLUMN consent_signed_on TEXT;
 ALTER TABLE care_groups ADD COLUMN consent_copy_sent_on TEXT;
 -- A group the system keeps (the admins' room); NULL for every other group.
 ALTER TABLE care_groups ADD COLUMN system TEXT;
--- When the archive process told the group it will be archived for inactivity.
+-- When the archive process told the group it will be archived for inactivity, and for when.
 ALTER TABLE care_groups ADD COLUMN archive_notice_at BIGINT;
+ALTER TABLE care_groups ADD COLUMN archive_due_at BIGINT;
 CREATE UNIQUE INDEX care_groups_system ON care_groups (system) WHERE system IS NOT NULL;
 
 INSERT INTO care_groups (kind, name, system, created_at)

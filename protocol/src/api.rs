@@ -404,6 +404,9 @@ pub struct ReviewMember {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReviewGroup {
     pub group: GroupSummary,
+    /// When the archive process will move this inactive group to the archive, if it gave
+    /// notice (a post before then withdraws it).
+    pub archive_after: Option<Millis>,
     pub members: Vec<ReviewMember>,
 }
 

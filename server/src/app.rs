@@ -79,6 +79,7 @@ pub async fn run(
             outbox_bytes: limits.outbox_bytes as usize,
             posts_per_second: limits.posts_per_second,
             post_burst: limits.post_burst,
+            archive_readable_by_members: config.archive_readable_by_members,
         },
         Arc::clone(&metrics),
     ));

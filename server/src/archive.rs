@@ -104,9 +104,10 @@ pub async fn history(
         return Err(HttpError::bad_request("before must be 0 or more"));
     }
     let (_, facts) = group::target(&app, &caller, id).await?;
-    if !facts.actor_is_member {
-        caller.may(Action::ViewArchive(facts))?;
-    }
+    // Members read as on the WebSocket; others only through the archive view.
+    caller
+        .may(Action::ReadGroup(facts))
+        .or_else(|_| caller.may(Action::ViewArchive(facts)))?;
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let mut records = app.store.events_before(id, query.before, limit + 1).await?;
     let has_more = records.len() > limit as usize;

@@ -89,6 +89,10 @@ pub struct Config {
     /// …after a notice in the group (and to its owning admins) this many days before.
     #[arg(long, env = "RENKEI_ARCHIVE_NOTICE_DAYS", default_value_t = 14)]
     pub archive_notice_days: u32,
+    /// Whether the members of an archived group keep reading it (the owning facility's
+    /// admins and the operator always can).
+    #[arg(long, env = "RENKEI_ARCHIVE_READABLE_BY_MEMBERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub archive_readable_by_members: bool,
     /// How often the archive process runs, in seconds, once across all nodes; 0 turns it
     /// off.
     #[arg(long, env = "RENKEI_ARCHIVE_JOB_SECONDS", default_value_t = 3600)]

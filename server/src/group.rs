@@ -42,6 +42,7 @@ pub async fn target(
         archived: details.group.archived,
         needs_consent: details.group.needs_consent,
         admins_room: details.group.admins_room,
+        members_read_archive: app.config.archive_readable_by_members,
     };
     Ok((details, facts))
 }
@@ -263,6 +264,12 @@ pub async fn review(
         .unwrap_or(app.config.review_inactive_days)
         .min(36_500);
     let since = clock::now_ms() - i64::from(inactive_days) * 86_400_000;
+    let notices: std::collections::HashMap<GroupId, i64> = app
+        .store
+        .archive_notices(facility)
+        .await?
+        .into_iter()
+        .collect();
     let mut groups: Vec<ReviewGroup> = app
         .store
         .owned_groups(facility)
@@ -270,6 +277,7 @@ pub async fn review(
         .iter()
         .map(|group| ReviewGroup {
             group: wire::group_summary(group),
+            archive_after: notices.get(&group.id).copied(),
             members: Vec::new(),
         })
         .collect();

@@ -34,6 +34,8 @@ pub struct HubLimits {
     pub outbox_bytes: usize,
     pub posts_per_second: u32,
     pub post_burst: u32,
+    /// Whether members keep reading a group once it is archived.
+    pub archive_readable_by_members: bool,
 }
 
 #[derive(Default)]
@@ -175,6 +177,7 @@ impl Hub {
                 archived: entry.record.archived,
                 needs_consent: entry.record.needs_consent,
                 admins_room: entry.record.admins_room,
+                members_read_archive: self.limits.archive_readable_by_members,
             },
             None => GroupFacts::default(),
         }
@@ -426,6 +429,7 @@ mod tests {
             outbox_bytes: 1 << 20,
             posts_per_second: 1,
             post_burst: 1,
+            archive_readable_by_members: true,
         };
         Arc::new(Hub::new(directory, limits, Arc::new(Metrics::new())))
     }

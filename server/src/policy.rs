@@ -28,6 +28,8 @@ pub struct GroupFacts {
     pub needs_consent: bool,
     /// The admins' room: its membership follows the admin role, nobody else changes it.
     pub admins_room: bool,
+    /// Whether members keep reading the group once it is archived (a setting).
+    pub members_read_archive: bool,
 }
 
 /// What the policy needs to know of a user an action targets.
@@ -170,6 +172,8 @@ pub enum Denial {
     NotDeleter,
     #[error("the group is not archived")]
     NotArchived,
+    #[error("the group is archived; its history is open to the owning facility's admins")]
+    ArchiveClosed,
 }
 
 impl Action {
@@ -218,7 +222,13 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
         }
     }
     match action {
-        Action::ReadGroup(group) => member(&group),
+        Action::ReadGroup(group) => {
+            member(&group)?;
+            allow(
+                !group.archived || group.members_read_archive,
+                Denial::ArchiveClosed,
+            )
+        }
         Action::PostToGroup(group) => {
             member(&group)?;
             allow(!group.archived, Denial::GroupArchived)?;
@@ -303,8 +313,9 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
         Action::ReportPost(group) => member(&group),
         Action::ViewArchive(group) => {
             allow(group.exists, Denial::NotMember)?;
+            let as_member = group.actor_is_member && group.members_read_archive;
             allow(
-                group.actor_is_member || owning_admin(&group) || operator,
+                as_member || owning_admin(&group) || operator,
                 Denial::NotMember,
             )?;
             allow(group.archived, Denial::NotArchived)
@@ -344,6 +355,7 @@ mod tests {
     fn group(actor: &Actor, relationship: &str) -> GroupFacts {
         let base = GroupFacts {
             exists: true,
+            members_read_archive: true,
             ..GroupFacts::default()
         };
         match relationship {
@@ -374,6 +386,13 @@ mod tests {
             "member, archived" => GroupFacts {
                 actor_is_member: true,
                 archived: true,
+                owner: Some(OTHER_FACILITY),
+                ..base
+            },
+            "member, archive closed to members" => GroupFacts {
+                actor_is_member: true,
+                archived: true,
+                members_read_archive: false,
                 owner: Some(OTHER_FACILITY),
                 ..base
             },

@@ -131,7 +131,8 @@ pub fn denial_code(denial: Denial) -> ErrorCode {
         | Denial::Unavailable
         | Denial::OwnAccount
         | Denial::NotDeleter
-        | Denial::NotArchived => ErrorCode::Forbidden,
+        | Denial::NotArchived
+        | Denial::ArchiveClosed => ErrorCode::Forbidden,
     }
 }
 

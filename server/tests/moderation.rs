@@ -12,6 +12,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 on_both_backends!(
+    the_archive_notice_shows_in_the_review_and_a_post_withdraws_it,
+    an_archive_can_be_closed_to_its_members,
     members_report_and_admins_watch_delete_or_dismiss,
     a_deleted_post_leaves_the_system_and_its_record_stays,
     an_archived_group_takes_no_posts_and_comes_back,
@@ -513,4 +515,108 @@ async fn members_report_and_admins_watch_delete_or_dismiss(backend: Backend) {
         .post(&format!("/api/v1/reports/{id}/dismiss"), json!({}))
         .await;
     assert_eq!(status, 409);
+}
+
+async fn the_archive_notice_shows_in_the_review_and_a_post_withdraws_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.archive_job_seconds = 1).await;
+    let f = app.fixture.clone();
+    let adam = app
+        .api(
+            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
+                .await,
+        )
+        .await;
+    let review_path = format!("/api/v1/facilities/{}/review", f.facility);
+    let group = |review: &serde_json::Value| {
+        review["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["group"]["id"] == f.patient_group))
+            .cloned()
+            .expect("reviewed")
+    };
+    // The fixture's groups date from 1970: the first run gives notice, 14 days ahead; the
+    // admin view shows it…
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..50 {
+        shown = group(&adam.ok(Method::GET, &review_path, None).await)["archive_after"].clone();
+        if !shown.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let in_14_days = renkei::clock::now_ms() + 14 * 86_400_000;
+    let archive_after = shown.as_i64().expect("a notice");
+    assert!(
+        (archive_after - in_14_days).abs() < 60_000,
+        "{archive_after}"
+    );
+    // …and so does the group, to its members.
+    let mut alice = app.client(f.alice).await;
+    let events = alice.sync(f.patient_group, 0).await;
+    assert!(events.iter().any(
+        |e| matches!(e.data, EventData::ArchiveNotice { archive_after: a } if a == archive_after)
+    ));
+    // A post withdraws it at the next run.
+    alice
+        .post_acked(f.patient_group, "alive", "まだ訪問しています")
+        .await;
+    let mut withdrawn = false;
+    for _ in 0..50 {
+        let review = adam.ok(Method::GET, &review_path, None).await;
+        if group(&review)["archive_after"].is_null() {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(withdrawn, "the notice was withdrawn");
+    assert!(
+        !app.store
+            .group_details(f.patient_group)
+            .await
+            .expect("read")
+            .expect("group")
+            .group
+            .archived
+    );
+}
+
+async fn an_archive_can_be_closed_to_its_members(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.archive_readable_by_members = false).await;
+    let f = app.fixture.clone();
+    let adam = app
+        .api(
+            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
+                .await,
+        )
+        .await;
+    let mut alice = app.client(f.alice).await;
+    alice.sync(f.patient_group, 0).await;
+    adam.ok(
+        Method::POST,
+        &format!("/api/v1/groups/{}/archive", f.patient_group),
+        None,
+    )
+    .await;
+    alice.next_event().await;
+    alice
+        .send(&ClientMessage::History {
+            group: f.patient_group,
+            before: None,
+            limit: None,
+        })
+        .await;
+    assert_eq!(alice.next_error().await.code, ErrorCode::Forbidden);
+    let (status, _) = app
+        .api(f.alice)
+        .await
+        .get(&format!("/api/v1/groups/{}/history", f.patient_group))
+        .await;
+    assert_eq!(status, 403);
+    adam.ok(
+        Method::GET,
+        &format!("/api/v1/groups/{}/history", f.patient_group),
+        None,
+    )
+    .await;
 }

@@ -681,8 +681,8 @@ macro_rules! sql_store {
                         let archive = matches!(change, Change::Archive { .. });
                         let query = if archive {
                             sqlx::query(
-                                "UPDATE care_groups SET archived_at = $2, archive_notice_at = NULL \
-                                 WHERE id = $1 AND archived_at IS NULL",
+                                "UPDATE care_groups SET archived_at = $2, archive_notice_at = NULL, \
+                                 archive_due_at = NULL WHERE id = $1 AND archived_at IS NULL",
                             )
                             .bind(group)
                             .bind(at)
@@ -702,12 +702,16 @@ macro_rules! sql_store {
                             }));
                         }
                     }
-                    Change::ArchiveNotice { .. } => {
-                        sqlx::query("UPDATE care_groups SET archive_notice_at = $2 WHERE id = $1")
-                            .bind(group)
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
+                    Change::ArchiveNotice { archive_after } => {
+                        sqlx::query(
+                            "UPDATE care_groups SET archive_notice_at = $2, archive_due_at = $3 \
+                             WHERE id = $1",
+                        )
+                        .bind(group)
+                        .bind(at)
+                        .bind(archive_after)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     Change::Consent { consent, .. } => {
                         sqlx::query(

@@ -249,6 +249,9 @@ pub trait Registry: Send + Sync {
     async fn claim_job(&self, name: &str, now: Millis, every: Millis) -> Result<bool, StoreError>;
     /// Every patient group not archived, with its last activity and archive notice.
     async fn archive_candidates(&self) -> Result<Vec<ArchiveCandidate>, StoreError>;
+    /// The groups `facility` owns that the archive process gave notice to, with when it
+    /// will archive them.
+    async fn archive_notices(&self, facility: i64) -> Result<Vec<(GroupId, Millis)>, StoreError>;
     /// Forgets an archive notice (the group became active again).
     async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError>;
     /// The groups a facility owns (also those without members), by id.
@@ -1150,8 +1153,24 @@ macro_rules! registry_store {
                     .collect())
             }
 
+            async fn archive_notices(
+                &self,
+                facility: i64,
+            ) -> Result<Vec<(GroupId, Millis)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, archive_due_at FROM care_groups WHERE owner_facility_id = $1 \
+                     AND archived_at IS NULL AND archive_due_at IS NOT NULL ORDER BY id",
+                )
+                .bind(facility)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError> {
-                sqlx::query("UPDATE care_groups SET archive_notice_at = NULL WHERE id = $1")
+                sqlx::query(
+                    "UPDATE care_groups SET archive_notice_at = NULL, archive_due_at = NULL \
+                     WHERE id = $1",
+                )
                     .bind(group)
                     .execute(&self.pool)
                     .await?;
