@@ -35,3 +35,17 @@ CREATE TABLE reports (
     handled_at   BIGINT
 );
 CREATE INDEX reports_group ON reports (group_id, state);
+
+-- Retention: archived groups purged for good (off unless RENKEI_RETENTION_DAYS is set).
+-- What remains is that it happened: no name, no patient, no text; the number of events
+-- and deletions it held and a SHA-256 over its posts' hashes, for an audit.
+CREATE TABLE purges (
+    id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_id           BIGINT NOT NULL,
+    owner_facility_id  BIGINT,
+    archived_at        BIGINT NOT NULL,
+    purged_at          BIGINT NOT NULL,
+    events             BIGINT NOT NULL,
+    deletions          BIGINT NOT NULL,
+    content_digest     BYTEA NOT NULL
+);

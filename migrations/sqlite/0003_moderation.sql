@@ -35,3 +35,17 @@ CREATE TABLE reports (
     handled_at   INTEGER
 );
 CREATE INDEX reports_group ON reports (group_id, state);
+
+-- Retention: archived groups purged for good (off unless RENKEI_RETENTION_DAYS is set).
+-- What remains is that it happened: no name, no patient, no text; the number of events
+-- and deletions it held and a SHA-256 over its posts' hashes, for an audit.
+CREATE TABLE purges (
+    id                 INTEGER PRIMARY KEY,
+    group_id           INTEGER NOT NULL,
+    owner_facility_id  INTEGER,
+    archived_at        INTEGER NOT NULL,
+    purged_at          INTEGER NOT NULL,
+    events             INTEGER NOT NULL,
+    deletions          INTEGER NOT NULL,
+    content_digest     BLOB NOT NULL
+);

@@ -195,7 +195,24 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
         membership::change(app, *group, change).await?;
         tracing::info!(group, ?step, "archive process");
     }
-    Ok(steps.len())
+    let mut purged = 0;
+    if let Some(before) = retention_cutoff(&app.config) {
+        for group in app.store.purge_candidates(before).await? {
+            app.store
+                .purge_group(group, before, crate::clock::now_ms())
+                .await?;
+            app.bus.control(crate::hub::Control::GroupPurged { group });
+            tracing::info!(group, "archived group purged (retention)");
+            purged += 1;
+        }
+    }
+    Ok(steps.len() + purged)
+}
+
+/// Groups archived before this are purged, when retention is on.
+fn retention_cutoff(config: &Config) -> Option<Millis> {
+    (config.retention_days > 0)
+        .then(|| crate::clock::now_ms() - i64::from(config.retention_days) * DAY)
 }
 
 /// Runs the process every `archive_job_seconds`, on whichever node claims the interval
@@ -258,6 +275,14 @@ pub async fn dry_run(store: &dyn Store, config: &Config) -> Result<String, Store
             Step::Withdraw => "withdraw the notice (active again)".to_string(),
         };
         out.push_str(&format!("  group {group} {name}: {what}\n"));
+    }
+    if let Some(before) = retention_cutoff(config) {
+        for group in store.purge_candidates(before).await? {
+            out.push_str(&format!(
+                "  group {group}: purge (archived more than {} days ago)\n",
+                config.retention_days
+            ));
+        }
     }
     Ok(out)
 }

@@ -93,6 +93,10 @@ pub struct Config {
     /// admins and the operator always can).
     #[arg(long, env = "RENKEI_ARCHIVE_READABLE_BY_MEMBERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub archive_readable_by_members: bool,
+    /// Retention: archived groups archived this many days ago are purged for good by the
+    /// archive process, with the erase guarantees of deletion; 0 (the default) keeps them.
+    #[arg(long, env = "RENKEI_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
     /// How often the archive process runs, in seconds, once across all nodes; 0 turns it
     /// off.
     #[arg(long, env = "RENKEI_ARCHIVE_JOB_SECONDS", default_value_t = 3600)]

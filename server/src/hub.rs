@@ -80,6 +80,8 @@ pub enum Control {
     Restricted { user: UserId, restricted: bool },
     /// A notice (a serialized server message) for every socket of a user.
     Notice { user: UserId, frame: String },
+    /// A group was purged for good (retention): it no longer exists.
+    GroupPurged { group: GroupId },
 }
 
 /// Events missing from a group's sequence: `after < seq <= upto` has not arrived.
@@ -275,6 +277,16 @@ impl Hub {
             Control::AccountEnded { user } => self.each_socket(*user, |outbox| {
                 outbox.end(ACCOUNT_ENDED);
             }),
+            Control::GroupPurged { group } => {
+                let mut state = self.write();
+                if let Some(entry) = state.groups.remove(group) {
+                    for member in entry.members {
+                        if let Some(user) = state.users.get_mut(&member) {
+                            user.groups.remove(group);
+                        }
+                    }
+                }
+            }
             Control::Restricted { user, restricted } => {
                 self.write().users.entry(*user).or_default().restricted = *restricted;
             }

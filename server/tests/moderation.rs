@@ -12,6 +12,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 on_both_backends!(
+    retention_purges_old_archived_groups_for_good,
     the_archive_notice_shows_in_the_review_and_a_post_withdraws_it,
     an_archive_can_be_closed_to_its_members,
     members_report_and_admins_watch_delete_or_dismiss,
@@ -180,17 +181,23 @@ async fn a_deleted_post_leaves_the_system_and_its_record_stays(backend: Backend)
         }
     };
     assert_eq!(recorded, [(f.alice, hash.to_vec())]);
-    if backend == Backend::Sqlite {
-        // Not even the files keep it (secure_delete and a checkpoint of the log).
-        let path = app.db.url.trim_start_matches("sqlite://").to_string();
-        for file in [path.clone(), format!("{path}-wal")] {
-            let bytes = std::fs::read(&file).unwrap_or_default();
-            let needle = "ZX-4471".as_bytes();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{file} still holds the text"
-            );
-        }
+    assert_files_free_of(&app, backend, "ZX-4471");
+}
+
+/// On SQLite, not even the database files keep `text` (secure_delete and a checkpoint
+/// of the log after every erase).
+fn assert_files_free_of(app: &TestApp, backend: Backend, text: &str) {
+    if backend != Backend::Sqlite {
+        return;
+    }
+    let path = app.db.url.trim_start_matches("sqlite://").to_string();
+    for file in [path.clone(), format!("{path}-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let needle = text.as_bytes();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{file} still holds {text:?}"
+        );
     }
 }
 
@@ -619,4 +626,94 @@ async fn an_archive_can_be_closed_to_its_members(backend: Backend) {
         None,
     )
     .await;
+}
+
+async fn retention_purges_old_archived_groups_for_good(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.retention_days = 30;
+        c.archive_job_seconds = 1;
+    })
+    .await;
+    let f = app.fixture.clone();
+    let adam = app
+        .api(
+            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
+                .await,
+        )
+        .await;
+    let mut alice = app.client(f.alice).await;
+    alice
+        .post_acked(f.patient_group, "old-1", "保管期限切れの記録 RT-9")
+        .await;
+    adam.ok(
+        Method::POST,
+        &format!("/api/v1/groups/{}/archive", f.patient_group),
+        None,
+    )
+    .await;
+    // Archived in 1970, as far as retention is concerned.
+    common::set_archived(&app.db.url, f.patient_group).await;
+    let mut purged = false;
+    for _ in 0..100 {
+        if app
+            .store
+            .group_details(f.patient_group)
+            .await
+            .expect("read")
+            .is_none()
+        {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(purged, "the process purged it");
+
+    let everything = every_value(&app, backend).await;
+    assert!(!everything.contains("RT-9"), "no trace of its posts");
+    assert!(!everything.contains("山田 太郎"), "nor of its patient");
+    assert_files_free_of(&app, backend, "RT-9");
+    let recorded: Vec<(i64, i64)> = match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("open");
+            sqlx::query_as("SELECT group_id, events FROM purges ORDER BY group_id")
+                .fetch_all(&pool)
+                .await
+                .expect("purges")
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("open");
+            sqlx::query_as("SELECT group_id, events FROM purges ORDER BY group_id")
+                .fetch_all(&pool)
+                .await
+                .expect("purges")
+        }
+    };
+    assert!(
+        recorded
+            .iter()
+            .any(|(g, events)| *g == f.patient_group && *events >= 3),
+        "the purge is recorded: {recorded:?}"
+    );
+    // Members find nothing left; the group is gone from every list.
+    alice
+        .send(&ClientMessage::History {
+            group: f.patient_group,
+            before: None,
+            limit: None,
+        })
+        .await;
+    loop {
+        match alice.recv().await {
+            renkei_protocol::ServerMessage::Error(error) => {
+                assert_eq!(error.code, ErrorCode::NotMember);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let listed = adam.ok(Method::GET, "/api/v1/archive", None).await;
+    assert!(!listed
+        .to_string()
+        .contains(&format!("\"id\":{}", f.patient_group)));
 }

@@ -252,6 +252,17 @@ pub trait Registry: Send + Sync {
     /// The groups `facility` owns that the archive process gave notice to, with when it
     /// will archive them.
     async fn archive_notices(&self, facility: i64) -> Result<Vec<(GroupId, Millis)>, StoreError>;
+    /// Archived groups archived before `archived_before`, for retention, by id.
+    async fn purge_candidates(&self, archived_before: Millis) -> Result<Vec<GroupId>, StoreError>;
+    /// Purges an archived group for good — its events, members, invitations, reports and
+    /// deletion records, then the group — and records the purge. `NotFound` unless the
+    /// group exists and was archived before `archived_before`.
+    async fn purge_group(
+        &self,
+        group: GroupId,
+        archived_before: Millis,
+        at: Millis,
+    ) -> Result<(), StoreError>;
     /// Forgets an archive notice (the group became active again).
     async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError>;
     /// The groups a facility owns (also those without members), by id.
@@ -1164,6 +1175,82 @@ macro_rules! registry_store {
                 .bind(facility)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn purge_candidates(
+                &self,
+                archived_before: Millis,
+            ) -> Result<Vec<GroupId>, StoreError> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM care_groups WHERE archived_at IS NOT NULL \
+                     AND archived_at < $1 ORDER BY id",
+                )
+                .bind(archived_before)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn purge_group(
+                &self,
+                group: GroupId,
+                archived_before: Millis,
+                at: Millis,
+            ) -> Result<(), StoreError> {
+                use sha2::{Digest as _, Sha256};
+                let mut tx = self.begin_write().await?;
+                let sql = concat!(
+                    "SELECT owner_facility_id, archived_at FROM care_groups WHERE id = $1 \
+                     AND archived_at IS NOT NULL AND archived_at < $2",
+                    $lock
+                );
+                let row: Option<(Option<i64>, i64)> = sqlx::query_as(sql)
+                    .bind(group)
+                    .bind(archived_before)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (owner, archived_at) = row.ok_or(StoreError::NotFound("archived group"))?;
+                let hashes: Vec<(Option<Vec<u8>>,)> = sqlx::query_as(
+                    "SELECT content_hash FROM events WHERE group_id = $1 ORDER BY seq",
+                )
+                .bind(group)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut digest = Sha256::new();
+                for (hash,) in &hashes {
+                    digest.update(hash.as_deref().unwrap_or_default());
+                }
+                let (deletions,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM deletions WHERE group_id = $1")
+                        .bind(group)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO purges (group_id, owner_facility_id, archived_at, purged_at, \
+                     events, deletions, content_digest) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(group)
+                .bind(owner)
+                .bind(archived_at)
+                .bind(at)
+                .bind(hashes.len() as i64)
+                .bind(deletions)
+                .bind(digest.finalize().to_vec())
+                .execute(&mut *tx)
+                .await?;
+                for table in ["reports", "invitations", "deletions", "memberships", "events"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE group_id = $1"))
+                        .bind(group)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("DELETE FROM care_groups WHERE id = $1")
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.erase_residue().await;
+                Ok(())
             }
 
             async fn clear_archive_notice(&self, group: GroupId) -> Result<(), StoreError> {
