@@ -188,20 +188,17 @@ impl Connection {
         }
     }
 
-    /// The user as the policy sees them, restricted or not as this node last heard.
-    fn actor(&self) -> Actor {
-        Actor {
+    /// Asks the policy about an action on `group`, with what this node's hub knows of the
+    /// user and the group; the error to answer with if denied.
+    fn refusal(&self, group: GroupId, action: fn(GroupFacts) -> Action) -> Option<ErrorBody> {
+        let (restricted, facts) = self.app.hub.facts(self.user.id, group);
+        let actor = Actor {
             id: self.user.id,
             role: self.user.role,
             facility: self.user.facility_id,
-            restricted: self.app.hub.restricted(self.user.id),
-        }
-    }
-
-    /// Asks the policy about an action on `group`; the error to answer with if denied.
-    fn refusal(&self, group: GroupId, action: fn(GroupFacts) -> Action) -> Option<ErrorBody> {
-        let facts = self.app.hub.facts(self.user.id, group);
-        policy::authorize(&self.actor(), action(facts))
+            restricted,
+        };
+        policy::authorize(&actor, action(facts))
             .err()
             .map(|denial| wire::group_error(wire::denial_code(denial), denial.to_string(), group))
     }

@@ -168,10 +168,13 @@ impl Hub {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What the policy needs to know about `user` and `group`.
-    pub fn facts(&self, user: UserId, group: GroupId) -> GroupFacts {
+    /// What the policy needs to know about `user` and `group`: whether the user is
+    /// restricted to reading (as this node last heard), and the group's facts. One look
+    /// under the lock, for every post.
+    pub fn facts(&self, user: UserId, group: GroupId) -> (bool, GroupFacts) {
         let state = self.read();
-        match state.groups.get(&group) {
+        let restricted = state.users.get(&user).is_some_and(|u| u.restricted);
+        let facts = match state.groups.get(&group) {
             Some(entry) => GroupFacts {
                 exists: true,
                 actor_is_member: entry.members.contains(&user),
@@ -182,12 +185,8 @@ impl Hub {
                 members_read_archive: self.limits.archive_readable_by_members,
             },
             None => GroupFacts::default(),
-        }
-    }
-
-    /// Whether `user` is restricted to reading, as this node last heard.
-    pub fn restricted(&self, user: UserId) -> bool {
-        self.read().users.get(&user).is_some_and(|u| u.restricted)
+        };
+        (restricted, facts)
     }
 
     /// The latest sequence number the hub has delivered for `group`.
@@ -495,15 +494,15 @@ mod tests {
             )),
             None
         );
-        assert!(hub.facts(20, 1).actor_is_member);
+        assert!(hub.facts(20, 1).1.actor_is_member);
         assert_eq!(hub.deliver(event(2)), None);
         assert_eq!(hub.deliver(change(1, 3, Effect::Left { user: 20 })), None);
-        assert!(!hub.facts(20, 1).actor_is_member);
+        assert!(!hub.facts(20, 1).1.actor_is_member);
         assert_eq!(hub.deliver(event(4)), None);
         let seqs: Vec<Seq> = newcomer.outbox.take().iter().map(|d| d.seq).collect();
         assert_eq!(seqs, [1, 2, 3], "the departure is seen, nothing after it");
         // Group 9 was created elsewhere: its first event (the creator's join) teaches it.
-        assert!(!hub.facts(20, 9).exists);
+        assert!(!hub.facts(20, 9).1.exists);
         assert_eq!(
             hub.deliver(change(
                 9,
@@ -515,7 +514,7 @@ mod tests {
             )),
             None
         );
-        assert!(hub.facts(20, 9).actor_is_member);
+        assert!(hub.facts(20, 9).1.actor_is_member);
         assert_eq!(newcomer.outbox.take().len(), 1);
         // A change that arrives early waits for its turn like any event.
         let rename = change(
