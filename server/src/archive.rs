@@ -301,7 +301,6 @@ mod tests {
         ArchiveCandidate {
             group: 1,
             name: "g".into(),
-            owner: None,
             last_activity,
             notice_at,
         }

@@ -85,17 +85,10 @@ pub async fn announce_account(app: &App, user: UserId) -> Result<(), HttpError> 
     if let Some(details) = app.store.user(user).await? {
         let restricted = details.status == renkei_protocol::AccountStatus::Restricted;
         app.bus.control(Control::Restricted { user, restricted });
-        let profile = renkei_protocol::UserProfile {
-            id: details.id,
-            name: details.name.clone(),
-            profession: details.profession.clone(),
-            facility: details.facility.clone(),
-            role: details.role,
-        };
         app.bus.notify(
             user,
             &ServerMessage::Account {
-                user: profile,
+                user: crate::wire::details_profile(&details),
                 status: details.status,
             },
         );

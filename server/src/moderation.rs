@@ -15,7 +15,6 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use renkei_protocol::api::{DeletePost, MonitoredPost, ReportRequest, ReportState, ReportView};
-use renkei_protocol::UserProfile;
 
 use crate::api::{Caller, Id, Ids};
 use crate::app::App;
@@ -92,13 +91,7 @@ async fn report_view(app: &App, row: ReportRow) -> Result<ReportView, HttpError>
         seq: row.seq,
         author,
         text,
-        reporter: UserProfile {
-            id: reporter.id,
-            name: reporter.name,
-            profession: reporter.profession,
-            facility: reporter.facility,
-            role: reporter.role,
-        },
+        reporter: wire::details_profile(&reporter),
         reason: row.reason,
         created_at: row.created_at,
         handled_by: row.handled_by,

@@ -25,6 +25,17 @@ pub fn profile(user: &UserRecord) -> UserProfile {
     }
 }
 
+/// The public part of a user's details, as every other message shows a user.
+pub fn details_profile(user: &renkei_protocol::api::UserDetails) -> UserProfile {
+    UserProfile {
+        id: user.id,
+        name: user.name.clone(),
+        profession: user.profession.clone(),
+        facility: user.facility.clone(),
+        role: user.role,
+    }
+}
+
 /// A stored event as the protocol carries it.
 pub fn event(record: &EventRecord) -> GroupEvent {
     let data = match &record.body {

@@ -47,7 +47,6 @@ pub struct ReviewRow {
 pub struct ArchiveCandidate {
     pub group: GroupId,
     pub name: String,
-    pub owner: Option<i64>,
     /// The last post, or the group's creation when it has none.
     pub last_activity: Millis,
     /// When the process told the group it would be archived, if it did.
@@ -1144,8 +1143,8 @@ macro_rules! registry_store {
             }
 
             async fn archive_candidates(&self) -> Result<Vec<ArchiveCandidate>, StoreError> {
-                let rows: Vec<(i64, String, Option<i64>, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT g.id, g.name, g.owner_facility_id, COALESCE((SELECT MAX(e.created_at) \
+                let rows: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT g.id, g.name, COALESCE((SELECT MAX(e.created_at) \
                      FROM events e WHERE e.group_id = g.id AND e.kind = 'post'), g.created_at), \
                      g.archive_notice_at FROM care_groups g \
                      WHERE g.kind = 'patient' AND g.archived_at IS NULL ORDER BY g.id",
@@ -1154,10 +1153,9 @@ macro_rules! registry_store {
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(group, name, owner, last_activity, notice_at)| ArchiveCandidate {
+                    .map(|(group, name, last_activity, notice_at)| ArchiveCandidate {
                         group,
                         name,
-                        owner,
                         last_activity,
                         notice_at,
                     })
