@@ -400,9 +400,7 @@ async fn suspension_and_withdrawal_end_access_at_once(backend: Backend) {
 async fn the_last_admin_stays_and_the_admins_room_follows_the_role(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
-    let adam = app
-        .user(Some(f.facility), "adam@example.jp", Role::Admin)
-        .await;
+    let adam = f.adam;
     let adam_api = app.api(adam).await;
     let operator = app
         .api(app.user(None, "city@example.jp", Role::Operator).await)
@@ -479,12 +477,7 @@ async fn the_last_admin_stays_and_the_admins_room_follows_the_role(backend: Back
 async fn restriction_and_ban_take_effect_on_open_sockets(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
-    let adam = app
-        .api(
-            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
-                .await,
-        )
-        .await;
+    let adam = app.api(f.adam).await;
     let mut bob = app.client(f.bob).await;
     bob.sync(f.patient_group, 0).await;
 

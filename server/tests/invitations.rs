@@ -31,9 +31,7 @@ struct People {
 async fn people(app: &TestApp) -> People {
     let other = app.facility("ひまわり訪問看護").await;
     People {
-        adam: app
-            .user(Some(app.fixture.facility), "adam@example.jp", Role::Admin)
-            .await,
+        adam: app.fixture.adam,
         beth: app.user(Some(other), "beth@example.jp", Role::Admin).await,
         ben: app.user(Some(other), "ben@example.jp", Role::Staff).await,
     }

@@ -76,9 +76,7 @@ async fn every_value(app: &TestApp, backend: Backend) -> String {
 async fn a_deleted_post_leaves_the_system_and_its_record_stays(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
-    let adam = app
-        .user(Some(f.facility), "adam@example.jp", Role::Admin)
-        .await;
+    let adam = f.adam;
     let secret = "誤送信：別の患者さんの記録 ZX-4471";
     let mut alice = app.client(f.alice).await;
     let mut bob = app.client(f.bob).await;
@@ -204,9 +202,7 @@ fn assert_files_free_of(app: &TestApp, backend: Backend, text: &str) {
 async fn an_archived_group_takes_no_posts_and_comes_back(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
-    let adam = app
-        .user(Some(f.facility), "adam@example.jp", Role::Admin)
-        .await;
+    let adam = f.adam;
     let other = app.facility("ひまわり訪問看護").await;
     let ben = app.user(Some(other), "ben@example.jp", Role::Staff).await;
     let adam_api = app.api(adam).await;
@@ -347,9 +343,10 @@ async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
     .await;
     let f = app.fixture.clone();
 
-    // What it would do, without doing it: the fixture's groups date from 1970.
+    // What it would do, without doing it: with no inactivity allowed, every patient group
+    // gets its notice.
     let mut config = app.config.clone();
-    config.archive_after_days = 90;
+    config.archive_after_days = 0;
     config.archive_notice_days = 14;
     let plan = renkei::archive::dry_run(app.store.as_ref(), &config)
         .await
@@ -391,8 +388,27 @@ async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
         matches!(archived.data, EventData::GroupArchived { by: None }),
         "{archived:?}"
     );
-    // Give the nodes a few more runs: nothing more happens, on either of them.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Two more runs of the process (whichever node claims them): nothing more happens.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("open");
+    let last_run = async || -> i64 {
+        sqlx::query_as::<_, (i64,)>("SELECT last_run_at FROM jobs WHERE name = 'archive'")
+            .fetch_one(&pool)
+            .await
+            .expect("the job's row")
+            .0
+    };
+    let mut runs = vec![last_run().await];
+    for _ in 0..100 {
+        if runs.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = last_run().await;
+        if Some(&now) != runs.last() {
+            runs.push(now);
+        }
+    }
+    assert_eq!(runs.len(), 3, "two more runs were claimed: {runs:?}");
     let events = app
         .store
         .events_after(f.patient_group, 0, i64::MAX, 100)
@@ -409,12 +425,7 @@ async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
 async fn members_report_and_admins_watch_delete_or_dismiss(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
-    let adam = app
-        .api(
-            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
-                .await,
-        )
-        .await;
+    let adam = app.api(f.adam).await;
     let other = app.facility("ひまわり訪問看護").await;
     let beth = app
         .api(app.user(Some(other), "beth@example.jp", Role::Admin).await)
@@ -525,14 +536,13 @@ async fn members_report_and_admins_watch_delete_or_dismiss(backend: Backend) {
 }
 
 async fn the_archive_notice_shows_in_the_review_and_a_post_withdraws_it(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.archive_job_seconds = 1).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.archive_after_days = 0;
+        c.archive_job_seconds = 1;
+    })
+    .await;
     let f = app.fixture.clone();
-    let adam = app
-        .api(
-            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
-                .await,
-        )
-        .await;
+    let adam = app.api(f.adam).await;
     let review_path = format!("/api/v1/facilities/{}/review", f.facility);
     let group = |review: &serde_json::Value| {
         review["groups"]
@@ -541,7 +551,7 @@ async fn the_archive_notice_shows_in_the_review_and_a_post_withdraws_it(backend:
             .cloned()
             .expect("reviewed")
     };
-    // The fixture's groups date from 1970: the first run gives notice, 14 days ahead; the
+    // No inactivity allowed: the first run gives notice, 14 days ahead; the
     // admin view shows it…
     let mut shown = serde_json::Value::Null;
     for _ in 0..50 {
@@ -591,12 +601,7 @@ async fn the_archive_notice_shows_in_the_review_and_a_post_withdraws_it(backend:
 async fn an_archive_can_be_closed_to_its_members(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.archive_readable_by_members = false).await;
     let f = app.fixture.clone();
-    let adam = app
-        .api(
-            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
-                .await,
-        )
-        .await;
+    let adam = app.api(f.adam).await;
     let mut alice = app.client(f.alice).await;
     alice.sync(f.patient_group, 0).await;
     adam.ok(
@@ -635,12 +640,7 @@ async fn retention_purges_old_archived_groups_for_good(backend: Backend) {
     })
     .await;
     let f = app.fixture.clone();
-    let adam = app
-        .api(
-            app.user(Some(f.facility), "adam@example.jp", Role::Admin)
-                .await,
-        )
-        .await;
+    let adam = app.api(f.adam).await;
     let mut alice = app.client(f.alice).await;
     alice
         .post_acked(f.patient_group, "old-1", "保管期限切れの記録 RT-9")
@@ -692,7 +692,7 @@ async fn retention_purges_old_archived_groups_for_good(backend: Backend) {
     assert!(
         recorded
             .iter()
-            .any(|(g, events)| *g == f.patient_group && *events >= 3),
+            .any(|(g, events)| *g == f.patient_group && *events == 2),
         "the purge is recorded: {recorded:?}"
     );
     // Members find nothing left; the group is gone from every list.

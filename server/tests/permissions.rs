@@ -16,7 +16,7 @@ async fn every_forbidden_action_is_refused(backend: Backend) {
     let f = app.fixture.clone();
     let home = f.facility;
     let other = app.facility("ひまわり訪問看護").await;
-    let adam = app.user(Some(home), "adam@example.jp", Role::Admin).await;
+    let adam = f.adam;
     let beth = app.user(Some(other), "beth@example.jp", Role::Admin).await;
     let ben = app.user(Some(other), "ben@example.jp", Role::Staff).await;
     let olga = app.user(None, "city@example.jp", Role::Operator).await;

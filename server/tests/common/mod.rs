@@ -115,6 +115,8 @@ pub struct Fixture {
     pub carol: i64,
     /// Care manager, member of the patient group (a second reader).
     pub dave: i64,
+    /// The facility's admin (MCS管理者), member of no group.
+    pub adam: i64,
     pub patient_group: GroupId,
     pub free_group: GroupId,
     pub archived_group: GroupId,
@@ -172,6 +174,20 @@ pub async fn seed(store: &dyn Store) -> Fixture {
     let bob = user("bob", "医師 ボブ", "doctor").await;
     let carol = user("carol", "ヘルパー キャロル", "helper").await;
     let dave = user("dave", "ケアマネ デイブ", "care_manager").await;
+    let adam = store
+        .create_users(&[NewUser {
+            facility_id: Some(facility),
+            login: "adam@example.jp".into(),
+            name: "管理者 アダム".into(),
+            profession: "nurse".into(),
+            role: Role::Admin,
+            password_hash: hash.clone(),
+            ..NewUser::default()
+        }])
+        .await
+        .expect("admin")[0];
+    // Created now, as groups are: the archive process leaves them alone for months.
+    let now = renkei::clock::now_ms();
     let group = async |kind: GroupKind, name: &str, members: &[i64]| {
         let id = store
             .create_group(&NewGroup {
@@ -180,7 +196,7 @@ pub async fn seed(store: &dyn Store) -> Fixture {
                 patient: (kind == GroupKind::Patient).then(|| patient(name)),
                 owner_facility_id: Some(facility),
                 consent: (kind == GroupKind::Patient).then(consent),
-                created_at: 0,
+                created_at: now,
             })
             .await
             .expect("group");
@@ -196,6 +212,7 @@ pub async fn seed(store: &dyn Store) -> Fixture {
         bob,
         carol,
         dave,
+        adam,
         patient_group,
         free_group,
         archived_group,
@@ -305,8 +322,6 @@ pub fn test_config(db: &TestDb) -> Config {
     config.limits.frames_per_second = 10_000;
     config.limits.frame_burst = 10_000;
     config.limits.password_workers = 2;
-    // The fixture's groups date from 1970: tests that want the archive process turn it on.
-    config.archive_job_seconds = 0;
     config
 }
 
@@ -584,8 +599,6 @@ impl Process {
             .env("RENKEI_FRAME_BURST", "100000")
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        // The fixture's groups date from 1970: the archive process would take them.
-        command.env("RENKEI_ARCHIVE_JOB_SECONDS", "0");
         for (key, value) in env {
             command.env(key, value);
         }
