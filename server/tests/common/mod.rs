@@ -78,28 +78,35 @@ impl TestDb {
                 }
             }
             Backend::Postgres => {
-                static COUNTER: AtomicU32 = AtomicU32::new(0);
                 let admin = std::env::var("RENKEI_TEST_POSTGRES_URL")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-                let name = format!(
-                    "renkei_t_{}_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::SeqCst),
-                    renkei::clock::now_ms()
-                );
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {admin} is unreachable ({e}); set RENKEI_TEST_POSTGRES_URL")
-                });
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    _dir: None,
-                }
+                TestDb::on_postgres(&admin).await
             }
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server of `admin` (a URL that may create databases).
+    pub async fn on_postgres(admin: &str) -> TestDb {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "renkei_t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            renkei::clock::now_ms()
+        );
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin} is unreachable ({e}); set RENKEI_TEST_POSTGRES_URL")
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        TestDb {
+            url: format!("{base}/{name}"),
+            _dir: None,
         }
     }
 }
@@ -351,8 +358,12 @@ impl TestApp {
 
     /// Boots a server with the test settings changed by `tweak`.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_in(TestDb::new(backend).await, tweak).await
+    }
+
+    /// Boots a server on `db` with the test settings changed by `tweak`.
+    pub async fn spawn_in(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
         init_logs();
-        let db = TestDb::new(backend).await;
         let store = renkei::store::open(&db.url).await.expect("open store");
         let fixture = seed(store.as_ref()).await;
         set_archived(&db.url, fixture.archived_group).await;
@@ -520,6 +531,35 @@ impl Client {
                 _ => continue,
             }
         }
+    }
+
+    /// Posts until acknowledged, as a careful client does: a retryable refusal (the database
+    /// is down) is retried under the same client id after a pause, for at most 30 s.
+    /// Returns the seq and how many times the post was refused.
+    pub async fn post_retrying(
+        &mut self,
+        group: GroupId,
+        client_id: &str,
+        text: &str,
+    ) -> (Seq, u32) {
+        for refusals in 0..600 {
+            self.post(group, client_id, text).await;
+            loop {
+                match self.recv().await {
+                    ServerMessage::Ack(ack) if ack.client_id == client_id => {
+                        return (ack.seq, refusals)
+                    }
+                    ServerMessage::Error(e) if e.client_id.as_deref() == Some(client_id) => {
+                        assert!(e.code.retryable(), "post refused for good: {e:?}");
+                        break;
+                    }
+                    ServerMessage::Error(e) => panic!("unexpected error: {e:?}"),
+                    _ => continue,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("post {client_id} was never acknowledged");
     }
 
     /// Syncs one group from `after` and returns the catch-up events, through `synced`.
@@ -770,4 +810,165 @@ impl TestApp {
             .await
             .expect("facility")
     }
+}
+
+/// A PostgreSQL server of the test's own: `initdb` into a temporary directory and a free
+/// loopback port, so that a fault test can stop and start it without disturbing any other
+/// test. Needs Debian's `postgresql` package (its binaries under `/usr/lib/postgresql/*/bin`,
+/// or `RENKEI_TEST_POSTGRES_BIN`); run as root, it runs the server as the `postgres` user.
+pub struct OwnPostgres {
+    pub port: u16,
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnPostgres {
+    /// Creates the cluster and starts it.
+    pub async fn start() -> OwnPostgres {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some((uid, gid)) = postgres_user() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        }
+        let data = dir.path().join("data");
+        let status = as_postgres(&bin.join("initdb"), dir.path())
+            .args(["-D", &data.to_string_lossy()])
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut pg = OwnPostgres {
+            port,
+            bin,
+            dir,
+            child: None,
+        };
+        pg.resume().await;
+        pg
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server again on the same data and port, and waits until it answers.
+    pub async fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = as_postgres(&self.bin.join("postgres"), self.dir.path())
+            .args(["-D", &self.dir.path().join("data").to_string_lossy()])
+            .args(["-p", &self.port.to_string()])
+            .args(["-k", &self.dir.path().to_string_lossy()])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=60",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+        for _ in 0..300 {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url()).await {
+                if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the private PostgreSQL did not start on port {}", self.port);
+    }
+
+    /// Immediate shutdown (`SIGQUIT`): every connection drops at once and nothing is
+    /// flushed beyond what was committed, as when the database server crashes.
+    pub async fn crash(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-QUIT", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        child.wait().await.expect("postgres exited");
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(|child| child.id()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Where the PostgreSQL server binaries are: the newest Debian version unless configured.
+fn postgres_bin() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("RENKEI_TEST_POSTGRES_BIN") {
+        return bin.into();
+    }
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!("no PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql); set RENKEI_TEST_POSTGRES_BIN")
+    })
+}
+
+/// The `postgres` user's uid and gid when the tests run as root (PostgreSQL refuses root).
+fn postgres_user() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    if me != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|line| line.starts_with("postgres:"))
+        .expect("a postgres user (Debian package postgresql)");
+    let fields: Vec<&str> = line.split(':').collect();
+    Some((
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    ))
+}
+
+/// A command that runs `program` as the `postgres` user when the tests run as root.
+fn as_postgres(program: &std::path::Path, dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = match postgres_user() {
+        Some((uid, gid)) => {
+            // setpriv execs the program itself, so signals reach PostgreSQL directly.
+            let mut command = tokio::process::Command::new("setpriv");
+            command
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg(program);
+            command
+        }
+        None => tokio::process::Command::new(program),
+    };
+    command.current_dir(dir);
+    command
 }
