@@ -2,6 +2,10 @@
 //! `renkei` binary on a fresh database (and, with `--bare`, the bare reference hub), runs a
 //! scenario open-loop, and checks that every acknowledged post reached every other member
 //! exactly once. `--json` ends the output with one JSON object per line, the last one ours.
+//!
+//! Against nodes it did not start: `renkei-load populate` creates a population in their
+//! database (before they start, since nodes load memberships at start) and saves it to a
+//! file; every scenario then takes `--url` once per node and `--population FILE`.
 
 mod bare;
 mod member;
@@ -11,7 +15,7 @@ mod report;
 mod scenario;
 mod target;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -57,6 +61,20 @@ enum Command {
         login_seconds: f64,
         #[command(flatten)]
         common: Common,
+    },
+    /// Create a population in a deployment's database for runs with `--url`, and save it
+    /// (session tokens included: keep the file private). Do it before the nodes start.
+    Populate {
+        /// The deployment's database (`postgres://…` or `sqlite://…`).
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1000)]
+        groups: usize,
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Where to save the population.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Serve the bare reference hub (used by `--bare`).
     BareHub {
@@ -117,6 +135,13 @@ struct Common {
     /// Extra `KEY=VALUE` environment for the renkei server (repeatable).
     #[arg(long = "server-env", value_parser = parse_env)]
     server_env: Vec<(String, String)>,
+    /// A node this tool did not start (`http://host:port`), once per node: members are
+    /// spread over them. Needs `--population`; the scenario's sizes come from that file.
+    #[arg(long = "url", requires = "population", conflicts_with_all = ["postgres", "nodes", "redis", "server_bin", "server_env"])]
+    urls: Vec<String>,
+    /// A population saved by `renkei-load populate` in the nodes' database.
+    #[arg(long, requires = "urls")]
+    population: Option<PathBuf>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -159,6 +184,26 @@ fn main() -> ExitCode {
                     }
                     Err(err) => {
                         eprintln!("renkei-load bare-hub: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Command::Populate {
+                database,
+                groups,
+                members,
+                out,
+            } => {
+                return match populate(&database, groups, members, &out).await {
+                    Ok(people) => {
+                        println!(
+                            "{people} people in {groups} groups saved to {}",
+                            out.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("renkei-load populate: {err}");
                         ExitCode::FAILURE
                     }
                 };
@@ -269,6 +314,19 @@ fn fanout_spec(
     (spec, groups, members, common)
 }
 
+/// Creates `groups` × `members` people in the database at `url` and saves them to `out`.
+async fn populate(url: &str, groups: usize, members: usize, out: &Path) -> Result<usize, String> {
+    if groups == 0 || members < 2 {
+        return Err("a population needs at least one group of two members".into());
+    }
+    let store = renkei::store::open(url).await.map_err(|e| e.to_string())?;
+    let population = Population::create(store.as_ref(), groups, members)
+        .await
+        .map_err(|e| e.to_string())?;
+    population.save(out)?;
+    Ok(population.people.len())
+}
+
 /// Runs the scenario against the bare hub (with `--bare`) and then renkei.
 async fn measure(
     spec: &Spec,
@@ -276,6 +334,15 @@ async fn measure(
     members: usize,
     common: &Common,
 ) -> Result<Vec<Report>, String> {
+    // A saved population, for nodes this tool did not start, sets the scenario's size.
+    let given = common
+        .population
+        .as_deref()
+        .map(Population::load)
+        .transpose()?;
+    let (groups, members) = given
+        .as_ref()
+        .map_or((groups, members), |p| (p.groups, p.members));
     let mut reports = Vec::new();
     if common.bare {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -284,6 +351,16 @@ async fn measure(
         reports.push(scenario::run(&bare, &Population::synthetic(groups, members), spec).await);
         let [bare] = bare;
         bare.stop().await;
+    }
+    if let Some(population) = given {
+        let mut servers = Vec::with_capacity(common.urls.len());
+        for url in &common.urls {
+            servers.push(Target::external(url).await.map_err(|e| e.to_string())?);
+        }
+        let mut ours = scenario::run(&servers, &population, spec).await;
+        compare_with_bare(&mut ours, &reports);
+        reports.push(ours);
+        return Ok(reports);
     }
     let database = match &common.postgres {
         Some(url) if !common.quick => Database::Postgres(url.clone()),
@@ -334,10 +411,15 @@ async fn measure(
         server.stop().await;
     }
     db.remove().await;
-    if let Some(bare) = reports.first() {
+    compare_with_bare(&mut ours, &reports);
+    reports.push(ours);
+    Ok(reports)
+}
+
+/// Records what share of the bare hub's deliveries/s (measured first, if at all) we reach.
+fn compare_with_bare(ours: &mut Report, earlier: &[Report]) {
+    if let Some(bare) = earlier.first() {
         ours.bare_deliveries_per_sec = Some(bare.deliveries_per_sec);
         ours.share_of_bare = Some(ours.deliveries_per_sec / bare.deliveries_per_sec.max(1e-9));
     }
-    reports.push(ours);
-    Ok(reports)
 }

@@ -1,5 +1,7 @@
 //! The people the load plays: groups of members, each with a session token, created
-//! through the server's store before the server starts (the bare hub needs none).
+//! through the server's store before the server starts (the bare hub needs none). For
+//! servers this tool does not start, `renkei-load populate` creates them in the
+//! deployment's database and saves them to a file that later runs read.
 
 use renkei::store::{NewFacility, NewGroup, NewSession, NewUser, Store, StoreError};
 use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
@@ -9,7 +11,7 @@ use renkei_protocol::{GroupId, GroupKind, Role, UserId};
 pub const PASSWORD: &str = "load-test-password-13!";
 
 /// One simulated member: one user with one socket, in one group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub user: UserId,
     pub login: String,
@@ -19,7 +21,7 @@ pub struct Member {
 }
 
 /// `groups` groups of `members` members each; every user is in exactly one group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Population {
     pub groups: usize,
     pub members: usize,
@@ -42,6 +44,29 @@ impl Population {
             members,
             people,
         }
+    }
+
+    /// Writes the population (session tokens included: keep the file private) to `path`.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Reads a population saved by `save`, checking that its shape holds together.
+    pub fn load(path: &std::path::Path) -> Result<Population, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let population: Population = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not a population file: {e}", path.display()))?;
+        let complete = population.members > 0
+            && population.people.len() == population.groups * population.members
+            && population.people.iter().all(|m| !m.token.is_empty());
+        if !complete {
+            return Err(format!(
+                "{}: the population is incomplete (groups × members people, each with a session)",
+                path.display()
+            ));
+        }
+        Ok(population)
     }
 
     /// Creates the population in `store`.
@@ -126,5 +151,34 @@ impl Population {
             members,
             people,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_population_loads_and_a_broken_one_does_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("population.json");
+        let mut population = Population::synthetic(3, 2);
+        for (i, member) in population.people.iter_mut().enumerate() {
+            member.token = format!("token-{i}");
+        }
+        population.save(&path).expect("save");
+        let loaded = Population::load(&path).expect("load");
+        assert_eq!((loaded.groups, loaded.members), (3, 2));
+        assert_eq!(loaded.people[5].token, "token-5");
+        assert_eq!(loaded.people[5].group, population.people[5].group);
+
+        // A synthetic population has no sessions: refused, as are a short list and junk.
+        Population::synthetic(3, 2).save(&path).expect("save");
+        assert!(Population::load(&path).is_err());
+        population.people.pop();
+        population.save(&path).expect("save");
+        assert!(Population::load(&path).is_err());
+        std::fs::write(&path, b"{not json").expect("write");
+        assert!(Population::load(&path).is_err());
     }
 }

@@ -56,10 +56,8 @@ pub struct Spec {
 /// Runs `spec` against `targets` (several nodes of one deployment, members spread over
 /// them in turn) with `population`.
 pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Report {
-    let rss = || targets.iter().map(Target::rss_kib).sum::<u64>();
-    let cpu = || targets.iter().map(Target::cpu_seconds).sum::<f64>();
-    let rss_before = rss();
-    let cpu_before = cpu();
+    let rss_before = rss_kib(targets).await;
+    let cpu_before = cpu_seconds(targets).await;
     let start = Instant::now();
     let shared = Arc::new(Shared::default());
     let padding: Arc<str> = "x".repeat(spec.post_bytes).into();
@@ -95,7 +93,7 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
         }
     }
     let connected = population.people.len() as u64;
-    let rss_connected = rss();
+    let rss_connected = rss_kib(targets).await;
 
     // Traffic, timed from now.
     let traffic_start_us = start.elapsed().as_micros() as u64;
@@ -131,8 +129,8 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
             drain(&shared, queued, population.members as u64).await;
         }
     }
-    let rss_end = rss();
-    let cpu = cpu() - cpu_before;
+    let rss_end = rss_kib(targets).await;
+    let cpu = cpu_seconds(targets).await - cpu_before;
     drop(senders);
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -168,6 +166,24 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
     report.server_cpu_s = cpu;
     report.logins = logins;
     report
+}
+
+/// The targets' resident memory together, in KiB.
+async fn rss_kib(targets: &[Target]) -> u64 {
+    let mut total = 0;
+    for target in targets {
+        total += target.rss_kib().await;
+    }
+    total
+}
+
+/// The targets' CPU seconds together.
+async fn cpu_seconds(targets: &[Target]) -> f64 {
+    let mut total = 0.0;
+    for target in targets {
+        total += target.cpu_seconds().await;
+    }
+    total
 }
 
 /// Sends posts open-loop: post `i` is due at `i / rate` seconds, whatever became of the

@@ -1,5 +1,6 @@
 //! What the load runs against: a `renkei` process on a fresh database, or the bare hub,
-//! each spawned as its own process so that its memory and CPU can be read.
+//! each spawned as its own process so that its memory and CPU can be read; or `renkei`
+//! nodes someone else started, whose memory and CPU come from their `/metrics`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub enum TargetError {
     NoAddress(String),
     #[error("database: {0}")]
     Database(String),
+    #[error("{0} is not a server address (http://host:port)")]
+    Address(String),
 }
 
 /// Where the server keeps its data.
@@ -88,13 +91,14 @@ impl FreshDb {
     }
 }
 
-/// A spawned server process.
+/// A server the load runs against.
 pub struct Target {
     pub label: String,
     pub addr: SocketAddr,
     /// True for the bare hub, which identifies users by `?user=` instead of a session.
     pub bare: bool,
-    child: Child,
+    /// The process, when this tool started it; `None` for a server given by its URL.
+    child: Option<Child>,
 }
 
 impl Target {
@@ -157,29 +161,75 @@ impl Target {
             label,
             addr,
             bare,
-            child,
+            child: Some(child),
         })
     }
 
-    /// The process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+    /// A `renkei` node this tool did not start, at `url` (`http://host:port` or
+    /// `host:port`; plain HTTP: put the load generator where it reaches the nodes directly).
+    pub async fn external(url: &str) -> Result<Target, TargetError> {
+        let host = url
+            .strip_prefix("http://")
+            .unwrap_or(url)
+            .trim_end_matches('/');
+        if host.is_empty() || host.contains('/') || host.contains("://") {
+            return Err(TargetError::Address(url.into()));
+        }
+        let addr = tokio::net::lookup_host(host)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| TargetError::Address(url.into()))?;
+        Ok(Target {
+            label: format!("renkei@{host}"),
+            addr,
+            bare: false,
+            child: None,
+        })
     }
 
-    /// Resident memory in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        self.pid().and_then(rss_kib).unwrap_or(0)
+    /// Resident memory in KiB, from `/proc` or the node's `/metrics` (0 when unknown).
+    pub async fn rss_kib(&self) -> u64 {
+        match &self.child {
+            Some(child) => child.id().and_then(rss_kib).unwrap_or(0),
+            None => self
+                .metric("renkei_process_resident_memory_bytes")
+                .await
+                .map_or(0, |bytes| (bytes / 1024.0) as u64),
+        }
     }
 
-    /// User plus system CPU seconds so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        self.pid().and_then(cpu_seconds).unwrap_or(0.0)
+    /// User plus system CPU seconds so far, from `/proc` or the node's `/metrics`.
+    pub async fn cpu_seconds(&self) -> f64 {
+        match &self.child {
+            Some(child) => child.id().and_then(cpu_seconds).unwrap_or(0.0),
+            None => self
+                .metric("renkei_process_cpu_milliseconds_total")
+                .await
+                .map_or(0.0, |ms| ms / 1000.0),
+        }
     }
 
-    /// Stops the process (SIGKILL; the run's data is thrown away).
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    /// One value of the node's `/metrics`.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.addr);
+        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+        metric_value(&text, name)
     }
+
+    /// Stops the process if this tool started it (SIGKILL; the run's data is thrown away).
+    pub async fn stop(self) {
+        if let Some(mut child) = self.child {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// The value of the sample `name` in a Prometheus/OpenMetrics text exposition.
+fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
 
 /// Reads a child's output to its end, reporting the address it says it listens on.
@@ -254,6 +304,39 @@ mod tests {
             listening_address(r#"{"fields":{"message":"starting"}}"#),
             None
         );
+    }
+
+    #[test]
+    fn reads_a_metric_from_the_exposition() {
+        let text = "# HELP renkei_process_resident_memory_bytes x\n\
+                    renkei_process_resident_memory_bytes_extra 1\n\
+                    renkei_process_resident_memory_bytes 4096\n";
+        assert_eq!(
+            metric_value(text, "renkei_process_resident_memory_bytes"),
+            Some(4096.0)
+        );
+        assert_eq!(metric_value(text, "renkei_connections"), None);
+    }
+
+    #[tokio::test]
+    async fn takes_a_node_by_its_url() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+        ] {
+            let target = Target::external(url).await.expect(url);
+            assert_eq!(target.addr, "127.0.0.1:8080".parse().expect("addr"));
+            assert!(!target.bare);
+        }
+        for url in [
+            "",
+            "https://127.0.0.1:8080",
+            "http://127.0.0.1:8080/x",
+            "no port",
+        ] {
+            assert!(Target::external(url).await.is_err(), "{url}");
+        }
     }
 
     #[test]

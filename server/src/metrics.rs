@@ -27,6 +27,10 @@ pub struct Metrics {
     pub bus_received: Counter,
     /// Events read from the store because Redis lost them.
     pub bus_recovered: Counter,
+    /// The process's resident memory and CPU time, read from `/proc` at each scrape, so
+    /// that a load run against servers it did not start can still report them.
+    resident_memory: Gauge,
+    cpu_milliseconds: Counter,
 }
 
 impl Metrics {
@@ -75,8 +79,22 @@ impl Metrics {
             "1 while the Redis subscription is up",
             bus_connected.clone(),
         );
+        let resident_memory = Gauge::default();
+        let cpu_milliseconds = Counter::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+            resident_memory.clone(),
+        );
+        registry.register(
+            "process_cpu_milliseconds",
+            "User and system CPU time of this process",
+            cpu_milliseconds.clone(),
+        );
         Metrics {
             registry,
+            resident_memory,
+            cpu_milliseconds,
             connections,
             posts,
             deliveries,
@@ -91,6 +109,12 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
+        if let Some(process) = Process::read() {
+            self.resident_memory.set(process.resident_bytes);
+            let spent = self.cpu_milliseconds.get();
+            self.cpu_milliseconds
+                .inc_by(process.cpu_milliseconds.saturating_sub(spent));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -98,8 +122,75 @@ impl Metrics {
     }
 }
 
+/// This process's resident memory and CPU time, from Linux's `/proc/self`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Process {
+    resident_bytes: i64,
+    cpu_milliseconds: u64,
+}
+
+impl Process {
+    fn read() -> Option<Process> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        Process::parse(&status, &stat)
+    }
+
+    fn parse(status: &str, stat: &str) -> Option<Process> {
+        let resident_kib: i64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        // The command name may hold spaces; fields count from after its parenthesis:
+        // utime and stime are the 12th and 13th, in USER_HZ (100 on every Linux).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Process {
+            resident_bytes: resident_kib * 1024,
+            cpu_milliseconds: ticks * 10,
+        })
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_memory_and_cpu_from_proc() {
+        let status = "Name:\tren kei\nVmPeak:\t 9000 kB\nVmRSS:\t  2048 kB\n";
+        let stat = "42 (ren kei) S 1 42 42 0 -1 4194560 1 0 0 0 150 25 0 0 20 0 9 0 1 2 3";
+        assert_eq!(
+            Process::parse(status, stat),
+            Some(Process {
+                resident_bytes: 2048 * 1024,
+                cpu_milliseconds: 1750,
+            })
+        );
+        assert_eq!(Process::parse("VmPeak: 1 kB\n", stat), None);
+    }
+
+    #[test]
+    fn the_exposition_holds_this_process() {
+        let text = Metrics::new().render();
+        let rss = text
+            .lines()
+            .find_map(|line| line.strip_prefix("renkei_process_resident_memory_bytes "))
+            .and_then(|value| value.parse::<f64>().ok());
+        assert!(rss.is_some_and(|bytes| bytes > 0.0), "{text}");
+        assert!(
+            text.contains("renkei_process_cpu_milliseconds_total "),
+            "{text}"
+        );
     }
 }
