@@ -30,8 +30,6 @@ pub struct App {
     pub bus: Bus,
     pub passwords: Passwords,
     pub metrics: Arc<Metrics>,
-    /// The audit trail's writer.
-    pub audit: crate::audit::Auditor,
     /// Cancelled when the server stops: sockets finish their posts and close.
     pub shutdown: CancellationToken,
     /// The socket tasks, so that shutdown can wait for them.
@@ -112,7 +110,6 @@ pub async fn run(
         Arc::clone(&metrics),
     );
     let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
-    let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let app = Arc::new(App {
         config,
         store,
@@ -121,15 +118,12 @@ pub async fn run(
         bus,
         passwords,
         metrics,
-        audit,
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });
     crate::archive::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let service = crate::http::router(Arc::clone(&app))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    axum::serve(listener, crate::http::router(Arc::clone(&app)))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     tracing::info!("stopped accepting; draining sockets");
