@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::member::{self, Command, Outcome, Shared};
 use crate::population::{Population, PASSWORD};
 use crate::report::{LoginStats, Report};
-use crate::target::Target;
+use crate::target::{Target, Usage};
 
 /// Members connecting at once.
 const CONNECT_WAVE: usize = 250;
@@ -56,8 +56,7 @@ pub struct Spec {
 /// Runs `spec` against `targets` (several nodes of one deployment, members spread over
 /// them in turn) with `population`.
 pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Report {
-    let rss_before = rss_kib(targets).await;
-    let cpu_before = cpu_seconds(targets).await;
+    let before = usage(targets).await;
     let start = Instant::now();
     let shared = Arc::new(Shared::default());
     let padding: Arc<str> = "x".repeat(spec.post_bytes).into();
@@ -93,7 +92,7 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
         }
     }
     let connected = population.people.len() as u64;
-    let rss_connected = rss_kib(targets).await;
+    let connected_usage = usage(targets).await;
 
     // Traffic, timed from now.
     let traffic_start_us = start.elapsed().as_micros() as u64;
@@ -129,8 +128,7 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
             drain(&shared, queued, population.members as u64).await;
         }
     }
-    let rss_end = rss_kib(targets).await;
-    let cpu = cpu_seconds(targets).await - cpu_before;
+    let end = usage(targets).await;
     drop(senders);
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -160,28 +158,21 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
     report.posts_per_sec = report.posts_acked as f64 / duration.max(1e-9);
     report.deliveries_per_sec = report.deliveries as f64 / duration.max(1e-9);
     report.errors += errors;
-    report.server_rss_mib = rss_end as f64 / 1024.0;
+    report.server_rss_mib = end.rss_kib as f64 / 1024.0;
     report.server_rss_per_conn_kib =
-        rss_connected.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
-    report.server_cpu_s = cpu;
+        connected_usage.rss_kib.saturating_sub(before.rss_kib) as f64 / connected.max(1) as f64;
+    report.server_cpu_s = end.cpu_seconds - before.cpu_seconds;
     report.logins = logins;
     report
 }
 
-/// The targets' resident memory together, in KiB.
-async fn rss_kib(targets: &[Target]) -> u64 {
-    let mut total = 0;
+/// The targets' memory and CPU together.
+async fn usage(targets: &[Target]) -> Usage {
+    let mut total = Usage::default();
     for target in targets {
-        total += target.rss_kib().await;
-    }
-    total
-}
-
-/// The targets' CPU seconds together.
-async fn cpu_seconds(targets: &[Target]) -> f64 {
-    let mut total = 0.0;
-    for target in targets {
-        total += target.cpu_seconds().await;
+        let one = target.usage().await;
+        total.rss_kib += one.rss_kib;
+        total.cpu_seconds += one.cpu_seconds;
     }
     total
 }

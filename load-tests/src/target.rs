@@ -91,6 +91,13 @@ impl FreshDb {
     }
 }
 
+/// A server's resident memory and CPU time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub cpu_seconds: f64,
+}
+
 /// A server the load runs against.
 pub struct Target {
     pub label: String,
@@ -188,33 +195,27 @@ impl Target {
         })
     }
 
-    /// Resident memory in KiB, from `/proc` or the node's `/metrics` (0 when unknown).
-    pub async fn rss_kib(&self) -> u64 {
-        match &self.child {
-            Some(child) => child.id().and_then(rss_kib).unwrap_or(0),
-            None => self
-                .metric("renkei_process_resident_memory_bytes")
-                .await
-                .map_or(0, |bytes| (bytes / 1024.0) as u64),
-        }
+    /// Resident memory and CPU time so far, from `/proc` for a process this tool started,
+    /// else from the node's `/metrics` (zero when unknown).
+    pub async fn usage(&self) -> Usage {
+        let process = match &self.child {
+            Some(child) => child.id().and_then(renkei::metrics::Process::of),
+            None => self.metrics_usage().await,
+        };
+        process.map_or(Usage::default(), |p| Usage {
+            rss_kib: u64::try_from(p.resident_bytes / 1024).unwrap_or(0),
+            cpu_seconds: p.cpu_milliseconds as f64 / 1000.0,
+        })
     }
 
-    /// User plus system CPU seconds so far, from `/proc` or the node's `/metrics`.
-    pub async fn cpu_seconds(&self) -> f64 {
-        match &self.child {
-            Some(child) => child.id().and_then(cpu_seconds).unwrap_or(0.0),
-            None => self
-                .metric("renkei_process_cpu_milliseconds_total")
-                .await
-                .map_or(0.0, |ms| ms / 1000.0),
-        }
-    }
-
-    /// One value of the node's `/metrics`.
-    async fn metric(&self, name: &str) -> Option<f64> {
+    /// The node's own account of its memory and CPU, from one scrape of `/metrics`.
+    async fn metrics_usage(&self) -> Option<renkei::metrics::Process> {
         let url = format!("http://{}/metrics", self.addr);
         let text = reqwest::get(url).await.ok()?.text().await.ok()?;
-        metric_value(&text, name)
+        Some(renkei::metrics::Process {
+            resident_bytes: metric_value(&text, "renkei_process_resident_memory_bytes")? as i64,
+            cpu_milliseconds: metric_value(&text, "renkei_process_cpu_milliseconds_total")? as u64,
+        })
     }
 
     /// Stops the process if this tool started it (SIGKILL; the run's data is thrown away).
@@ -254,27 +255,6 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
         return None;
     }
     entry["fields"]["addr"].as_str()?.parse().ok()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; fields count from after its closing parenthesis.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // Linux reports in USER_HZ, which is 100 on every architecture it supports.
-    Some((utime + stime) / 100.0)
 }
 
 /// The `renkei` binary next to this executable, where cargo builds both.
@@ -339,10 +319,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reads_this_process() {
-        let me = std::process::id();
-        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
-        assert!(cpu_seconds(me).is_some());
+    #[tokio::test]
+    async fn reads_the_usage_of_a_process_it_started() {
+        let child = Command::new("sleep")
+            .arg("5")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sleep");
+        let target = Target {
+            label: "sleep".into(),
+            addr: "127.0.0.1:9".parse().expect("addr"),
+            bare: false,
+            child: Some(child),
+        };
+        assert!(target.usage().await.rss_kib > 0);
+        target.stop().await;
     }
 }

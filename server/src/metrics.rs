@@ -122,17 +122,28 @@ impl Metrics {
     }
 }
 
-/// This process's resident memory and CPU time, from Linux's `/proc/self`.
+/// A process's resident memory and CPU time, from Linux's `/proc` (the load tester reads
+/// the servers it starts with it too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Process {
-    resident_bytes: i64,
-    cpu_milliseconds: u64,
+pub struct Process {
+    pub resident_bytes: i64,
+    pub cpu_milliseconds: u64,
 }
 
 impl Process {
-    fn read() -> Option<Process> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    /// This process.
+    pub fn read() -> Option<Process> {
+        Process::read_from("/proc/self")
+    }
+
+    /// The process `pid`.
+    pub fn of(pid: u32) -> Option<Process> {
+        Process::read_from(&format!("/proc/{pid}"))
+    }
+
+    fn read_from(dir: &str) -> Option<Process> {
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
         Process::parse(&status, &stat)
     }
 
