@@ -483,3 +483,27 @@ pub struct MonitoredPost {
     pub author: UserProfile,
     pub text: String,
 }
+
+/// One record of the audit trail (監査証跡): who did what, to which group, from where,
+/// with what result. Never content, passwords or tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditRecord {
+    /// Consecutive from 1 across the network.
+    pub id: i64,
+    pub at: Millis,
+    /// Who acted (`null`: an unknown login, or the system).
+    pub actor: Option<UserId>,
+    /// The actor's facility.
+    pub facility: Option<i64>,
+    /// The endpoint (`POST /api/v1/groups/{id}/archive`) or WebSocket message (`ws sync`).
+    pub action: String,
+    pub group: Option<GroupId>,
+    /// The ids acted on: the request path, or `seq=12`, `after=40`.
+    pub target: String,
+    /// The source address.
+    pub source: String,
+    /// `ok`, an HTTP status, or the error code given.
+    pub result: String,
+    /// SHA-256 chaining this record to the one before, hex.
+    pub hash: String,
+}

@@ -18,10 +18,11 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::audit::AuditEntry;
 use crate::http::{authenticate, HttpError};
 use crate::policy::{self, Action, Actor};
 use crate::store::UserRecord;
-use crate::{account, archive, facility, group, invitation, moderation};
+use crate::{account, archive, audit, facility, group, invitation, moderation};
 
 /// The logged-in user a request acts for.
 pub struct Caller {
@@ -49,9 +50,69 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        // The audit layer has authenticated the request already, when it could.
+        if let Some(Authenticated(user)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller { user: user.clone() });
+        }
         let (user, _) = authenticate(app, &parts.headers).await?;
         Ok(Caller { user })
     }
+}
+
+/// The user the audit layer found behind a request's session.
+#[derive(Clone)]
+struct Authenticated(UserRecord);
+
+/// Who acted, for a handler that knows it without a session (a login): put it in the
+/// response's extensions and the audit record names them.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditActor {
+    pub user: renkei_protocol::UserId,
+    pub facility: Option<i64>,
+}
+
+/// Records every call of an audited endpoint: who (the session's user, or the handler's
+/// `AuditActor`), the endpoint, the path's ids, the group if the path names one, the
+/// source address and the status. The response waits until the record is stored.
+async fn audited(
+    app: Arc<App>,
+    template: &'static str,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let user = authenticate(&app, request.headers())
+        .await
+        .ok()
+        .map(|(user, _)| user);
+    if let Some(user) = &user {
+        request.extensions_mut().insert(Authenticated(user.clone()));
+    }
+    let action = format!("{} {template}", request.method());
+    let target = request.uri().path().to_string();
+    let source = crate::http::source(&request);
+    let response = next.run(request).await;
+    let actor = user
+        .map(|u| AuditActor {
+            user: u.id,
+            facility: u.facility_id,
+        })
+        .or_else(|| response.extensions().get::<AuditActor>().copied());
+    let group = template
+        .strip_prefix("/api/v1/groups/{id}")
+        .and_then(|_| target.split('/').nth(4)?.parse().ok());
+    app.audit
+        .record(AuditEntry {
+            at: crate::clock::now_ms(),
+            actor: actor.map(|a| a.user),
+            facility: actor.and_then(|a| a.facility),
+            action,
+            group,
+            target,
+            source,
+            result: response.status().as_u16().to_string(),
+        })
+        .await;
+    response
 }
 
 /// An id in a path; anything else is a clear 400, not a 404.
@@ -112,6 +173,8 @@ pub struct Endpoint {
     /// The status of success.
     status: u16,
     query: &'static [(&'static str, &'static str, &'static str)],
+    /// Whether each call leaves an audit record (all but a few reads of no personal data).
+    audited: bool,
     handler: MethodRouter<Arc<App>>,
 }
 
@@ -131,8 +194,15 @@ impl Endpoint {
             response: None,
             status: 200,
             query: &[],
+            audited: true,
             handler,
         }
+    }
+
+    /// Calls leave no audit record: frequent reads that show no patient's information.
+    fn unaudited(mut self) -> Self {
+        self.audited = false;
+        self
     }
 
     fn public(mut self) -> Self {
@@ -169,6 +239,28 @@ impl Endpoint {
     }
 }
 
+/// The search parameters of both audit trail endpoints.
+const AUDIT_QUERY: &[(&str, &str, &str)] = &[
+    (
+        "since",
+        "integer",
+        "records at or after this time (ms since the epoch)",
+    ),
+    (
+        "until",
+        "integer",
+        "records before this time (ms since the epoch)",
+    ),
+    ("actor", "integer", "records of this user's actions"),
+    ("group", "integer", "records concerning this group"),
+    (
+        "limit",
+        "integer",
+        "at most this many records (default 1000, at most 10000)",
+    ),
+    ("format", "string", "json (default) or csv"),
+];
+
 /// Every REST endpoint.
 pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
@@ -188,6 +280,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Who the session belongs to",
             get(crate::http::whoami),
         )
+        .unaudited()
         .gives::<SessionInfo>(),
         Endpoint::new(
             M::DELETE,
@@ -213,6 +306,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(facility::public_list),
         )
         .public()
+        .unaudited()
         .gives::<Vec<types::PublicFacility>>(),
         Endpoint::new(
             M::POST,
@@ -400,7 +494,25 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/users/{id}/photo",
             "A user's profile photo",
             get(account::photo),
-        ),
+        )
+        .unaudited(),
+        // The audit trail (MHLW guideline)
+        Endpoint::new(
+            M::GET,
+            "/api/v1/facilities/{id}/audit",
+            "The audit trail of a facility's people and groups, newest first (JSON or CSV)",
+            get(audit::facility_trail),
+        )
+        .query(AUDIT_QUERY)
+        .gives::<Vec<types::AuditRecord>>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/audit",
+            "The whole network's audit trail, newest first (the operator; JSON or CSV)",
+            get(audit::network_trail),
+        )
+        .query(AUDIT_QUERY)
+        .gives::<Vec<types::AuditRecord>>(),
         // Groups (art. 4–7, 別紙(1))
         Endpoint::new(
             M::POST,
@@ -600,13 +712,23 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// The router of every endpoint.
-pub fn routes() -> Router<Arc<App>> {
+/// The router of every endpoint, each audited call behind the audit layer.
+pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     let mut by_path: BTreeMap<&str, MethodRouter<Arc<App>>> = BTreeMap::new();
     for endpoint in endpoints() {
+        let handler = if endpoint.audited {
+            let (app, template) = (Arc::clone(app), endpoint.path);
+            endpoint
+                .handler
+                .layer(axum::middleware::from_fn(move |request, next| {
+                    audited(Arc::clone(&app), template, request, next)
+                }))
+        } else {
+            endpoint.handler
+        };
         let merged = match by_path.remove(endpoint.path) {
-            Some(existing) => existing.merge(endpoint.handler),
-            None => endpoint.handler,
+            Some(existing) => existing.merge(handler),
+            None => handler,
         };
         by_path.insert(endpoint.path, merged);
     }

@@ -30,6 +30,8 @@ pub struct App {
     pub bus: Bus,
     pub passwords: Passwords,
     pub metrics: Arc<Metrics>,
+    /// The audit trail's writer.
+    pub audit: crate::audit::Auditor,
     /// Cancelled when the server stops: sockets finish their posts and close.
     pub shutdown: CancellationToken,
     /// The socket tasks, so that shutdown can wait for them.
@@ -110,6 +112,7 @@ pub async fn run(
         Arc::clone(&metrics),
     );
     let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
+    let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let app = Arc::new(App {
         config,
         store,
@@ -118,12 +121,15 @@ pub async fn run(
         bus,
         passwords,
         metrics,
+        audit,
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });
     crate::archive::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, crate::http::router(Arc::clone(&app)))
+    let service = crate::http::router(Arc::clone(&app))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     tracing::info!("stopped accepting; draining sockets");

@@ -194,6 +194,11 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
         };
         membership::change(app, *group, change).await?;
         tracing::info!(group, ?step, "archive process");
+        let action = match step {
+            Step::Notice { .. } => "archive process: notice",
+            _ => "archive process: archive",
+        };
+        app.audit.record(system_entry(action, *group)).await;
     }
     let mut purged = 0;
     if let Some(before) = retention_cutoff(&app.config) {
@@ -203,10 +208,27 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
                 .await?;
             app.bus.control(crate::hub::Control::GroupPurged { group });
             tracing::info!(group, "archived group purged (retention)");
+            app.audit
+                .record(system_entry("archive process: purge", group))
+                .await;
             purged += 1;
         }
     }
     Ok(steps.len() + purged)
+}
+
+/// The audit record of a step the archive process (the system, no actor) took.
+fn system_entry(action: &str, group: GroupId) -> crate::audit::AuditEntry {
+    crate::audit::AuditEntry {
+        at: crate::clock::now_ms(),
+        actor: None,
+        facility: None,
+        action: action.into(),
+        group: Some(group),
+        target: format!("group={group}"),
+        source: "archive process".into(),
+        result: crate::audit::outcome(None),
+    }
 }
 
 /// Groups archived before this are purged, when retention is on.

@@ -42,6 +42,19 @@ pub enum Command {
         /// Their display name.
         name: String,
     },
+    /// The audit trail (監査証跡).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// What `renkei audit` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCommand {
+    /// Follow the hash chain from the first record to the head; exits non-zero and names
+    /// the first altered, removed or inserted record when it is broken. Note the printed
+    /// head hash somewhere else: a chain rewritten from some record on would verify, but
+    /// no longer end in it.
+    Verify,
 }
 
 /// Every setting of a running server.

@@ -24,6 +24,7 @@ use renkei_protocol::{
 use tokio::time::MissedTickBehavior;
 
 use crate::app::App;
+use crate::audit::{self, AuditEntry};
 use crate::hub::Registration;
 use crate::outbox::{Delivery, Effect, Ending, Outbox, SLOW_CONSUMER};
 use crate::policy::{self, Action, Actor, GroupFacts};
@@ -149,11 +150,18 @@ pub struct Connection {
     syncs: VecDeque<SyncJob>,
     frames: TokenBucket,
     last_heard: Instant,
+    /// The peer's address, for the audit trail.
+    source: String,
 }
 
 impl Connection {
     /// A connection of `user` over a registered socket.
-    pub fn new(app: Arc<App>, user: UserRecord, registration: Registration) -> Self {
+    pub fn new(
+        app: Arc<App>,
+        user: UserRecord,
+        registration: Registration,
+        source: String,
+    ) -> Self {
         Connection {
             user: Arc::new(user),
             registration,
@@ -164,6 +172,7 @@ impl Connection {
                 app.config.limits.frame_burst,
             ),
             last_heard: Instant::now(),
+            source,
             app,
         }
     }
@@ -201,6 +210,26 @@ impl Connection {
         policy::authorize(&actor, action(facts))
             .err()
             .map(|denial| wire::group_error(wire::denial_code(denial), denial.to_string(), group))
+    }
+
+    /// An audit record of this user's `action` on `group`.
+    fn audit_entry(
+        &self,
+        action: &str,
+        group: GroupId,
+        target: String,
+        refused: Option<ErrorCode>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: crate::clock::now_ms(),
+            actor: Some(self.user.id),
+            facility: self.user.facility_id,
+            action: action.into(),
+            group: Some(group),
+            target,
+            source: self.source.clone(),
+            result: audit::outcome(refused),
+        }
     }
 
     fn welcome(&self) -> ServerMessage {
@@ -516,8 +545,19 @@ impl Connection {
             client_id: client_id.clone(),
             text,
         };
+        let auditor = self.app.audit.clone();
+        let mut entry = self.audit_entry("ws post", group, String::new(), None);
         pending.push(Box::pin(async move {
             let result = sequencer.submit(request).await;
+            // Acknowledged only once its audit record is stored too.
+            (entry.target, entry.result) = match &result {
+                Ok(placement) => (format!("seq={}", placement.seq), audit::outcome(None)),
+                Err(err) => (
+                    format!("client_id={client_id}"),
+                    audit::outcome(Some(wire::post_error_code(err))),
+                ),
+            };
+            auditor.record(entry).await;
             (client_id, group, result)
         }));
         Ok(())
@@ -555,22 +595,29 @@ impl Connection {
     }
 
     async fn on_sync(&mut self, writer: &mut Writer, cursors: Vec<SyncCursor>) -> Result<(), Stop> {
+        let mut refusals = Vec::new();
+        let mut reads = Vec::with_capacity(cursors.len());
         for SyncCursor { group, after } in cursors {
-            if after < 0 {
-                writer
-                    .error(wire::group_error(
-                        ErrorCode::InvalidSequence,
-                        "after must be 0 or more",
-                        group,
-                    ))
-                    .await?;
-                continue;
+            let refusal = if after < 0 {
+                Some(wire::group_error(
+                    ErrorCode::InvalidSequence,
+                    "after must be 0 or more",
+                    group,
+                ))
+            } else {
+                self.refusal(group, Action::ReadGroup)
+            };
+            let code = refusal.as_ref().map(|r| r.code);
+            reads.push(self.audit_entry("ws sync", group, format!("after={after}"), code));
+            match refusal {
+                Some(refusal) => refusals.push(refusal),
+                None => self.start_sync(group, after),
             }
-            if let Some(refusal) = self.refusal(group, Action::ReadGroup) {
-                writer.error(refusal).await?;
-                continue;
-            }
-            self.start_sync(group, after);
+        }
+        // Every read of a group is on record before any of its content goes out.
+        self.app.audit.record_all(reads).await;
+        for refusal in refusals {
+            writer.error(refusal).await?;
         }
         Ok(())
     }
@@ -680,7 +727,14 @@ impl Connection {
                 ))
                 .await;
         }
-        if let Some(refusal) = self.refusal(group, Action::ReadGroup) {
+        let refusal = self.refusal(group, Action::ReadGroup);
+        let target = before.map_or_else(|| "latest".into(), |b| format!("before={b}"));
+        let code = refusal.as_ref().map(|r| r.code);
+        self.app
+            .audit
+            .record(self.audit_entry("ws history", group, target, code))
+            .await;
+        if let Some(refusal) = refusal {
             return writer.error(refusal).await;
         }
         let limit = limit.unwrap_or(50).clamp(1, SYNC_PAGE);

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use renkei_protocol::{ApiError, ErrorCode, LoginRequest, LoginResponse, SessionInfo};
 
+use crate::api::AuditActor;
 use crate::app::App;
 use crate::connection::Connection;
 use crate::hub::HubError;
@@ -28,7 +29,7 @@ const MAX_PASSWORD: usize = 1024;
 /// The whole HTTP application: the REST API as `api::endpoints` lists (and documents) it,
 /// the WebSocket, health, metrics and the web client.
 pub fn router(app: Arc<App>) -> Router {
-    crate::api::routes()
+    crate::api::routes(&app)
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -220,12 +221,22 @@ pub async fn login(
         .filter(|c| !c.password_hash.is_empty());
     let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
     let matched = app.passwords.verify(hash, &request.password).await?;
+    // The audit record of a login names the account tried, when it exists.
+    let tried = credentials.as_ref().map(|c| AuditActor {
+        user: c.user.id,
+        facility: c.user.facility_id,
+    });
     let Some(credentials) = credentials.filter(|_| matched) else {
-        return Err(HttpError::new(
+        let mut refused = HttpError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidCredentials,
             "wrong login or password",
-        ));
+        )
+        .into_response();
+        if let Some(tried) = tried {
+            refused.extensions_mut().insert(tried);
+        }
+        return Ok(refused);
     };
     let token = session::random_token();
     let lifetime_secs = u64::from(app.config.session_hours) * 3600;
@@ -246,14 +257,28 @@ pub async fn login(
         expires_at,
         user: wire::profile(&credentials.user),
     };
-    Ok((
+    let mut response = (
         [
             (header::SET_COOKIE, cookie),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         Json(body),
     )
-        .into_response())
+        .into_response();
+    if let Some(tried) = tried {
+        response.extensions_mut().insert(tried);
+    }
+    Ok(response)
+}
+
+/// The address a request came from, for the audit trail (the peer; behind a reverse
+/// proxy, the proxy).
+pub fn source<B>(request: &axum::http::Request<B>) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string())
+        .unwrap_or_default()
 }
 
 /// `GET /api/v1/session`: whose session this is.
@@ -329,6 +354,7 @@ pub async fn authenticate(
 /// error before the upgrade.
 async fn websocket(
     State(app): State<Arc<App>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
@@ -354,7 +380,9 @@ async fn websocket(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            tracker.track_future(Connection::new(app, user, registration).run(socket))
+            tracker.track_future(
+                Connection::new(app, user, registration, peer.to_string()).run(socket),
+            )
         }))
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use renkei::config::{Cli, Command};
+use renkei::config::{AuditCommand, Cli, Command};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             Command::Demo => demo(cli.config).await,
             Command::Archive { dry_run } => archive(cli.config, dry_run).await,
             Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
+            Command::Audit(AuditCommand::Verify) => verify_audit(cli.config).await,
         }
     });
     match result {
@@ -102,6 +103,19 @@ async fn add_operator(
         config.setup_code_hours
     );
     Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn verify_audit(config: renkei::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    let store = renkei::app::open_store(&config).await?;
+    match renkei::audit::verify(store.as_ref()).await? {
+        Ok((records, head)) => {
+            let head: String = head.iter().map(|b| format!("{b:02x}")).collect();
+            println!("audit trail intact: {records} records, head {head}");
+            Ok(())
+        }
+        Err(broken) => Err(format!("audit trail broken: {broken}").into()),
+    }
 }
 
 #[allow(clippy::print_stdout)]

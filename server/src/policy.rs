@@ -129,6 +129,10 @@ pub enum Action {
     Moderate {
         facility: i64,
     },
+    /// Search and export the audit trail: one facility's (`Some`), or the whole network's.
+    ViewAudit {
+        facility: Option<i64>,
+    },
 }
 
 /// Why an action is denied.
@@ -188,6 +192,7 @@ impl Action {
                 | Action::ReviewFacility { .. }
                 | Action::ViewArchive(_)
                 | Action::Moderate { .. }
+                | Action::ViewAudit { .. }
         )
     }
 }
@@ -280,7 +285,12 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
                 || ((admin || operator) && invitation.owner == actor.facility),
             Denial::NotInviter,
         ),
-        Action::DecideFacility => allow(operator, Denial::OperatorOnly),
+        Action::DecideFacility | Action::ViewAudit { facility: None } => {
+            allow(operator, Denial::OperatorOnly)
+        }
+        Action::ViewAudit {
+            facility: Some(facility),
+        } => allow(own_facility(facility), Denial::NotTheirAdmin),
         Action::ViewFacility { facility }
         | Action::ViewStaff { facility }
         | Action::RegisterStaff { facility }
@@ -551,6 +561,9 @@ mod tests {
             "moderate" => Action::Moderate {
                 facility: facility(relationship),
             },
+            "view the audit trail" => Action::ViewAudit {
+                facility: (relationship != "whole network").then(|| facility(relationship)),
+            },
             "view the archive" => Action::ViewArchive(GroupFacts {
                 archived: true,
                 ..group(actor, relationship)
@@ -602,7 +615,7 @@ mod tests {
             }
         }
         assert!(cells > 150, "the table was read ({cells} cells)");
-        assert_eq!(actions.len(), 26, "every action has rows: {actions:?}");
+        assert_eq!(actions.len(), 27, "every action has rows: {actions:?}");
     }
 
     #[test]

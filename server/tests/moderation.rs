@@ -415,6 +415,29 @@ async fn the_archive_process_gives_notice_then_archives_once_across_nodes() {
         .await
         .expect("events");
     assert_eq!(events.len(), 2, "one notice and one archiving: {events:?}");
+    // Both steps are on the audit trail once, with the system as the actor.
+    let trail = app
+        .store
+        .search_audit(&renkei::store::AuditFilter {
+            group: Some(f.patient_group),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("trail");
+    let mut steps: Vec<(&str, Option<i64>)> = trail
+        .iter()
+        .filter(|r| r.entry.action.starts_with("archive process"))
+        .map(|r| (r.entry.action.as_str(), r.entry.actor))
+        .collect();
+    steps.sort_unstable();
+    assert_eq!(
+        steps,
+        [
+            ("archive process: archive", None),
+            ("archive process: notice", None)
+        ]
+    );
     alice.post(f.patient_group, "late", "保管後").await;
     assert_eq!(alice.next_error().await.code, ErrorCode::GroupArchived);
     for node in nodes {

@@ -5,6 +5,7 @@
 //! same SQL (`queries`), so the conformance suite in `tests/store.rs` checks one behaviour
 //! on two engines. Only this module contains SQL.
 
+mod audit_log;
 mod postgres;
 mod queries;
 mod registry;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
+pub use audit_log::{AuditFilter, AuditLog};
 pub use postgres::PgStore;
 pub use registry::{
     ArchiveCandidate, GroupDetailsRecord, InvitationStep, PostFilter, Registry, ReportRow,
@@ -314,7 +316,7 @@ pub struct Changed {
 /// The storage interface of the messaging core; [`Registry`] holds the rest. Every method
 /// is one transaction.
 #[async_trait]
-pub trait Store: Registry + Send + Sync + 'static {
+pub trait Store: Registry + AuditLog + Send + Sync + 'static {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// True when no user exists yet (the demo refuses to fill a used database).

@@ -437,13 +437,21 @@ impl TestApp {
 
 /// Marks a group archived with plain SQL (the archive feature is a later issue).
 pub async fn set_archived(url: &str, group: GroupId) {
-    let sql = format!("UPDATE care_groups SET archived_at = 1 WHERE id = {group}");
+    execute(
+        url,
+        &format!("UPDATE care_groups SET archived_at = 1 WHERE id = {group}"),
+    )
+    .await;
+}
+
+/// Runs one SQL statement on the database at `url`, behind the server's back.
+pub async fn execute(url: &str, sql: &str) {
     if url.starts_with("sqlite") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
-        sqlx::query(&sql).execute(&mut conn).await.expect("archive");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.expect("pg");
-        sqlx::query(&sql).execute(&mut conn).await.expect("archive");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
     }
 }
 
