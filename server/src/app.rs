@@ -103,7 +103,11 @@ pub async fn run(
             )
             .await?,
         ),
-        None => Bus::InProcess(Arc::clone(&hub)),
+        None => Bus::InProcess(crate::bus::Recovery::new(
+            Arc::clone(&hub),
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+        )),
     };
     let (sequencer, writers) = Sequencer::start(
         shards,

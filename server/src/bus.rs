@@ -7,19 +7,21 @@
 //! on it alone: a sequence gap is filled from the store, a reconnect and a periodic check
 //! compare every group's last sequence number with the store's.
 
+mod recovery;
 mod redis_bus;
 
 use std::sync::Arc;
 
+pub use recovery::Recovery;
 pub use redis_bus::{BusError, RedisBus};
 
-use crate::hub::{Control, Hub};
+use crate::hub::Control;
 use crate::outbox::Delivery;
 
 /// Where committed events go.
 #[derive(Clone)]
 pub enum Bus {
-    InProcess(Arc<Hub>),
+    InProcess(Arc<Recovery>),
     Redis(Arc<RedisBus>),
 }
 
@@ -27,21 +29,26 @@ impl Bus {
     /// Delivers a committed event on this node and, with Redis, to every other node.
     pub fn publish(&self, delivery: Arc<Delivery>) {
         match self {
-            Bus::InProcess(hub) => {
-                // One node, one writer per group: events arrive in order, so a gap means a
-                // bug. Say so loudly rather than hold the group's events back silently.
-                if let Some(gap) = hub.deliver(delivery) {
-                    tracing::error!(?gap, "sequence gap on a single node");
-                }
-            }
+            // One node, one writer per group: events arrive in order, and a gap comes
+            // only from a commit whose answer was lost (filled from the store).
+            Bus::InProcess(recovery) => recovery.deliver(delivery),
             Bus::Redis(redis) => redis.publish(delivery),
+        }
+    }
+
+    /// Makes sure this node delivers `group` up to `seq`: a post the store found stored by
+    /// an earlier commit whose answer (and so its publication) was lost.
+    pub fn ensure(&self, group: renkei_protocol::GroupId, seq: renkei_protocol::Seq) {
+        match self {
+            Bus::InProcess(recovery) => recovery.ensure(group, seq),
+            Bus::Redis(redis) => redis.recovery.ensure(group, seq),
         }
     }
 
     /// Acts on a control message on this node and, with Redis, on every other node.
     pub fn control(&self, control: Control) {
         match self {
-            Bus::InProcess(hub) => hub.control(&control),
+            Bus::InProcess(recovery) => recovery.hub.control(&control),
             Bus::Redis(redis) => redis.control(control),
         }
     }

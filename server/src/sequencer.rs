@@ -250,7 +250,12 @@ impl Shard {
                         .publish(Arc::new(delivery(post, placement, committed)));
                     Ok(placement)
                 }
-                AppendOutcome::Duplicate(placement) => Ok(placement),
+                AppendOutcome::Duplicate(placement) => {
+                    // Stored by an earlier commit, whose answer may have been lost with the
+                    // database connection before its event was published.
+                    self.bus.ensure(placement.group, placement.seq);
+                    Ok(placement)
+                }
                 AppendOutcome::ClientIdConflict => Err(PostError::ClientIdConflict),
                 AppendOutcome::GroupArchived => Err(PostError::GroupArchived),
                 AppendOutcome::NoSuchGroup => Err(PostError::NoSuchGroup),

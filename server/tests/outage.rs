@@ -104,3 +104,48 @@ async fn a_postgresql_crash_under_a_stream_of_posts_loses_nothing_acknowledged()
     }
     app.stop().await;
 }
+
+on_both_backends!(a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry);
+
+/// A commit can succeed while its answer is lost with the database connection: the node
+/// then never published the event. When the client retries under the same id, the store
+/// finds the post, the ack names its place, and the members get the event after all.
+async fn a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry(
+    backend: common::Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let mut bob = app.client(f.bob).await;
+    bob.sync(g, 0).await;
+    let token = app.token(f.alice).await;
+    let alice = app
+        .store
+        .session_user(
+            &renkei::session::token_hash(&token),
+            renkei::clock::now_ms(),
+        )
+        .await
+        .expect("session")
+        .expect("alice");
+    let text = "夜間の訪問で発熱なし";
+    // Committed behind the node's back, as a commit whose answer never came back.
+    let post = renkei::store::NewPost {
+        group: g,
+        author: std::sync::Arc::new(alice),
+        client_id: "lost-1".into(),
+        text: text.into(),
+        content_hash: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).to_vec(),
+        at: renkei::clock::now_ms(),
+    };
+    app.store.append_posts(&[post]).await.expect("stored");
+
+    let mut writer = Client::connect(app.addr, &token).await;
+    assert_eq!(writer.post_acked(g, "lost-1", text).await, 1);
+    let event = bob.next_event().await;
+    assert_eq!(
+        event.seq, 1,
+        "Bob gets the post that was never published: {event:?}"
+    );
+    app.stop().await;
+}

@@ -1,31 +1,24 @@
 //! The Redis backend of the bus: publish once per commit, route on every node, and
 //! recover from the store whatever Redis lost.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rand::RngCore as _;
 use redis::AsyncCommands as _;
-use renkei_protocol::{GroupId, ServerMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Control, Gap, Hub};
+use super::recovery::Recovery;
+use crate::hub::{Control, Hub};
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Effect};
-use crate::store::{Store, StoreError};
-use crate::wire;
+use crate::store::Store;
 
-/// How long a gap may wait for its events to arrive from Redis before they are read from
-/// the store.
-const GAP_GRACE: Duration = Duration::from_millis(150);
 /// How often every group's last sequence number is compared with the store's, to find
 /// events whose publication Redis lost with no later event to reveal the gap.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// Events read from the store per query when recovering.
-const RECOVERY_PAGE: u32 = 256;
 /// Publications waiting for the publisher; beyond this they are dropped (and recovered
 /// by the other nodes from the store).
 const OUTGOING: usize = 16 * 1024;
@@ -46,11 +39,10 @@ pub struct RedisBus {
     /// This node's id: its own publications come back from Redis and are skipped.
     node: u64,
     channel: String,
-    hub: Arc<Hub>,
+    /// This node's hub, and what fills its gaps from the store.
+    pub recovery: Arc<Recovery>,
     store: Arc<dyn Store>,
     outgoing: mpsc::Sender<Vec<u8>>,
-    /// Groups with a recovery under way, so that one gap starts one recovery.
-    recovering: Mutex<HashSet<GroupId>>,
     metrics: Arc<Metrics>,
 }
 
@@ -79,10 +71,9 @@ impl RedisBus {
         let bus = Arc::new(RedisBus {
             node: rand::rngs::OsRng.next_u64(),
             channel: channel.clone(),
-            hub,
+            recovery: Recovery::new(hub, Arc::clone(&store), Arc::clone(&metrics)),
             store,
             outgoing,
-            recovering: Mutex::new(HashSet::new()),
             metrics,
         });
         tokio::spawn(publish(
@@ -100,9 +91,7 @@ impl RedisBus {
     /// Delivers on this node and publishes to the others.
     pub fn publish(self: &Arc<Self>, delivery: Arc<Delivery>) {
         let message = encode_event(self.node, &delivery);
-        if let Some(gap) = self.hub.deliver(delivery) {
-            self.recover(gap);
-        }
+        self.recovery.deliver(delivery);
         if self.outgoing.try_send(message).is_err() {
             tracing::warn!(
                 "Redis publisher behind; other nodes will read the event from the store"
@@ -112,7 +101,7 @@ impl RedisBus {
 
     /// Acts on a control message here and on every other node.
     pub fn control(&self, control: Control) {
-        self.hub.control(&control);
+        self.recovery.hub.control(&control);
         let message = encode(self.node, &Message::Control(control));
         if self.outgoing.try_send(message).is_err() {
             tracing::error!("Redis publisher full: a control message may not reach other nodes");
@@ -130,75 +119,8 @@ impl RedisBus {
         }
         self.metrics.bus_received.inc();
         match message {
-            Message::Event(delivery) => {
-                if let Some(gap) = self.hub.deliver(Arc::new(delivery)) {
-                    self.recover(gap);
-                }
-            }
-            Message::Control(control) => self.hub.control(&control),
-        }
-    }
-
-    /// Fills a gap from the store unless its events arrive within `GAP_GRACE`.
-    fn recover(self: &Arc<Self>, gap: Gap) {
-        let fresh = self
-            .recovering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(gap.group);
-        if !fresh {
-            return;
-        }
-        let bus = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(GAP_GRACE).await;
-            if bus.hub.last_seq(gap.group) < gap.upto {
-                if let Err(err) = bus.catch_up(gap.group, gap.upto).await {
-                    tracing::warn!(error = %err, ?gap, "gap recovery failed; the periodic check retries");
-                }
-            }
-            bus.recovering
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&gap.group);
-        });
-    }
-
-    /// Delivers a group's events from the store, from this node's last one up to `upto`.
-    async fn catch_up(&self, group: GroupId, upto: i64) -> Result<(), StoreError> {
-        loop {
-            let after = self.hub.last_seq(group);
-            if after >= upto {
-                return Ok(());
-            }
-            let events = self
-                .store
-                .events_after(group, after, upto, RECOVERY_PAGE)
-                .await?;
-            let full = events.len() == RECOVERY_PAGE as usize;
-            // A join's effect carries the group as it stands (read once, if needed).
-            let mut record_of_group = None;
-            for record in &events {
-                if record_of_group.is_none()
-                    && matches!(record.body, crate::store::EventBody::MemberJoined { .. })
-                {
-                    record_of_group = self.store.group_details(group).await?.map(|d| d.group);
-                }
-                let effect = Effect::of(record, record_of_group.as_ref());
-                let delivery = Delivery {
-                    group: record.group,
-                    seq: record.seq,
-                    frame: wire::frame(&ServerMessage::Event(wire::event(record))),
-                    committed: Instant::now(),
-                    effect,
-                };
-                // Events that arrive meanwhile are ignored as delivered already.
-                let _ = self.hub.deliver(Arc::new(delivery));
-                self.metrics.bus_recovered.inc();
-            }
-            if !full {
-                return Ok(());
-            }
+            Message::Event(delivery) => self.recovery.deliver(Arc::new(delivery)),
+            Message::Control(control) => self.recovery.hub.control(&control),
         }
     }
 
@@ -212,13 +134,13 @@ impl RedisBus {
             }
         };
         for (group, seq) in last {
-            if self.hub.last_seq(group) < seq {
+            if self.recovery.hub.last_seq(group) < seq {
                 tracing::info!(
                     group,
-                    behind_by = seq - self.hub.last_seq(group),
+                    behind_by = seq - self.recovery.hub.last_seq(group),
                     "catching up from the store"
                 );
-                if let Err(err) = self.catch_up(group, seq).await {
+                if let Err(err) = self.recovery.catch_up(group, seq).await {
                     tracing::warn!(error = %err, group, "catch-up failed; the periodic check retries");
                 }
             }
