@@ -143,6 +143,7 @@ impl Population {
                 user_id: m.user,
                 created_at: now,
                 expires_at: now + 24 * 3_600_000,
+                ..NewSession::default()
             })
             .collect();
         store.create_sessions(&sessions).await?;

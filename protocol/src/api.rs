@@ -176,6 +176,68 @@ pub struct PasswordSetup {
     pub password: String,
 }
 
+/// A rule of the password policy (art. 13(2), 13(6)) that a new password does not meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordRule {
+    /// Shorter than the policy's minimum length (`PasswordPolicy::min_length` characters).
+    TooShort,
+    /// Longer than 1024 bytes.
+    TooLong,
+    /// Does not mix letters, digits and symbols.
+    NeedsLettersDigitsSymbols,
+    /// Repeats one character four times in a row.
+    Repetitive,
+    /// Is, or is built on, one of the most common passwords.
+    Common,
+    /// Contains the login, the e-mail address or the name.
+    Personal,
+    /// Equals one of the account's last passwords.
+    Reused,
+    /// Closely resembles the current password (the same apart from digits, symbols and
+    /// case, or a few characters changed).
+    Similar,
+}
+
+/// `GET /api/v1/password-policy`: the rules a new password must meet, for clients to
+/// check as the user types (the server checks them again, and the common-password list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PasswordPolicy {
+    /// `long` (13+ characters) or `rotated` (8+ characters, changed every `max_age_days`).
+    pub policy: String,
+    pub min_length: u32,
+    /// Days after which a password must be changed; absent when passwords do not expire.
+    pub max_age_days: Option<u32>,
+    /// How many of the last passwords a new one may not equal.
+    pub history: u32,
+}
+
+/// `PUT /api/v1/session/password`: the logged-in user changes their password. Every other
+/// session of the user ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+/// `GET /api/v1/sessions`: one of the caller's open sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionView {
+    /// Names the session for `DELETE /api/v1/sessions/{id}`; not its token.
+    pub id: String,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+    /// When it ends unless used again (idle timeout) or at the latest (absolute lifetime).
+    pub expires_at: Millis,
+    /// The browser or app it was opened with (its User-Agent).
+    pub device: String,
+    /// The address it was opened from.
+    pub source: String,
+    /// The session of this request.
+    pub current: bool,
+}
+
 /// `POST /api/v1/facilities/{id}/users`: an admin registers a staff member (art. 9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -97,6 +97,10 @@ pub enum ServerMessage {
         user: UserProfile,
         status: AccountStatus,
     },
+    /// Notice, to the admins of the account's facility (the operator for a facility's
+    /// last admin and for operators): repeated wrong passwords locked an account until
+    /// `until`. A password reset by an admin lifts the lock.
+    AccountLocked { user: UserProfile, until: Millis },
 }
 
 /// What a client needs to start.
@@ -257,6 +261,10 @@ pub struct ErrorBody {
     /// The group the failed request named, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupId>,
+    /// With `weak_password`: every rule the password does not meet, for the client to
+    /// show next to the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<api::PasswordRule>,
 }
 
 /// The body of every REST error response.
@@ -327,6 +335,9 @@ pub enum ErrorCode {
     TooManyConnections,
     /// The server sheds load (for example password checks). Retry after a second.
     Overloaded,
+    /// REST / WebSocket upgrade: the password has expired (policy `rotated`) or was set by
+    /// an admin's reset; this session may only change it (`PUT /api/v1/session/password`).
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -382,8 +393,13 @@ pub struct LoginRequest {
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`; never put it in a URL.
     pub token: String,
+    /// When the session ends at the latest (its absolute lifetime); it ends earlier after
+    /// the configured idle time without use.
     pub expires_at: Millis,
     pub user: UserProfile,
+    /// The password has expired: this session may only change it.
+    #[serde(default)]
+    pub password_change_required: bool,
 }
 
 /// `GET /api/v1/session`: who the current session belongs to.
@@ -396,6 +412,9 @@ pub struct SessionInfo {
     /// After this many seconds without input, clients lock the screen and end the session
     /// (art. 14(1)).
     pub idle_lock_seconds: u32,
+    /// The password has expired: this session may only change it.
+    #[serde(default)]
+    pub password_change_required: bool,
 }
 
 /// The whole protocol as one JSON Schema document, for clients in other languages.

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use renkei_protocol::api::{
-    AccountSetup, FacilityStatus, NewStaff, PasswordSetup, Pledge, ProfileUpdate, Reason,
-    RoleChange, UserDetails,
+    AccountSetup, FacilityStatus, NewStaff, PasswordChange, PasswordPolicy, PasswordRule,
+    PasswordSetup, Pledge, ProfileUpdate, Reason, RoleChange, UserDetails,
 };
 use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 
@@ -20,6 +23,7 @@ use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, UserFacts};
+use crate::session::AnySession;
 use crate::store::{NewUser, Store, StoreError};
 use crate::{clock, input, membership, password, session};
 
@@ -95,39 +99,170 @@ pub fn public(details: UserDetails) -> UserDetails {
     }
 }
 
-/// `POST /api/v1/password-setup`.
+/// `GET /api/v1/password-policy`: the rules, for clients to check as the user types.
+pub async fn password_policy(State(app): State<Arc<App>>) -> Json<PasswordPolicy> {
+    let policy = app.config.password_policy;
+    Json(PasswordPolicy {
+        policy: policy.name().into(),
+        min_length: policy.min_length() as u32,
+        max_age_days: policy.max_age_days(),
+        history: password::HISTORY as u32,
+    })
+}
+
+/// Refuses a new password for `user` that breaks a rule, equals one of their last
+/// passwords (`history`, hashes) or closely resembles `current`, listing every such rule.
+async fn check_new_password(
+    app: &App,
+    user: &UserDetails,
+    new: &str,
+    current: Option<&str>,
+    history: &[String],
+) -> Result<(), HttpError> {
+    let policy = app.config.password_policy;
+    let personal = password::Personal {
+        login: user.email.as_deref().unwrap_or_default(),
+        name: &user.name,
+    };
+    let mut broken = password::check(new, policy, personal);
+    if broken.contains(&PasswordRule::TooLong) {
+        return Err(HttpError::weak_password(broken, policy));
+    }
+    for hash in history {
+        if app.passwords.verify(Some(hash), new).await?.matched {
+            broken.push(PasswordRule::Reused);
+            break;
+        }
+    }
+    if let Some(current) = current.filter(|current| *current != new) {
+        if password::similar(new, current) {
+            broken.push(PasswordRule::Similar);
+        }
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(HttpError::weak_password(broken, policy))
+    }
+}
+
+/// `POST /api/v1/password-setup`: a first password, or the next one after an admin's
+/// reset, with a one-time code.
 pub async fn setup_password(
     State(app): State<Arc<App>>,
     body: Result<Json<PasswordSetup>, JsonRejection>,
 ) -> Result<StatusCode, HttpError> {
     let Json(setup) = body?;
-    password::check_rules(&setup.password).map_err(|weak| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::WeakPassword,
-            weak.to_string(),
-        )
-    })?;
+    let invalid = || HttpError::bad_request("invalid or expired code");
     if setup.code.len() > 100 {
-        return Err(HttpError::bad_request("invalid or expired code"));
+        return Err(invalid());
     }
-    let hash = app.passwords.hash(&setup.password).await?;
-    let used = app
+    let code = session::token_hash(setup.code.trim());
+    let now = clock::now_ms();
+    let user = app
         .store
-        .use_password_setup(
-            &session::token_hash(setup.code.trim()),
-            &hash,
-            clock::now_ms(),
-        )
-        .await;
-    match used {
+        .setup_code_user(&code, now)
+        .await?
+        .ok_or_else(invalid)?;
+    let details = load(&app, user).await?;
+    let history = app.store.password_history(user).await?;
+    check_new_password(&app, &details, &setup.password, None, &history).await?;
+    let hash = app.passwords.hash(&setup.password).await?;
+    match app.store.use_password_setup(&code, &hash, now).await {
         Ok(user) => {
-            tracing::info!(user, "first password set");
+            // Failures of the login before its reset no longer delay its owner.
+            app.logins
+                .succeeded(details.email.as_deref().unwrap_or_default());
+            tracing::info!(user, "password set with a setup code");
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(StoreError::NotFound(_)) => Err(HttpError::bad_request("invalid or expired code")),
+        Err(StoreError::NotFound(_)) => Err(invalid()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// `PUT /api/v1/session/password`: the caller changes their password, giving the current
+/// one. Every other session of theirs ends, and its sockets close on every node; this one
+/// goes on (and may do more than change the password, if it had expired).
+pub async fn change_password(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AnySession(session): AnySession,
+    body: Result<Json<PasswordChange>, JsonRejection>,
+) -> Result<StatusCode, HttpError> {
+    let Json(change) = body?;
+    if change.current.len() > password::MAX_BYTES {
+        return Err(HttpError::bad_request("current password too long"));
+    }
+    let user = session.user.id;
+    let state = app
+        .store
+        .password_state(user)
+        .await?
+        .ok_or_else(|| HttpError::not_found("password"))?;
+    // Someone with a borrowed session must not learn the password by trying.
+    let login = &session.user.login;
+    if let Some(wait) = app.logins.wait(login, peer.ip(), Instant::now()) {
+        return Err(HttpError::rate_limited(
+            wait,
+            "too many wrong passwords: wait",
+        ));
+    }
+    if !app
+        .passwords
+        .verify(Some(&state.hash), &change.current)
+        .await?
+        .matched
+    {
+        app.logins.failed(login, peer.ip(), Instant::now());
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
+    }
+    let details = load(&app, user).await?;
+    check_new_password(
+        &app,
+        &details,
+        &change.new,
+        Some(&change.current),
+        &state.history,
+    )
+    .await?;
+    let hash = app.passwords.hash(&change.new).await?;
+    let ended = app
+        .store
+        .change_password(user, &hash, clock::now_ms(), Some(&session.token_hash))
+        .await?;
+    for other in &ended {
+        app.bus.end_session(other);
+    }
+    tracing::info!(user, other_sessions_ended = ended.len(), "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/users/{id}/password-reset`: the response to a lost device or a leaked
+/// password. The password stops working, every session of the user ends and their sockets
+/// close on every node, a lock is lifted, and a one-time code sets the next password.
+pub async fn reset_password(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Id(user): Id,
+) -> Result<Json<AccountSetup>, HttpError> {
+    let (_, facts) = target(&app, user).await?;
+    caller.may(Action::RestrictUser(facts))?;
+    let ended = app.store.reset_password(user).await?;
+    for session in &ended {
+        app.bus.end_session(session);
+    }
+    tracing::info!(
+        user,
+        by = caller.user.id,
+        sessions = ended.len(),
+        "password reset"
+    );
+    Ok(Json(issue_setup_code(&app, user).await?))
 }
 
 /// `GET /api/v1/facilities/{id}/users`.

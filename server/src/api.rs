@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::audit::AuditEntry;
-use crate::http::{authenticate, HttpError};
+use crate::http::HttpError;
 use crate::policy::{self, Action, Actor};
+use crate::session::{authenticate, AnySession};
 use crate::store::UserRecord;
 use crate::{account, archive, audit, facility, group, invitation, moderation};
 
@@ -50,18 +51,13 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        // The audit layer has authenticated the request already, when it could.
-        if let Some(Authenticated(user)) = parts.extensions.get::<Authenticated>() {
-            return Ok(Caller { user: user.clone() });
+        let AnySession(session) = AnySession::from_request_parts(parts, app).await?;
+        if session.must_change_password {
+            return Err(HttpError::password_change_required());
         }
-        let (user, _) = authenticate(app, &parts.headers).await?;
-        Ok(Caller { user })
+        Ok(Caller { user: session.user })
     }
 }
-
-/// The user the audit layer found behind a request's session.
-#[derive(Clone)]
-struct Authenticated(UserRecord);
 
 /// Who acted, for a handler that knows it without a session (a login): put it in the
 /// response's extensions and the audit record names them.
@@ -71,30 +67,45 @@ pub struct AuditActor {
     pub facility: Option<i64>,
 }
 
-/// Records every call of an audited endpoint: who (the session's user, or the handler's
-/// `AuditActor`), the endpoint, the path's ids, the group if the path names one, the
-/// source address and the status. The response waits until the record is stored.
-async fn audited(
+/// In front of every endpoint: the per-address and per-user rate limits (429 beyond,
+/// before any work), the session checked once for the handler, and for an audited
+/// endpoint its record: who (the session's user, or the handler's `AuditActor`), the
+/// endpoint, the path's ids, the group if the path names one, the source address and the
+/// status. The response waits until the record is stored.
+async fn admitted(
     app: Arc<App>,
     template: &'static str,
+    audited: bool,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let user = authenticate(&app, request.headers())
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if peer.is_some_and(|ip| !app.requests.addresses.try_take(ip)) {
+        return too_many();
+    }
+    let session = authenticate(&app, request.method(), request.headers())
         .await
-        .ok()
-        .map(|(user, _)| user);
-    if let Some(user) = &user {
-        request.extensions_mut().insert(Authenticated(user.clone()));
+        .ok();
+    if let Some(session) = &session {
+        if !app.requests.users.try_take(session.user.id) {
+            return too_many();
+        }
+        request.extensions_mut().insert(session.clone());
+    }
+    if !audited {
+        return next.run(request).await;
     }
     let action = format!("{} {template}", request.method());
     let target = request.uri().path().to_string();
-    let source = crate::http::source(&request);
+    let source = peer.map(|ip| ip.to_string()).unwrap_or_default();
     let response = next.run(request).await;
-    let actor = user
-        .map(|u| AuditActor {
-            user: u.id,
-            facility: u.facility_id,
+    let actor = session
+        .map(|s| AuditActor {
+            user: s.user.id,
+            facility: s.user.facility_id,
         })
         .or_else(|| response.extensions().get::<AuditActor>().copied());
     let group = template
@@ -113,6 +124,15 @@ async fn audited(
         })
         .await;
     response
+}
+
+fn too_many() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    HttpError::rate_limited(
+        std::time::Duration::from_secs(1),
+        "too many requests: slow down",
+    )
+    .into_response()
 }
 
 /// An id in a path; anything else is a clear 400, not a 404.
@@ -269,7 +289,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::POST,
             "/api/v1/session",
             "Log in",
-            post(crate::http::login),
+            post(crate::login::login),
         )
         .public()
         .takes::<LoginRequest>()
@@ -290,14 +310,52 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .status(204),
         Endpoint::new(
+            M::PUT,
+            "/api/v1/session/password",
+            "Change one's password (giving the current one): every other session ends",
+            put(account::change_password),
+        )
+        .takes::<types::PasswordChange>()
+        .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/sessions",
+            "One's open sessions: device, address, last use",
+            get(crate::session::list),
+        )
+        .gives::<Vec<types::SessionView>>(),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/sessions",
+            "Log out everywhere: every session of one's own ends, this one too",
+            delete(crate::session::end_all),
+        )
+        .status(204),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/sessions/{session}",
+            "End one of one's sessions (a lost phone)",
+            delete(crate::session::end_one),
+        )
+        .status(204),
+        Endpoint::new(
             M::POST,
             "/api/v1/password-setup",
-            "Set a first password with a one-time code",
+            "Set a password with a one-time code (the first, or the next after a reset)",
             post(account::setup_password),
         )
         .public()
         .takes::<types::PasswordSetup>()
         .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/password-policy",
+            "The rules a new password must meet",
+            get(account::password_policy),
+        )
+        .public()
+        .unaudited()
+        .gives::<types::PasswordPolicy>(),
         // Facilities (art. 3, 様式1–2)
         Endpoint::new(
             M::GET,
@@ -481,6 +539,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(account::reinstate),
         )
         .gives::<types::UserDetails>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/users/{id}/password-reset",
+            "Reset a user's password (lost device, leaked password): every session ends; \
+             returns a one-time code for the next password",
+            post(account::reset_password),
+        )
+        .gives::<types::AccountSetup>(),
         Endpoint::new(
             M::PUT,
             "/api/v1/users/{id}/photo",
@@ -716,16 +782,12 @@ pub fn endpoints() -> Vec<Endpoint> {
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     let mut by_path: BTreeMap<&str, MethodRouter<Arc<App>>> = BTreeMap::new();
     for endpoint in endpoints() {
-        let handler = if endpoint.audited {
-            let (app, template) = (Arc::clone(app), endpoint.path);
-            endpoint
-                .handler
-                .layer(axum::middleware::from_fn(move |request, next| {
-                    audited(Arc::clone(&app), template, request, next)
-                }))
-        } else {
-            endpoint.handler
-        };
+        let (app, template, audited) = (Arc::clone(app), endpoint.path, endpoint.audited);
+        let handler = endpoint
+            .handler
+            .layer(axum::middleware::from_fn(move |request, next| {
+                admitted(Arc::clone(&app), template, audited, request, next)
+            }));
         let merged = match by_path.remove(endpoint.path) {
             Some(existing) => existing.merge(handler),
             None => handler,
@@ -751,7 +813,11 @@ pub fn openapi() -> Value {
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}}))
+            .map(|name| {
+                // Every path parameter is an id but a session's, which is hexadecimal.
+                let kind = if name == "session" { "string" } else { "integer" };
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
+            })
             .chain(endpoint.query.iter().map(|(name, kind, description)| {
                 json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": kind}})
             }))

@@ -29,6 +29,10 @@ pub struct App {
     /// Where events and invalidations go (this node, or every node).
     pub bus: Bus,
     pub passwords: Passwords,
+    /// Recent failed logins of this node (growing delays).
+    pub logins: crate::login::Attempts,
+    /// REST requests per user and per source address.
+    pub requests: crate::throttle::RequestLimits,
     pub metrics: Arc<Metrics>,
     /// The audit trail's writer.
     pub audit: crate::audit::Auditor,
@@ -115,8 +119,13 @@ pub async fn run(
         bus.clone(),
         Arc::clone(&metrics),
     );
-    let passwords = Passwords::new(limits.password_workers, limits.password_queue)?;
+    let passwords = Passwords::new(
+        config.password_cost(),
+        limits.password_workers,
+        limits.password_queue,
+    )?;
     let audit = crate::audit::Auditor::start(Arc::clone(&store));
+    let requests = crate::throttle::RequestLimits::new(&config.limits);
     let app = Arc::new(App {
         config,
         store,
@@ -124,12 +133,15 @@ pub async fn run(
         sequencer,
         bus,
         passwords,
+        logins: crate::login::Attempts::default(),
+        requests,
         metrics,
         audit,
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });
     crate::archive::spawn(Arc::clone(&app));
+    crate::session::spawn_keepalive(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let service = crate::http::router(Arc::clone(&app))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -78,9 +78,37 @@ pub struct Config {
     /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy.
     #[arg(long, env = "RENKEI_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
-    /// How long a session lasts, in hours.
+    /// A session's absolute lifetime, in hours: a shift with its handover, after which
+    /// one logs in again whatever the use (art. 13(4)).
     #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u32,
+    /// Minutes without any use (a request, or an open WebSocket) after which a session
+    /// ends: a phone or PC left logged in but closed stops being a way in (art. 14(1)).
+    #[arg(long, env = "RENKEI_SESSION_IDLE_MINUTES", default_value_t = 60)]
+    pub session_idle_minutes: u32,
+    /// Web origins (`https://renkei.example.jp`) whose pages may use a session from a
+    /// browser: WebSocket upgrades and cookie-authenticated requests from any other origin
+    /// are refused. Comma-separated; empty = only the origin the server is reached at
+    /// (its `Host`).
+    #[arg(long, env = "RENKEI_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// The password policy (art. 13(2)): `long` = 13+ characters mixing letters, digits
+    /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days.
+    #[arg(long, env = "RENKEI_PASSWORD_POLICY", value_enum, default_value_t = crate::password::Policy::Long)]
+    pub password_policy: crate::password::Policy,
+    /// argon2id memory cost in KiB (OWASP: 19456). Raising it re-hashes each password at
+    /// its owner's next login.
+    #[arg(long, env = "RENKEI_PASSWORD_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub password_memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    #[arg(long, env = "RENKEI_PASSWORD_ITERATIONS", default_value_t = 2)]
+    pub password_iterations: u32,
+    /// Consecutive wrong passwords after which an account is locked (and its admins told).
+    #[arg(long, env = "RENKEI_LOGIN_LOCK_FAILURES", default_value_t = 10)]
+    pub login_lock_failures: u32,
+    /// How long such a lock lasts, in minutes. An admin's password reset lifts it sooner.
+    #[arg(long, env = "RENKEI_LOGIN_LOCK_MINUTES", default_value_t = 15)]
+    pub login_lock_minutes: u32,
     /// Seconds without input after which the web client locks the screen and ends the
     /// session (art. 14(1)).
     #[arg(long, env = "RENKEI_IDLE_LOCK_SECONDS", default_value_t = 900)]
@@ -154,6 +182,23 @@ pub struct LimitsConfig {
     /// Password checks allowed to wait; beyond that logins get 429.
     #[arg(long, env = "RENKEI_PASSWORD_QUEUE", default_value_t = 64)]
     pub password_queue: u32,
+    /// REST requests per second per user, sustained (429 beyond).
+    #[arg(long, env = "RENKEI_REQUESTS_PER_SECOND", default_value_t = 20)]
+    pub requests_per_second: u32,
+    /// REST requests a user may send at once before the per-second rate applies.
+    #[arg(long, env = "RENKEI_REQUEST_BURST", default_value_t = 100)]
+    pub request_burst: u32,
+    /// REST requests per second per source address, sustained. A facility's staff may
+    /// share one address (NAT), so this is well above one user's rate.
+    #[arg(
+        long,
+        env = "RENKEI_ADDRESS_REQUESTS_PER_SECOND",
+        default_value_t = 200
+    )]
+    pub address_requests_per_second: u32,
+    /// REST requests an address may send at once before its per-second rate applies.
+    #[arg(long, env = "RENKEI_ADDRESS_REQUEST_BURST", default_value_t = 400)]
+    pub address_request_burst: u32,
 }
 
 impl Config {
@@ -192,10 +237,49 @@ impl Config {
                 "RENKEI_INVITATION_DAYS and RENKEI_SETUP_CODE_HOURS must be at least 1".into(),
             );
         }
-        if self.session_hours == 0 {
-            return Err("RENKEI_SESSION_HOURS must be at least 1".into());
+        if self.session_hours == 0 || self.session_idle_minutes == 0 {
+            return Err(
+                "RENKEI_SESSION_HOURS and RENKEI_SESSION_IDLE_MINUTES must be at least 1".into(),
+            );
+        }
+        if self.login_lock_failures == 0 || self.login_lock_minutes == 0 {
+            return Err(
+                "RENKEI_LOGIN_LOCK_FAILURES and RENKEI_LOGIN_LOCK_MINUTES must be at least 1"
+                    .into(),
+            );
+        }
+        if let Err(err) =
+            argon2::Params::new(self.password_memory_kib, self.password_iterations, 1, None)
+        {
+            return Err(format!(
+                "RENKEI_PASSWORD_MEMORY_KIB / RENKEI_PASSWORD_ITERATIONS: {err}"
+            ));
+        }
+        if self.password_memory_kib < 19 * 1024 || self.password_iterations < 2 {
+            return Err(
+                "argon2id below OWASP's minimum (RENKEI_PASSWORD_MEMORY_KIB 19456, \
+                 RENKEI_PASSWORD_ITERATIONS 2) is refused"
+                    .into(),
+            );
+        }
+        if let Some(origin) = self
+            .allowed_origins
+            .iter()
+            .find(|o| !crate::session::is_origin(o))
+        {
+            return Err(format!(
+                "RENKEI_ALLOWED_ORIGINS: {origin:?} is not an origin like https://renkei.example.jp"
+            ));
         }
         Ok(())
+    }
+
+    /// The argon2id cost of new password hashes.
+    pub fn password_cost(&self) -> crate::password::Cost {
+        crate::password::Cost {
+            memory_kib: self.password_memory_kib,
+            iterations: self.password_iterations,
+        }
     }
 
     /// The settings as they may be logged: passwords in URLs are masked.

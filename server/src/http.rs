@@ -1,30 +1,27 @@
 //! The HTTP surface: the REST API, the WebSocket upgrade, health and metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use renkei_protocol::{ApiError, ErrorCode, LoginRequest, LoginResponse, SessionInfo};
+use renkei_protocol::api::PasswordRule;
+use renkei_protocol::{ApiError, ErrorCode, SessionInfo};
 
-use crate::api::AuditActor;
 use crate::app::App;
 use crate::connection::Connection;
 use crate::hub::HubError;
 use crate::password::PasswordError;
 use crate::policy::Denial;
 use crate::sequencer::ChangeError;
-use crate::session::{self, Carrier};
-use crate::store::{NewSession, StoreError, UserRecord};
-use crate::{clock, wire};
-
-/// Longest login and password accepted (longer input is refused before hashing).
-const MAX_LOGIN: usize = 254;
-const MAX_PASSWORD: usize = 1024;
+use crate::session::{self, AnySession};
+use crate::store::StoreError;
+use crate::wire;
 
 /// The whole HTTP application: the REST API as `api::endpoints` lists (and documents) it,
 /// the WebSocket, health, metrics and the web client.
@@ -51,6 +48,8 @@ pub fn router(app: Arc<App>) -> Router {
 pub struct HttpError {
     status: StatusCode,
     body: ApiError,
+    /// Seconds to wait before retrying (`Retry-After`) of a 429; 1 when not set.
+    retry_after: Option<u64>,
 }
 
 impl HttpError {
@@ -60,7 +59,49 @@ impl HttpError {
             body: ApiError {
                 error: wire::error(code, message),
             },
+            retry_after: None,
         }
+    }
+
+    /// No valid session.
+    pub fn unauthorized() -> Self {
+        HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "log in first",
+        )
+    }
+
+    /// Too many requests: retry after `wait`.
+    pub fn rate_limited(wait: Duration, message: impl Into<String>) -> Self {
+        HttpError {
+            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                message,
+            )
+        }
+    }
+
+    /// The session may only change its expired password.
+    pub fn password_change_required() -> Self {
+        HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::PasswordChangeRequired,
+            "the password has expired: change it first",
+        )
+    }
+
+    /// A new password breaks these rules.
+    pub fn weak_password(rules: Vec<PasswordRule>, policy: crate::password::Policy) -> Self {
+        let mut error = HttpError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::WeakPassword,
+            crate::password::describe(&rules, policy),
+        );
+        error.body.error.rules = rules;
+        error
     }
 
     /// The request's input is invalid: say which field and why.
@@ -118,9 +159,10 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.unwrap_or(1)),
+            );
         }
         response
     }
@@ -191,107 +233,18 @@ impl From<HubError> for HttpError {
     }
 }
 
-fn unauthorized() -> HttpError {
-    HttpError::new(
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
-        "log in first",
-    )
-}
-
-/// `POST /api/v1/session`: checks a password and opens a session.
-pub async fn login(
-    State(app): State<Arc<App>>,
-    body: Result<Json<LoginRequest>, JsonRejection>,
-) -> Result<Response, HttpError> {
-    let Json(request) = body?;
-    if request.login.len() > MAX_LOGIN || request.password.len() > MAX_PASSWORD {
-        return Err(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "login or password too long",
-        ));
-    }
-    // Logins are e-mail addresses, compared in lower case; an account without a password
-    // yet (waiting for its setup code) cannot log in.
-    let credentials = app
-        .store
-        .credentials(&request.login.trim().to_lowercase())
-        .await?
-        .filter(|c| !c.password_hash.is_empty());
-    let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
-    let matched = app.passwords.verify(hash, &request.password).await?;
-    // The audit record of a login names the account tried, when it exists.
-    let tried = credentials.as_ref().map(|c| AuditActor {
-        user: c.user.id,
-        facility: c.user.facility_id,
-    });
-    let Some(credentials) = credentials.filter(|_| matched) else {
-        let mut refused = HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidCredentials,
-            "wrong login or password",
-        )
-        .into_response();
-        if let Some(tried) = tried {
-            refused.extensions_mut().insert(tried);
-        }
-        return Ok(refused);
-    };
-    let token = session::random_token();
-    let lifetime_secs = u64::from(app.config.session_hours) * 3600;
-    let now = clock::now_ms();
-    let expires_at = now + i64::try_from(lifetime_secs * 1000).unwrap_or(i64::MAX);
-    app.store
-        .create_sessions(&[NewSession {
-            token_hash: session::token_hash(&token),
-            user_id: credentials.user.id,
-            created_at: now,
-            expires_at,
-        }])
-        .await?;
-    tracing::info!(user = credentials.user.id, "logged in");
-    let cookie = session::set_cookie(&token, lifetime_secs, app.config.cookie_secure);
-    let body = LoginResponse {
-        token,
-        expires_at,
-        user: wire::profile(&credentials.user),
-    };
-    let mut response = (
-        [
-            (header::SET_COOKIE, cookie),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        Json(body),
-    )
-        .into_response();
-    if let Some(tried) = tried {
-        response.extensions_mut().insert(tried);
-    }
-    Ok(response)
-}
-
-/// The address a request came from, for the audit trail (the peer; behind a reverse
-/// proxy, the proxy).
-pub fn source<B>(request: &axum::http::Request<B>) -> String {
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.to_string())
-        .unwrap_or_default()
-}
-
 /// `GET /api/v1/session`: whose session this is.
 pub async fn whoami(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    AnySession(session): AnySession,
 ) -> Result<Response, HttpError> {
-    let (user, _) = authenticate(&app, &headers).await?;
+    let user = session.user;
     let info = SessionInfo {
         user: wire::profile(&user),
         status: user.status,
         login: user.login,
         idle_lock_seconds: app.config.idle_lock_seconds,
+        password_change_required: session.must_change_password,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }
@@ -299,55 +252,11 @@ pub async fn whoami(
 /// `DELETE /api/v1/session`: ends the session and closes its sockets.
 pub async fn logout(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    AnySession(session): AnySession,
 ) -> Result<Response, HttpError> {
-    let (token, carrier) = session::presented_token(&headers).ok_or_else(unauthorized)?;
-    check_origin(carrier, &headers)?;
-    let hash = session::token_hash(&token);
-    app.store.delete_session(&hash).await?;
-    app.bus.end_session(&hash);
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(
-            header::SET_COOKIE,
-            session::clear_cookie(app.config.cookie_secure),
-        )],
-    )
-        .into_response())
-}
-
-/// Refuses a cookie-carried session used from another site's page.
-fn check_origin(carrier: Carrier, headers: &HeaderMap) -> Result<(), HttpError> {
-    if carrier == Carrier::Cookie && !session::same_origin(headers) {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-origin request refused",
-        ));
-    }
-    Ok(())
-}
-
-/// The user of the session a request carries.
-pub async fn authenticate(
-    app: &App,
-    headers: &HeaderMap,
-) -> Result<(UserRecord, Vec<u8>), HttpError> {
-    let (token, carrier) = session::presented_token(headers).ok_or_else(unauthorized)?;
-    if carrier == Carrier::Cookie && !session::same_origin(headers) {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-origin request refused",
-        ));
-    }
-    let hash = session::token_hash(&token);
-    let user = app
-        .store
-        .session_user(&hash, clock::now_ms())
-        .await?
-        .ok_or_else(unauthorized)?;
-    Ok((user, hash))
+    app.store.delete_session(&session.token_hash).await?;
+    app.bus.end_session(&session.token_hash);
+    Ok(session::logged_out(&app))
 }
 
 /// `GET /ws`: authenticates, registers the socket, then upgrades. Every refusal is an HTTP
@@ -365,9 +274,22 @@ async fn websocket(
             "shutting down",
         ));
     }
-    let (user, session) = authenticate(&app, &headers).await?;
+    if !session::upgrade_allowed(session::origin(&headers, &app.config.allowed_origins)) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-origin WebSocket refused",
+        ));
+    }
+    let found = session::authenticate(&app, &Method::GET, &headers).await?;
+    if found.must_change_password {
+        return Err(HttpError::password_change_required());
+    }
+    let user = found.user;
     let restricted = user.status == renkei_protocol::AccountStatus::Restricted;
-    let registration = app.hub.register(user.id, restricted, session.into())?;
+    let registration = app
+        .hub
+        .register(user.id, restricted, found.token_hash.into())?;
     let limits = &app.config.limits;
     let max = limits.max_frame_bytes as usize;
     let tracker = app.sockets.clone();

@@ -262,6 +262,17 @@ impl Hub {
         }
     }
 
+    /// The sessions of this node's open sockets, each once.
+    pub fn open_sessions(&self) -> Vec<Vec<u8>> {
+        let state = self.read();
+        let sessions: HashSet<&[u8]> = state
+            .users
+            .values()
+            .flat_map(|entry| entry.sockets.iter().map(|s| &*s.session))
+            .collect();
+        sessions.into_iter().map(<[u8]>::to_vec).collect()
+    }
+
     /// Acts on a control message (from this node or, through the bus, another one).
     pub fn control(&self, control: &Control) {
         match control {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod input;
 pub mod invitation;
+pub mod login;
 pub mod membership;
 pub mod metrics;
 pub mod moderation;

@@ -109,7 +109,8 @@ pub enum Action {
     },
     /// Change a user's profession, pledge (様式4), role; deactivate them.
     ManageUser(UserFacts),
-    /// Restrict, ban or reinstate a user.
+    /// Restrict, ban or reinstate a user, or reset their password: the measures an admin
+    /// takes on someone else's account.
     RestrictUser(UserFacts),
     /// Change a user's name, kana and photo.
     EditProfile(UserFacts),

@@ -1,12 +1,30 @@
 //! Sessions: random bearer tokens, stored only as SHA-256 hashes, carried by an HttpOnly
 //! SameSite cookie (browsers) or an `Authorization: Bearer` header (other clients).
-//! A token in a URL is never read.
+//! A token in a URL is never read. A session ends after its absolute lifetime, after an
+//! idle period without use, at logout (one or all of a user's), and when the password
+//! changes or an admin resets it, bans or deactivates the account.
 
-use axum::http::{header, HeaderMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore as _;
+use renkei_protocol::api::SessionView;
+use renkei_protocol::{ErrorCode, Millis};
 use sha2::{Digest as _, Sha256};
+
+use crate::app::App;
+use crate::clock;
+use crate::config::Config;
+use crate::http::HttpError;
+use crate::hub::Control;
+use crate::store::UserRecord;
 
 /// The name of the session cookie.
 pub const COOKIE: &str = "renkei_session";
@@ -59,22 +77,256 @@ pub fn clear_cookie(secure: bool) -> String {
     set_cookie("", 0, secure)
 }
 
-/// True when a cookie-authenticated request comes from a page of this server: its `Origin`
-/// (if any) names the same host as its `Host` header. Blocks cross-site WebSocket hijacking;
-/// bearer tokens are not sent by browsers on their own and need no such check.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// True when `text` is a web origin: `scheme://host[:port]`, nothing after.
+pub fn is_origin(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && !rest.contains(['/', '?', '#', '@', ' '])
+    })
+}
+
+/// What a browser's `Origin` header says of where a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// No `Origin` header: not a browser, or a browser's same-origin read.
+    Absent,
+    /// A page of an allowed origin.
+    Allowed,
+    /// A page of any other site.
+    Foreign,
+}
+
+/// Checks the request's `Origin` against `allowed` (exact matches), or, when the list is
+/// empty, against the origin the server was reached at (its `Host`).
+pub fn origin(headers: &HeaderMap, allowed: &[String]) -> Origin {
     let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
+        return Origin::Absent;
     };
-    let (Ok(origin), Some(Ok(host))) = (
-        origin.to_str(),
-        headers.get(header::HOST).map(|h| h.to_str()),
-    ) else {
-        return false;
+    let Ok(origin) = origin.to_str() else {
+        return Origin::Foreign;
     };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+    let matches = if allowed.is_empty() {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest == host)
+        })
+    } else {
+        allowed.iter().any(|a| a == origin)
+    };
+    if matches {
+        Origin::Allowed
+    } else {
+        Origin::Foreign
+    }
+}
+
+/// Whether a request carrying a session may use it, as far as its origin goes. Browsers
+/// send cookies on their own, so a cookie-carried request that changes something must
+/// come from an allowed page, saying so (CSRF); a read may omit `Origin` (same-origin
+/// navigation). A bearer token is never sent on its own and needs no such check. The
+/// WebSocket upgrade is checked by [`upgrade_allowed`].
+pub fn request_allowed(method: &Method, carrier: Carrier, origin: Origin) -> bool {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    match (carrier, origin) {
+        (Carrier::Bearer, _) | (_, Origin::Allowed) => true,
+        (Carrier::Cookie, Origin::Absent) => safe,
+        (Carrier::Cookie, Origin::Foreign) => false,
+    }
+}
+
+/// Whether a WebSocket upgrade may proceed: browsers always send `Origin` with one, so a
+/// foreign origin is refused whatever carries the session (Cross-Site WebSocket
+/// Hijacking); other clients send none.
+pub fn upgrade_allowed(origin: Origin) -> bool {
+    origin != Origin::Foreign
+}
+
+/// A request's session, once checked.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: UserRecord,
+    pub token_hash: Vec<u8>,
+    pub carrier: Carrier,
+    /// The password expired: the session may only change it (and list or end sessions).
+    pub must_change_password: bool,
+}
+
+/// The session a request carries, if it is valid: unexpired, not idle, its user still
+/// able to log in, its origin acceptable. Marks it used (at most once a minute, so that
+/// requests do not each write).
+pub async fn authenticate(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Authenticated, HttpError> {
+    let (token, carrier) = presented_token(headers).ok_or_else(HttpError::unauthorized)?;
+    if !request_allowed(
+        method,
+        carrier,
+        origin(headers, &app.config.allowed_origins),
+    ) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-origin request refused",
+        ));
+    }
+    let token_hash = token_hash(&token);
+    let now = clock::now_ms();
+    let found = app
+        .store
+        .session_user(&token_hash, now, idle_since(&app.config, now))
+        .await?
+        .ok_or_else(HttpError::unauthorized)?;
+    if now - found.last_used_at > TOUCH_INTERVAL.as_millis() as i64 {
+        app.store
+            .touch_sessions(std::slice::from_ref(&token_hash), now)
+            .await?;
+    }
+    Ok(Authenticated {
+        user: found.user,
+        token_hash,
+        carrier,
+        must_change_password: found.must_change_password,
+    })
+}
+
+/// How often a used session's last use is written down, and how often each node writes
+/// it for the sessions of its open sockets.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Sessions last used before this time have ended (idle timeout).
+fn idle_since(config: &Config, now: Millis) -> Millis {
+    now - i64::from(config.session_idle_minutes) * 60_000
+}
+
+/// Keeps the sessions of this node's open sockets in use (an open app is in use), and
+/// closes the sockets of sessions that ended meanwhile (absolute lifetime reached).
+pub fn spawn_keepalive(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TOUCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = app.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let open = app.hub.open_sessions();
+            match app.store.touch_sessions(&open, clock::now_ms()).await {
+                Ok(ended) => {
+                    for session in ended {
+                        app.hub.control(&Control::SessionEnded(session));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "could not mark sessions in use"),
+            }
+        }
+    });
+}
+
+/// `GET /api/v1/sessions`: the caller's open sessions (device, address, last use).
+pub async fn list(
+    State(app): State<Arc<App>>,
+    session: AnySession,
+) -> Result<Json<Vec<SessionView>>, HttpError> {
+    let now = clock::now_ms();
+    let config = &app.config;
+    let idle_ms = i64::from(config.session_idle_minutes) * 60_000;
+    let sessions = app
+        .store
+        .user_sessions(session.0.user.id, now, idle_since(config, now))
+        .await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                id: hex(&s.token_hash),
+                current: s.token_hash == session.0.token_hash,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                expires_at: s.expires_at.min(s.last_used_at.max(now) + idle_ms),
+                device: s.user_agent,
+                source: s.source,
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /api/v1/sessions`: logs out everywhere: every session of the caller ends, this
+/// one included, and their sockets close on every node.
+pub async fn end_all(
+    State(app): State<Arc<App>>,
+    session: AnySession,
+) -> Result<Response, HttpError> {
+    let ended = app.store.end_user_sessions(session.0.user.id, None).await?;
+    for hash in &ended {
+        app.bus.end_session(hash);
+    }
+    tracing::info!(
+        user = session.0.user.id,
+        sessions = ended.len(),
+        "logged out everywhere"
+    );
+    Ok(logged_out(&app))
+}
+
+/// `DELETE /api/v1/sessions/{id}`: ends one of the caller's sessions (a lost phone).
+pub async fn end_one(
+    State(app): State<Arc<App>>,
+    session: AnySession,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let hash = unhex(&id).ok_or_else(|| HttpError::bad_request("not a session id"))?;
+    if !app.store.end_user_session(session.0.user.id, &hash).await? {
+        return Err(HttpError::not_found("session"));
+    }
+    app.bus.end_session(&hash);
+    if hash == session.0.token_hash {
+        return Ok(logged_out(&app));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The answer that ends this browser's session: no content, and the cookie removed.
+pub fn logged_out(app: &App) -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie(app.config.cookie_secure))],
+    )
+        .into_response()
+}
+
+/// The caller's session, even one that may only change its expired password.
+pub struct AnySession(pub Authenticated);
+
+impl FromRequestParts<Arc<App>> for AnySession {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        if let Some(found) = parts.extensions.get::<Authenticated>() {
+            return Ok(AnySession(found.clone()));
+        }
+        Ok(AnySession(
+            authenticate(app, &parts.method, &parts.headers).await?,
+        ))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -111,18 +363,63 @@ mod tests {
     }
 
     #[test]
-    fn origin_must_match_host() {
-        let ok = headers(&[
-            (header::ORIGIN, "http://127.0.0.1:8080"),
-            (header::HOST, "127.0.0.1:8080"),
-        ]);
-        assert!(same_origin(&ok));
-        let evil = headers(&[
-            (header::ORIGIN, "https://evil.example"),
-            (header::HOST, "127.0.0.1:8080"),
-        ]);
-        assert!(!same_origin(&evil));
-        assert!(same_origin(&headers(&[(header::HOST, "x")])));
+    fn origins_are_checked_exactly() {
+        let from =
+            |origin: &str| headers(&[(header::ORIGIN, origin), (header::HOST, "127.0.0.1:8080")]);
+        assert_eq!(origin(&from("http://127.0.0.1:8080"), &[]), Origin::Allowed);
+        assert_eq!(origin(&from("https://evil.example"), &[]), Origin::Foreign);
+        assert_eq!(
+            origin(&from("http://127.0.0.1:8080.evil"), &[]),
+            Origin::Foreign
+        );
+        assert_eq!(
+            origin(&headers(&[(header::HOST, "x")]), &[]),
+            Origin::Absent
+        );
+        let allowed = vec!["https://renkei.example.jp".to_string()];
+        assert_eq!(
+            origin(&from("https://renkei.example.jp"), &allowed),
+            Origin::Allowed
+        );
+        // With a list, the Host no longer counts.
+        assert_eq!(
+            origin(&from("http://127.0.0.1:8080"), &allowed),
+            Origin::Foreign
+        );
+        assert_eq!(
+            origin(&from("https://renkei.example.jp.evil"), &allowed),
+            Origin::Foreign
+        );
+    }
+
+    #[test]
+    fn cookies_need_an_allowed_origin_to_change_anything() {
+        use Carrier::*;
+        assert!(request_allowed(&Method::GET, Cookie, Origin::Absent));
+        assert!(!request_allowed(&Method::POST, Cookie, Origin::Absent));
+        assert!(!request_allowed(&Method::DELETE, Cookie, Origin::Foreign));
+        assert!(!request_allowed(&Method::GET, Cookie, Origin::Foreign));
+        assert!(request_allowed(&Method::POST, Cookie, Origin::Allowed));
+        assert!(request_allowed(&Method::POST, Bearer, Origin::Foreign));
+        assert!(!upgrade_allowed(Origin::Foreign));
+        assert!(upgrade_allowed(Origin::Absent));
+    }
+
+    #[test]
+    fn origins_in_configuration() {
+        assert!(is_origin("https://renkei.example.jp"));
+        assert!(is_origin("http://127.0.0.1:8080"));
+        assert!(!is_origin("renkei.example.jp"));
+        assert!(!is_origin("https://renkei.example.jp/"));
+        assert!(!is_origin("ftp://x"));
+    }
+
+    #[test]
+    fn session_ids_round_trip() {
+        let hash = token_hash("t");
+        assert_eq!(unhex(&hex(&hash)), Some(hash));
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&"g".repeat(64)), None);
     }
 
     #[test]

@@ -1,6 +1,15 @@
-//! Token buckets: a sustained rate with a burst allowance.
+//! Token buckets: a sustained rate with a burst allowance; per socket, per user and per
+//! source address.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Instant;
+
+use renkei_protocol::UserId;
+
+use crate::config::LimitsConfig;
 
 /// A token bucket refilled continuously at `rate` tokens per second, holding at most `burst`.
 #[derive(Debug, Clone)]
@@ -28,6 +37,12 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
+    /// True when the bucket would be full at `now`: forgetting it changes nothing.
+    fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
     fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -37,6 +52,64 @@ impl TokenBucket {
             true
         } else {
             false
+        }
+    }
+}
+
+/// Keys remembered at most by a [`Limiter`] before full buckets are forgotten.
+const MAX_KEYS: usize = 100_000;
+
+/// One token bucket per key (a user, an address), created full on first use.
+pub struct Limiter<K> {
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
+}
+
+impl<K: Hash + Eq> Limiter<K> {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        Limiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token of `key`'s bucket if there is one.
+    pub fn try_take(&self, key: K) -> bool {
+        self.try_take_at(key, Instant::now())
+    }
+
+    fn try_take_at(&self, key: K, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_KEYS && !buckets.contains_key(&key) {
+            buckets.retain(|_, bucket| !bucket.is_full_at(now));
+        }
+        let (rate, burst) = (self.rate, self.burst);
+        let bucket = buckets.entry(key).or_insert_with(|| {
+            let mut bucket = TokenBucket::new(rate, burst);
+            bucket.updated = now;
+            bucket
+        });
+        bucket.try_take_at(now)
+    }
+}
+
+/// The REST API's limits: per user, and per source address (which many users of one
+/// facility may share).
+pub struct RequestLimits {
+    pub users: Limiter<UserId>,
+    pub addresses: Limiter<IpAddr>,
+}
+
+impl RequestLimits {
+    pub fn new(limits: &LimitsConfig) -> Self {
+        RequestLimits {
+            users: Limiter::new(limits.requests_per_second, limits.request_burst),
+            addresses: Limiter::new(
+                limits.address_requests_per_second,
+                limits.address_request_burst,
+            ),
         }
     }
 }
@@ -62,5 +135,16 @@ mod tests {
             2,
             "refill caps at burst"
         );
+    }
+
+    #[test]
+    fn each_key_has_its_own_bucket() {
+        let limiter = Limiter::new(1, 2);
+        let now = Instant::now();
+        assert!(limiter.try_take_at("a", now));
+        assert!(limiter.try_take_at("a", now));
+        assert!(!limiter.try_take_at("a", now));
+        assert!(limiter.try_take_at("b", now));
+        assert!(limiter.try_take_at("a", now + Duration::from_secs(1)));
     }
 }

@@ -121,6 +121,7 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
         message: message.into(),
         client_id: None,
         group: None,
+        rules: Vec::new(),
     }
 }
 

@@ -124,10 +124,12 @@ async fn a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry(
         .session_user(
             &renkei::session::token_hash(&token),
             renkei::clock::now_ms(),
+            0,
         )
         .await
         .expect("session")
-        .expect("alice");
+        .expect("alice")
+        .user;
     let text = "夜間の訪問で発熱なし";
     // Committed behind the node's back, as a commit whose answer never came back.
     let post = renkei::store::NewPost {

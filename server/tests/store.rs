@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 on_both_backends!(
     users_and_credentials,
     sessions_expire_and_end,
+    passwords_history_and_locks,
     directory_holds_groups_and_members,
     posts_get_consecutive_sequences,
     idempotent_client_ids,
@@ -120,40 +121,196 @@ async fn users_and_credentials(backend: Backend) {
 async fn sessions_expire_and_end(backend: Backend) {
     let (_db, store) = open(backend).await;
     let alice = user(store.as_ref(), "alice").await;
-    let session = NewSession {
-        token_hash: vec![7; 32],
+    let session = |hash: u8, created_at: i64| NewSession {
+        token_hash: vec![hash; 32],
         user_id: alice.id,
-        created_at: 0,
+        created_at,
         expires_at: 100,
+        user_agent: format!("phone {hash}"),
+        source: "127.0.0.1".into(),
+        must_change_password: hash == 9,
     };
     store
-        .create_sessions(std::slice::from_ref(&session))
+        .create_sessions(&[session(7, 10), session(8, 10), session(9, 10)])
         .await
         .expect("create");
+    let found = |hash: u8, now: i64, idle_since: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .session_user(&[hash; 32], now, idle_since)
+                .await
+                .expect("read")
+                .map(|s| (s.user, s.last_used_at, s.must_change_password))
+        }
+    };
+    assert_eq!(found(7, 99, 0).await, Some((alice.clone(), 10, false)));
+    assert_eq!(found(9, 99, 0).await, Some((alice.clone(), 10, true)));
+    assert_eq!(found(7, 100, 0).await, None, "expired");
+    assert_eq!(found(7, 50, 10).await, None, "idle since its last use");
+    // Use keeps it alive; a session past its lifetime is reported ended.
+    let ended = store
+        .touch_sessions(&[vec![7; 32], vec![6; 32]], 40)
+        .await
+        .expect("touch");
+    assert_eq!(ended, vec![vec![6; 32]], "an unknown session has ended");
+    assert_eq!(found(7, 50, 10).await, Some((alice.clone(), 40, false)));
+    let listed = store.user_sessions(alice.id, 50, 0).await.expect("list");
+    assert_eq!(listed.len(), 3);
     assert_eq!(
-        store.session_user(&[7; 32], 99).await.expect("read"),
-        Some(alice.clone())
+        listed[0].token_hash,
+        vec![7; 32],
+        "most recently used first"
     );
+    assert_eq!(listed[0].user_agent, "phone 7");
     assert_eq!(
-        store.session_user(&[7; 32], 100).await.expect("read"),
-        None,
-        "expired"
+        store
+            .user_sessions(alice.id, 50, 20)
+            .await
+            .expect("list")
+            .len(),
+        1
     );
-    assert_eq!(
-        store.session_user(&[8; 32], 0).await.expect("read"),
-        None,
-        "unknown"
-    );
+    assert_eq!(found(8, 0, -1).await.map(|f| f.0), Some(alice.clone()));
+    assert_eq!(found(6, 0, -1).await, None, "unknown");
+    // Ending one, then every other.
+    assert!(store
+        .end_user_session(alice.id, &[8; 32])
+        .await
+        .expect("end"));
+    assert!(!store
+        .end_user_session(alice.id + 1, &[7; 32])
+        .await
+        .expect("not theirs"));
+    let ended = store
+        .end_user_sessions(alice.id, Some(&[7; 32]))
+        .await
+        .expect("end others");
+    assert_eq!(ended, vec![vec![9; 32]]);
+    assert_eq!(found(7, 50, 0).await.map(|f| f.0), Some(alice.clone()));
     store.delete_session(&[7; 32]).await.expect("delete");
-    assert_eq!(
-        store.session_user(&[7; 32], 0).await.expect("read"),
-        None,
-        "ended"
-    );
+    assert_eq!(found(7, 50, 0).await, None, "ended");
     store
         .delete_session(&[7; 32])
         .await
         .expect("deleting twice is fine");
+}
+
+async fn passwords_history_and_locks(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let state = store.password_state(alice.id).await.expect("state");
+    let state = state.expect("a password");
+    assert_eq!(state.hash, "hash");
+    assert_eq!(state.history, vec!["hash".to_string()]);
+    store
+        .create_sessions(&[
+            NewSession {
+                token_hash: vec![1; 32],
+                user_id: alice.id,
+                expires_at: i64::MAX,
+                must_change_password: true,
+                ..NewSession::default()
+            },
+            NewSession {
+                token_hash: vec![2; 32],
+                user_id: alice.id,
+                expires_at: i64::MAX,
+                ..NewSession::default()
+            },
+        ])
+        .await
+        .expect("sessions");
+    // Seven changes: the history keeps the last five, newest first.
+    for n in 1..=7 {
+        let ended = store
+            .change_password(alice.id, &format!("hash{n}"), n * 1000, Some(&[1; 32]))
+            .await
+            .expect("change");
+        assert_eq!(
+            ended.len(),
+            usize::from(n == 1),
+            "the other session ends once"
+        );
+    }
+    let state = store.password_state(alice.id).await.expect("state");
+    let state = state.expect("a password");
+    assert_eq!(state.hash, "hash7");
+    assert_eq!(state.changed_at, Some(7000));
+    assert_eq!(state.history, ["hash7", "hash6", "hash5", "hash4", "hash3"]);
+    let kept = store.session_user(&[1; 32], 1, 0).await.expect("read");
+    assert!(
+        !kept.expect("kept").must_change_password,
+        "a changed password frees the session"
+    );
+    // A re-hash replaces the hash in both places.
+    store
+        .rehash_password(alice.id, "hash7", "hash7b")
+        .await
+        .expect("rehash");
+    let state = store.password_state(alice.id).await.expect("state");
+    assert_eq!(state.expect("a password").history[0], "hash7b");
+
+    // Three failures lock at the third; the count then starts again.
+    assert_eq!(
+        store.login_failed(alice.id, 10, 3, 500).await.expect("1"),
+        None
+    );
+    assert_eq!(
+        store.login_failed(alice.id, 11, 3, 500).await.expect("2"),
+        None
+    );
+    assert_eq!(
+        store.login_failed(alice.id, 12, 3, 500).await.expect("3"),
+        Some(512)
+    );
+    let credentials = store.credentials("alice").await.expect("read");
+    assert_eq!(credentials.expect("alice").locked_until, Some(512));
+    assert_eq!(
+        store.login_failed(alice.id, 600, 3, 500).await.expect("4"),
+        None
+    );
+    store.login_succeeded(alice.id).await.expect("success");
+    assert_eq!(
+        store.login_failed(alice.id, 601, 3, 500).await.expect("1"),
+        None
+    );
+    assert_eq!(
+        store.login_failed(alice.id, 602, 3, 500).await.expect("2"),
+        None
+    );
+    let recipients = store.lock_notice_recipients(alice.id).await.expect("who");
+    assert!(
+        recipients.is_empty(),
+        "no admin nor operator in this database"
+    );
+
+    // A reset: no password, no session, no lock; the history stays.
+    store
+        .login_failed(alice.id, 603, 3, 500)
+        .await
+        .expect("locks");
+    let ended = store.reset_password(alice.id).await.expect("reset");
+    assert_eq!(ended, vec![vec![1; 32]]);
+    assert!(store
+        .password_state(alice.id)
+        .await
+        .expect("state")
+        .is_none());
+    assert_eq!(
+        store
+            .password_history(alice.id)
+            .await
+            .expect("history")
+            .len(),
+        5
+    );
+    let credentials = store.credentials("alice").await.expect("read");
+    let credentials = credentials.expect("alice");
+    assert_eq!(
+        (credentials.password_hash.as_str(), credentials.locked_until),
+        ("", None)
+    );
 }
 
 async fn directory_holds_groups_and_members(backend: Backend) {

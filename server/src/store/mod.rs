@@ -5,6 +5,7 @@
 //! same SQL (`queries`), so the conformance suite in `tests/store.rs` checks one behaviour
 //! on two engines. Only this module contains SQL.
 
+mod access;
 mod audit_log;
 mod postgres;
 mod queries;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
+pub use access::{Access, PasswordState, SessionRecord};
 pub use audit_log::{AuditFilter, AuditLog};
 pub use postgres::PgStore;
 pub use registry::{
@@ -107,15 +109,32 @@ pub struct UserRecord {
 pub struct Credentials {
     pub user: UserRecord,
     pub password_hash: String,
+    pub password_changed_at: Option<Millis>,
+    /// Locked after repeated failed logins until this time.
+    pub locked_until: Option<Millis>,
 }
 
 /// A new session; only the token's hash is stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewSession {
     pub token_hash: Vec<u8>,
     pub user_id: UserId,
     pub created_at: Millis,
     pub expires_at: Millis,
+    /// The User-Agent it was opened with (shown in the user's list of sessions).
+    pub user_agent: String,
+    /// The address it was opened from.
+    pub source: String,
+    /// The password has expired: the session may only change it.
+    pub must_change_password: bool,
+}
+
+/// The user behind a session, and what the session allows.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub user: UserRecord,
+    pub last_used_at: Millis,
+    pub must_change_password: bool,
 }
 
 /// A new group.
@@ -316,7 +335,7 @@ pub struct Changed {
 /// The storage interface of the messaging core; [`Registry`] holds the rest. Every method
 /// is one transaction.
 #[async_trait]
-pub trait Store: Registry + AuditLog + Send + Sync + 'static {
+pub trait Store: Registry + AuditLog + Access + Send + Sync + 'static {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// True when no user exists yet (the demo refuses to fill a used database).
@@ -333,12 +352,14 @@ pub trait Store: Registry + AuditLog + Send + Sync + 'static {
 
     /// Stores sessions in one transaction.
     async fn create_sessions(&self, sessions: &[NewSession]) -> Result<(), StoreError>;
-    /// The user of an unexpired session, if any.
+    /// The user of a session that has not expired (`expires_at > now`) nor been idle
+    /// (`last_used_at > idle_since`), if any.
     async fn session_user(
         &self,
         token_hash: &[u8],
         now: Millis,
-    ) -> Result<Option<UserRecord>, StoreError>;
+        idle_since: Millis,
+    ) -> Result<Option<SessionUser>, StoreError>;
     /// Ends a session; ending an unknown session is not an error.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError>;
 

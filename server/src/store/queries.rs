@@ -5,7 +5,7 @@
 use super::{
     kind_name, parse_kind, parse_role, parse_status, role_name, signer_name, AppendOutcome, Change,
     Changed, Credentials, Directory, EventBody, EventRecord, GroupRecord, NewFacility, NewGroup,
-    NewPost, NewSession, NewUser, Placement, Store, StoreError, UserRecord,
+    NewPost, NewSession, NewUser, Placement, SessionUser, Store, StoreError, UserRecord,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -45,6 +45,16 @@ struct CredentialsRow {
     #[sqlx(flatten)]
     user: UserRow,
     password_hash: String,
+    password_changed_at: Option<i64>,
+    locked_until: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    last_used_at: i64,
+    must_change_password: bool,
 }
 
 /// Columns of a group, from `care_groups g`.
@@ -429,7 +439,8 @@ macro_rules! sql_store {
                 // Only accounts that may log in: active or restricted, of an approved
                 // facility (or none: the operator).
                 let sql = format!(
-                    "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
+                    "SELECT {USER_COLUMNS}, u.password_hash, u.password_changed_at, u.locked_until \
+                     FROM users u \
                      LEFT JOIN facilities f ON f.id = u.facility_id \
                      WHERE u.login = $1 AND u.status IN ('active', 'restricted') \
                      AND (f.id IS NULL OR f.status = 'approved')"
@@ -440,6 +451,8 @@ macro_rules! sql_store {
                     Ok(Credentials {
                         user: user_record(row.user)?,
                         password_hash: row.password_hash,
+                        password_changed_at: row.password_changed_at,
+                        locked_until: row.locked_until,
                     })
                 })
                 .transpose()
@@ -449,13 +462,17 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 for session in sessions {
                     sqlx::query(
-                        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, \
+                         last_used_at, user_agent, source, must_change_password) \
+                         VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
                     )
                     .bind(&session.token_hash)
                     .bind(session.user_id)
                     .bind(session.created_at)
                     .bind(session.expires_at)
+                    .bind(&session.user_agent)
+                    .bind(&session.source)
+                    .bind(session.must_change_password)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -467,20 +484,30 @@ macro_rules! sql_store {
                 &self,
                 token_hash: &[u8],
                 now: Millis,
-            ) -> Result<Option<UserRecord>, StoreError> {
+                idle_since: Millis,
+            ) -> Result<Option<SessionUser>, StoreError> {
                 let sql = format!(
-                    "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                    "SELECT {USER_COLUMNS}, s.last_used_at, s.must_change_password \
+                     FROM sessions s JOIN users u ON u.id = s.user_id \
                      LEFT JOIN facilities f ON f.id = u.facility_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2 \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_used_at > $3 \
                      AND u.status IN ('active', 'restricted') \
                      AND (f.id IS NULL OR f.status = 'approved')"
                 );
-                let row: Option<UserRow> = sqlx::query_as(&sql)
+                let row: Option<SessionUserRow> = sqlx::query_as(&sql)
                     .bind(token_hash)
                     .bind(now)
+                    .bind(idle_since)
                     .fetch_optional(&self.pool)
                     .await?;
-                row.map(user_record).transpose()
+                row.map(|row| {
+                    Ok(SessionUser {
+                        user: user_record(row.user)?,
+                        last_used_at: row.last_used_at,
+                        must_change_password: row.must_change_password,
+                    })
+                })
+                .transpose()
             }
 
             async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
@@ -985,6 +1012,24 @@ macro_rules! sql_store {
                     .bind(now)
                     .fetch_one(&mut **tx)
                     .await?;
+                    if !user.password_hash.is_empty() {
+                        sqlx::query(
+                            "UPDATE users SET password_changed_at = $2 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO password_history (user_id, hash, set_at) \
+                             VALUES ($1, $2, $3)",
+                        )
+                        .bind(id)
+                        .bind(&user.password_hash)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
                     ids.push(id);
                 }
                 Ok(ids)

@@ -733,11 +733,7 @@ macro_rules! registry_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let (user,) = row.ok_or(StoreError::NotFound("setup code"))?;
-                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                    .bind(user)
-                    .bind(password_hash)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::set_password(&mut tx, user, password_hash, now).await?;
                 tx.commit().await?;
                 Ok(user)
             }

@@ -412,6 +412,7 @@ impl TestApp {
                 user_id: user,
                 created_at: renkei::clock::now_ms(),
                 expires_at: renkei::clock::now_ms() + 3_600_000,
+                ..NewSession::default()
             }])
             .await
             .expect("session");
@@ -689,8 +690,9 @@ pub async fn session(store: &dyn Store, user: i64) -> String {
         .create_sessions(&[NewSession {
             token_hash: renkei::session::token_hash(&token),
             user_id: user,
-            created_at: 0,
+            created_at: renkei::clock::now_ms(),
             expires_at: i64::MAX,
+            ..NewSession::default()
         }])
         .await
         .expect("session");

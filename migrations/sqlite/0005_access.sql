@@ -1,0 +1,28 @@
+-- Access to accounts (art. 13(2)(4)(6)(8), 14(1)): password ageing and history, login
+-- failures and temporary locks, and what a user sees of their own sessions.
+
+-- When the password was last set (the `rotated` policy forces a change after 60 days).
+ALTER TABLE users ADD COLUMN password_changed_at INTEGER;
+UPDATE users SET password_changed_at = created_at WHERE password_hash <> '';
+-- Consecutive failed logins since the last success or lock; a lock ends at locked_until.
+ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN locked_until INTEGER;
+
+-- The hashes of a user's most recent passwords, the current one included: a new password
+-- may not equal any of them.
+CREATE TABLE password_history (
+    user_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    hash     TEXT    NOT NULL,
+    set_at   INTEGER NOT NULL
+);
+CREATE INDEX password_history_user ON password_history (user_id, set_at);
+INSERT INTO password_history (user_id, hash, set_at)
+SELECT id, password_hash, created_at FROM users WHERE password_hash <> '';
+
+-- A session's last use (idle timeout), the device it was opened on and from where, and
+-- whether it may do nothing but change an expired password.
+ALTER TABLE sessions ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET last_used_at = created_at;
+ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE;

@@ -1,0 +1,361 @@
+//! Logging in (art. 13(2)(6)): a password checked in constant-looking time, growing delays
+//! after failures per login and per source address, and a temporary lock of the account
+//! after repeated failures, of which its admins are told.
+//!
+//! The trade-off: an attacker who knows a login can keep that account locked by trying a
+//! wrong password every lock period. They cannot lock it out for good — each lock ends by
+//! itself, an admin's password reset lifts it at once, and the admins are told of every
+//! lock, so that a lasting attack is seen. Delays are per node (in memory); the lock is in
+//! the database and holds on every node.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use renkei_protocol::{ErrorCode, LoginRequest, LoginResponse, ServerMessage};
+
+use crate::api::AuditActor;
+use crate::app::App;
+use crate::audit::AuditEntry;
+use crate::http::HttpError;
+use crate::store::{Credentials, NewSession};
+use crate::{clock, password, session, wire};
+
+/// Longest login accepted (longer input is refused before hashing).
+const MAX_LOGIN: usize = 254;
+/// Longest User-Agent kept with a session.
+const MAX_DEVICE: usize = 200;
+
+/// Failures of one login, or from one address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Login(String),
+    Address(IpAddr),
+}
+
+/// Failures free of delay: a login's owner mistypes a few times; many people may log in
+/// from one facility's address.
+const FREE_PER_LOGIN: u32 = 3;
+const FREE_PER_ADDRESS: u32 = 20;
+/// The longest delay, and how long failures are remembered.
+const MAX_DELAY: Duration = Duration::from_secs(60);
+const FORGET: Duration = Duration::from_secs(15 * 60);
+/// Logins and addresses remembered at most (memory stays bounded under a spray).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The delay after `count` failures when the first `free` cost nothing: 1 s, 2 s, 4 s, …
+/// up to a minute.
+fn delay(count: u32, free: u32) -> Duration {
+    if count < free {
+        return Duration::ZERO;
+    }
+    let doublings = (count - free).min(6);
+    Duration::from_secs(1 << doublings).min(MAX_DELAY)
+}
+
+/// Recent failed logins of this node, per login and per source address.
+#[derive(Default)]
+pub struct Attempts {
+    failures: Mutex<HashMap<Key, Failures>>,
+}
+
+impl Attempts {
+    fn keys(login: &str, address: IpAddr) -> [(Key, u32); 2] {
+        [
+            (Key::Login(login.to_string()), FREE_PER_LOGIN),
+            (Key::Address(address), FREE_PER_ADDRESS),
+        ]
+    }
+
+    /// How long a login attempt (or another check of the password) must still wait.
+    pub fn wait(&self, login: &str, address: IpAddr, now: Instant) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(login, address)
+            .iter()
+            .filter_map(|(key, free)| {
+                let f = failures.get(key)?;
+                (f.last + delay(f.count, *free)).checked_duration_since(now)
+            })
+            .filter(|wait| !wait.is_zero())
+            .max()
+    }
+
+    pub fn failed(&self, login: &str, address: IpAddr, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_REMEMBERED {
+            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
+        }
+        for (key, _) in Self::keys(login, address) {
+            if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&key) {
+                continue;
+            }
+            let entry = failures.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+            });
+            if now.saturating_duration_since(entry.last) >= FORGET {
+                entry.count = 0;
+            }
+            entry.count += 1;
+            entry.last = now;
+        }
+    }
+
+    pub fn succeeded(&self, login: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&Key::Login(login.to_string()));
+    }
+}
+
+/// The one answer to every failed login, whatever failed: the login, the password, or a
+/// lock (which is not revealed to whoever tries).
+fn refused(tried: Option<AuditActor>) -> Response {
+    let mut refused = HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidCredentials,
+        "wrong login or password (after repeated failures an account is locked for a while)",
+    )
+    .into_response();
+    if let Some(tried) = tried {
+        refused.extensions_mut().insert(tried);
+    }
+    refused
+}
+
+/// `POST /api/v1/session`: checks a password and opens a session.
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(request) = body?;
+    if request.login.len() > MAX_LOGIN || request.password.len() > password::MAX_BYTES {
+        return Err(HttpError::bad_request("login or password too long"));
+    }
+    // Logins are e-mail addresses, compared in lower case.
+    let login = request.login.trim().to_lowercase();
+    if let Some(wait) = app.logins.wait(&login, peer.ip(), Instant::now()) {
+        return Err(HttpError::rate_limited(
+            wait,
+            "too many failed logins: wait before trying again",
+        ));
+    }
+    // An account without a password yet (waiting for its setup code) cannot log in.
+    let credentials = app
+        .store
+        .credentials(&login)
+        .await?
+        .filter(|c| !c.password_hash.is_empty());
+    let now = clock::now_ms();
+    let locked = credentials
+        .as_ref()
+        .is_some_and(|c| c.locked_until.is_some_and(|until| until > now));
+    // A locked account's password is not checked; the decoy takes the same time.
+    let hash = credentials
+        .as_ref()
+        .filter(|_| !locked)
+        .map(|c| c.password_hash.as_str());
+    let verified = app.passwords.verify(hash, &request.password).await?;
+    // The audit record of a login names the account tried, when it exists.
+    let tried = credentials.as_ref().map(|c| AuditActor {
+        user: c.user.id,
+        facility: c.user.facility_id,
+    });
+    let Some(credentials) = credentials.filter(|_| verified.matched) else {
+        app.logins.failed(&login, peer.ip(), Instant::now());
+        if let (Some(tried), false) = (tried, locked) {
+            count_failure(&app, tried, peer, now).await?;
+        }
+        return Ok(refused(tried));
+    };
+    app.logins.succeeded(&login);
+    let user = credentials.user.id;
+    app.store.login_succeeded(user).await?;
+    if verified.outdated {
+        upgrade_hash(&app, &credentials, &request.password).await;
+    }
+    let must_change_password = app
+        .config
+        .password_policy
+        .expired(credentials.password_changed_at, now);
+    let token = session::random_token();
+    let lifetime_secs = u64::from(app.config.session_hours) * 3600;
+    let expires_at = now + i64::try_from(lifetime_secs * 1000).unwrap_or(i64::MAX);
+    let device = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_DEVICE)
+        .collect();
+    app.store
+        .create_sessions(&[NewSession {
+            token_hash: session::token_hash(&token),
+            user_id: user,
+            created_at: now,
+            expires_at,
+            user_agent: device,
+            source: peer.ip().to_string(),
+            must_change_password,
+        }])
+        .await?;
+    tracing::info!(user, must_change_password, "logged in");
+    let cookie = session::set_cookie(&token, lifetime_secs, app.config.cookie_secure);
+    let body = LoginResponse {
+        token,
+        expires_at,
+        user: wire::profile(&credentials.user),
+        password_change_required: must_change_password,
+    };
+    let mut response = (
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(body),
+    )
+        .into_response();
+    if let Some(tried) = tried {
+        response.extensions_mut().insert(tried);
+    }
+    Ok(response)
+}
+
+/// Counts a wrong password of a known account; when it locks the account, records the
+/// lock and tells the admins.
+async fn count_failure(
+    app: &App,
+    tried: AuditActor,
+    peer: SocketAddr,
+    now: i64,
+) -> Result<(), HttpError> {
+    let config = &app.config;
+    let lock_ms = i64::from(config.login_lock_minutes) * 60_000;
+    let Some(until) = app
+        .store
+        .login_failed(tried.user, now, config.login_lock_failures, lock_ms)
+        .await?
+    else {
+        return Ok(());
+    };
+    tracing::warn!(
+        user = tried.user,
+        until,
+        "account locked after failed logins"
+    );
+    app.audit
+        .record(AuditEntry {
+            at: now,
+            actor: Some(tried.user),
+            facility: tried.facility,
+            action: "account locked".into(),
+            group: None,
+            target: format!("/api/v1/users/{}", tried.user),
+            source: peer.ip().to_string(),
+            result: format!("locked for {} min", config.login_lock_minutes),
+        })
+        .await;
+    if let Some(user) = app.store.user(tried.user).await? {
+        let notice = ServerMessage::AccountLocked {
+            user: wire::details_profile(&user),
+            until,
+        };
+        for admin in app.store.lock_notice_recipients(tried.user).await? {
+            app.bus.notify(admin, &notice);
+        }
+    }
+    Ok(())
+}
+
+/// Stores the password's hash again at the configured cost. A failure leaves the old
+/// hash, which still works; the next login tries again.
+async fn upgrade_hash(app: &App, credentials: &Credentials, password: &str) {
+    let upgraded = match app.passwords.hash(password).await {
+        Ok(new) => {
+            app.store
+                .rehash_password(credentials.user.id, &credentials.password_hash, &new)
+                .await
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not re-hash a password");
+            return;
+        }
+    };
+    match upgraded {
+        Ok(()) => tracing::info!(
+            user = credentials.user.id,
+            "password re-hashed at the configured cost"
+        ),
+        Err(err) => tracing::warn!(error = %err, "could not store a re-hashed password"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        assert_eq!(delay(0, 3), Duration::ZERO);
+        assert_eq!(delay(2, 3), Duration::ZERO);
+        assert_eq!(delay(3, 3), Duration::from_secs(1));
+        assert_eq!(delay(4, 3), Duration::from_secs(2));
+        assert_eq!(delay(8, 3), Duration::from_secs(32));
+        assert_eq!(delay(9, 3), MAX_DELAY);
+        assert_eq!(delay(1000, 3), MAX_DELAY);
+    }
+
+    #[test]
+    fn a_login_waits_after_failures_and_is_forgotten_after_success() {
+        let attempts = Attempts::default();
+        let address: IpAddr = [127, 0, 0, 1].into();
+        let start = Instant::now();
+        for _ in 0..FREE_PER_LOGIN {
+            assert_eq!(attempts.wait("a@x.jp", address, start), None);
+            attempts.failed("a@x.jp", address, start);
+        }
+        assert_eq!(
+            attempts.wait("a@x.jp", address, start),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            attempts.wait("a@x.jp", address, start + Duration::from_secs(1)),
+            None
+        );
+        // Another login from the same address is not held up by these failures…
+        assert_eq!(attempts.wait("b@x.jp", address, start), None);
+        // …and the owner's success clears the login's failures.
+        attempts.succeeded("a@x.jp");
+        assert_eq!(attempts.wait("a@x.jp", address, start), None);
+    }
+
+    #[test]
+    fn an_address_spraying_many_logins_waits() {
+        let attempts = Attempts::default();
+        let address: IpAddr = [10, 0, 0, 9].into();
+        let now = Instant::now();
+        for i in 0..FREE_PER_ADDRESS {
+            attempts.failed(&format!("user{i}@x.jp"), address, now);
+        }
+        assert!(attempts.wait("new@x.jp", address, now).is_some());
+        let elsewhere: IpAddr = [10, 0, 0, 10].into();
+        assert_eq!(attempts.wait("new@x.jp", elsewhere, now), None);
+        // The wait ends; failures long past start the count again.
+        assert_eq!(attempts.wait("new@x.jp", address, now + MAX_DELAY), None);
+        attempts.failed("new@x.jp", address, now + FORGET);
+        assert_eq!(attempts.wait("new@x.jp", address, now + FORGET), None);
+    }
+}

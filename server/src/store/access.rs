@@ -1,0 +1,418 @@
+//! Storage of access to accounts: a user's sessions (list, idle use, ending them),
+//! password changes with their history, resets, and failed logins with temporary locks.
+//! One body of SQL for both engines.
+
+use async_trait::async_trait;
+use renkei_protocol::{Millis, UserId};
+
+use super::StoreError;
+use crate::password::HISTORY;
+
+/// One of a user's sessions as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub token_hash: Vec<u8>,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+    pub expires_at: Millis,
+    pub user_agent: String,
+    pub source: String,
+}
+
+/// A user's password as stored: its hash, when it was set, and the hashes of the last
+/// [`HISTORY`] passwords (the current one included), newest first.
+#[derive(Debug, Clone)]
+pub struct PasswordState {
+    pub hash: String,
+    pub changed_at: Option<Millis>,
+    pub history: Vec<String>,
+}
+
+/// Access to accounts as stored. Every method is one transaction.
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// Marks sessions as used at `now` (a request's, or the sessions of open sockets,
+    /// periodically). Returns those of `token_hashes` that have ended (expired or
+    /// deleted), whose sockets should close.
+    async fn touch_sessions(
+        &self,
+        token_hashes: &[Vec<u8>],
+        now: Millis,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The user's unexpired sessions, most recently used first.
+    async fn user_sessions(
+        &self,
+        user: UserId,
+        now: Millis,
+        idle_since: Millis,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends every session of the user but `keep`; returns the ended sessions' hashes.
+    async fn end_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<&[u8]>,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Ends one of the user's sessions; false when the user has no such session.
+    async fn end_user_session(&self, user: UserId, token_hash: &[u8]) -> Result<bool, StoreError>;
+
+    /// The user whose unused, unexpired setup code hashes to `token_hash`.
+    async fn setup_code_user(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> Result<Option<UserId>, StoreError>;
+    /// The hashes of the user's last [`HISTORY`] passwords, newest first (kept across an
+    /// admin's reset).
+    async fn password_history(&self, user: UserId) -> Result<Vec<String>, StoreError>;
+    /// The user's password, if they have one.
+    async fn password_state(&self, user: UserId) -> Result<Option<PasswordState>, StoreError>;
+    /// Sets a new password (its hash): remembers it in the history (keeping the last
+    /// [`HISTORY`]), clears failed logins and any lock, and ends every session of the user
+    /// but `keep`, which may now do more than change the password. Returns the ended
+    /// sessions' hashes.
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: &str,
+        at: Millis,
+        keep: Option<&[u8]>,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// An admin's reset: the password no longer works (a setup code sets the next one),
+    /// the lock is lifted and every session ends. Returns the ended sessions' hashes.
+    async fn reset_password(&self, user: UserId) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Replaces the hash of the same password by one made at the configured cost.
+    async fn rehash_password(&self, user: UserId, old: &str, new: &str) -> Result<(), StoreError>;
+
+    /// Counts a failed login; at `lock_after` consecutive failures the account is locked
+    /// until `now + lock_ms` and the count starts again. Returns the lock's end when this
+    /// failure locked the account.
+    async fn login_failed(
+        &self,
+        user: UserId,
+        now: Millis,
+        lock_after: u32,
+        lock_ms: Millis,
+    ) -> Result<Option<Millis>, StoreError>;
+    /// A successful login: failures no longer count.
+    async fn login_succeeded(&self, user: UserId) -> Result<(), StoreError>;
+    /// Who is told when the account is locked: the other active admins of its facility,
+    /// or, when it has none (or the account is an operator's), the active operators.
+    async fn lock_notice_recipients(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+}
+
+macro_rules! access_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait]
+        impl Access for $store {
+            async fn touch_sessions(
+                &self,
+                token_hashes: &[Vec<u8>],
+                now: Millis,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                if token_hashes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin_write().await?;
+                let mut alive = std::collections::HashSet::new();
+                for chunk in token_hashes.chunks(500) {
+                    let mut update =
+                        sqlx::QueryBuilder::<$db>::new("UPDATE sessions SET last_used_at = ");
+                    update
+                        .push_bind(now)
+                        .push(" WHERE expires_at > ")
+                        .push_bind(now)
+                        .push(" AND token_hash IN (");
+                    let mut hashes = update.separated(", ");
+                    for hash in chunk {
+                        hashes.push_bind(hash.clone());
+                    }
+                    update.push(") RETURNING token_hash");
+                    let rows: Vec<(Vec<u8>,)> = update.build_query_as().fetch_all(&mut *tx).await?;
+                    alive.extend(rows.into_iter().map(|(hash,)| hash));
+                }
+                tx.commit().await?;
+                Ok(token_hashes
+                    .iter()
+                    .filter(|hash| !alive.contains(*hash))
+                    .cloned()
+                    .collect())
+            }
+
+            async fn user_sessions(
+                &self,
+                user: UserId,
+                now: Millis,
+                idle_since: Millis,
+            ) -> Result<Vec<SessionRecord>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT token_hash, created_at, last_used_at, expires_at, user_agent, \
+                     source FROM sessions \
+                     WHERE user_id = $1 AND expires_at > $2 AND last_used_at > $3 \
+                     ORDER BY last_used_at DESC",
+                )
+                .bind(user)
+                .bind(now)
+                .bind(idle_since)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn end_user_sessions(
+                &self,
+                user: UserId,
+                keep: Option<&[u8]>,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+                    "DELETE FROM sessions WHERE user_id = $1 \
+                     AND ($2 IS NULL OR token_hash <> $2) RETURNING token_hash",
+                )
+                .bind(user)
+                .bind(keep)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(hash,)| hash).collect())
+            }
+
+            async fn end_user_session(
+                &self,
+                user: UserId,
+                token_hash: &[u8],
+            ) -> Result<bool, StoreError> {
+                let deleted =
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash = $2")
+                        .bind(user)
+                        .bind(token_hash)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(deleted.rows_affected() > 0)
+            }
+
+            async fn setup_code_user(
+                &self,
+                token_hash: &[u8],
+                now: Millis,
+            ) -> Result<Option<UserId>, StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT user_id FROM password_setups WHERE token_hash = $1 AND expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(user,)| user))
+            }
+
+            async fn password_history(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT hash FROM password_history WHERE user_id = $1 \
+                     ORDER BY set_at DESC LIMIT $2",
+                )
+                .bind(user)
+                .bind(HISTORY as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(hash,)| hash).collect())
+            }
+
+            async fn password_state(
+                &self,
+                user: UserId,
+            ) -> Result<Option<PasswordState>, StoreError> {
+                let row: Option<(String, Option<i64>)> = sqlx::query_as(
+                    "SELECT password_hash, password_changed_at FROM users WHERE id = $1",
+                )
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some((hash, changed_at)) = row.filter(|(hash, _)| !hash.is_empty()) else {
+                    return Ok(None);
+                };
+                Ok(Some(PasswordState {
+                    hash,
+                    changed_at,
+                    history: self.password_history(user).await?,
+                }))
+            }
+
+            async fn change_password(
+                &self,
+                user: UserId,
+                hash: &str,
+                at: Millis,
+                keep: Option<&[u8]>,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::set_password(&mut tx, user, hash, at).await?;
+                let ended: Vec<(Vec<u8>,)> = sqlx::query_as(
+                    "DELETE FROM sessions WHERE user_id = $1 \
+                     AND ($2 IS NULL OR token_hash <> $2) RETURNING token_hash",
+                )
+                .bind(user)
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE sessions SET must_change_password = FALSE WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(ended.into_iter().map(|(hash,)| hash).collect())
+            }
+
+            async fn reset_password(&self, user: UserId) -> Result<Vec<Vec<u8>>, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE users SET password_hash = '', failed_logins = 0, \
+                     locked_until = NULL WHERE id = $1",
+                )
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                let ended: Vec<(Vec<u8>,)> =
+                    sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+                        .bind(user)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(ended.into_iter().map(|(hash,)| hash).collect())
+            }
+
+            async fn rehash_password(
+                &self,
+                user: UserId,
+                old: &str,
+                new: &str,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+                )
+                .bind(user)
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE password_history SET hash = $3 WHERE user_id = $1 AND hash = $2",
+                )
+                .bind(user)
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn login_failed(
+                &self,
+                user: UserId,
+                now: Millis,
+                lock_after: u32,
+                lock_ms: Millis,
+            ) -> Result<Option<Millis>, StoreError> {
+                let until = now + lock_ms;
+                let row: Option<(Option<i64>,)> = sqlx::query_as(
+                    "UPDATE users SET \
+                     locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 \
+                                    ELSE locked_until END, \
+                     failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 \
+                                     ELSE failed_logins + 1 END \
+                     WHERE id = $1 RETURNING locked_until",
+                )
+                .bind(user)
+                .bind(i64::from(lock_after.max(1)))
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row
+                    .and_then(|(locked,)| locked)
+                    .filter(|locked| *locked == until))
+            }
+
+            async fn lock_notice_recipients(
+                &self,
+                user: UserId,
+            ) -> Result<Vec<UserId>, StoreError> {
+                let admins: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT a.id FROM users a JOIN users u ON u.facility_id = a.facility_id \
+                     WHERE u.id = $1 AND a.id <> $1 AND a.role = 'admin' \
+                     AND a.status = 'active' ORDER BY a.id",
+                )
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
+                let recipients = if admins.is_empty() {
+                    sqlx::query_as(
+                        "SELECT id FROM users WHERE role = 'operator' AND status = 'active' \
+                         AND id <> $1 ORDER BY id",
+                    )
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?
+                } else {
+                    admins
+                };
+                Ok(recipients.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn login_succeeded(&self, user: UserId) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE users SET failed_logins = 0 WHERE id = $1 AND failed_logins <> 0",
+                )
+                .bind(user)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            /// Sets a password inside a transaction: its hash, when, the history (the last
+            /// [`HISTORY`] kept), and no failed logins or lock any more.
+            pub(super) async fn set_password(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: UserId,
+                hash: &str,
+                at: Millis,
+            ) -> Result<(), StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE users SET password_hash = $2, password_changed_at = $3, \
+                     failed_logins = 0, locked_until = NULL WHERE id = $1",
+                )
+                .bind(user)
+                .bind(hash)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                sqlx::query(
+                    "INSERT INTO password_history (user_id, hash, set_at) VALUES ($1, $2, $3)",
+                )
+                .bind(user)
+                .bind(hash)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM password_history WHERE user_id = $1 AND set_at < \
+                     (SELECT MIN(set_at) FROM (SELECT set_at FROM password_history \
+                      WHERE user_id = $1 ORDER BY set_at DESC LIMIT $2) AS kept)",
+                )
+                .bind(user)
+                .bind(HISTORY as i64)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+access_store!(super::SqliteStore, sqlx::Sqlite);
+access_store!(super::PgStore, sqlx::Postgres);
