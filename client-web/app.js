@@ -20,6 +20,10 @@
     idleLimitMs: 15 * 60 * 1000,
     idleTimer: null,
     locked: false,
+    name: "",            // the user's display name (a password may not contain it)
+    mustChange: false,   // the password expired: it must be changed before anything else
+    policy: { min_length: 13 },
+    notices: [],         // admins: accounts locked after wrong passwords
   };
 
   // ---- text ----------------------------------------------------------------------------
@@ -38,6 +42,8 @@
     document.title = `${t("app.title")} Renkei`;
     renderConnection();
     if (state.user) { renderGroups(); renderTimeline(); }
+    renderNotices();
+    if ($("account").open) renderRules();
   }
 
   function formatTime(ms) {
@@ -51,6 +57,7 @@
     $("login-view").hidden = view !== "login";
     $("chat-view").hidden = view !== "chat";
     $("logout").hidden = view !== "chat";
+    $("account-open").hidden = view !== "chat";
   }
 
   function renderConnection() {
@@ -403,7 +410,9 @@
     socket.onclose = (e) => {
       if (state.socket !== socket) return;
       state.connected = false;
-      if (e.code === 4001 || state.locked) { renderConnection(); return; } // log in again
+      if (state.locked) { renderConnection(); return; }
+      // The session ended elsewhere (logout everywhere, a password change or reset).
+      if (e.code === 4001) { enterLogin(); return; }
       if (e.code === 4002) { // the account can no longer be used: never reconnect
         enterLogin();
         $("login-error").textContent = t("login.ended");
@@ -440,6 +449,7 @@
       case "group_left": return left(m.group);
       case "invitation": return loadInvitations();
       case "account": return account(m);
+      case "account_locked": return locked(m);
     }
   }
 
@@ -567,6 +577,8 @@
       if (!response.ok) return "unreachable";
       const info = await response.json();
       state.login = info.login;
+      state.name = info.user?.name || "";
+      state.mustChange = !!info.password_change_required;
       state.status = info.status || "active";
       sessionStorage.setItem("renkei.login", info.login);
       if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
@@ -587,7 +599,10 @@
       return null;
     }
     if (response.status === 401) return t("login.failed");
-    if (response.status === 429) return t("login.busy");
+    if (response.status === 429) {
+      const body = await response.json().catch(() => ({}));
+      return t(body.error?.code === "rate_limited" ? "login.wait" : "login.busy");
+    }
     return t("login.error");
   }
 
@@ -596,7 +611,7 @@
     const error = await logIn($("login-id").value.trim(), $("login-password").value);
     $("login-password").value = "";
     $("login-error").textContent = error || "";
-    if (!error && await whoAmI() === "ok") { connect(); resetIdle(); }
+    if (!error && await whoAmI() === "ok") start();
   }
 
   function enterLogin() {
@@ -650,8 +665,156 @@
     state.locked = false;
     $("lock").hidden = true;
     await whoAmI();
+    start();
+  }
+
+  // After logging in: an expired password is changed first, then the socket opens.
+  function start() {
+    if (state.mustChange) { show("chat"); openAccount(); return; }
     connect();
     resetIdle();
+  }
+
+  // ---- account: password change with its rules shown live, open sessions -------------
+  // The rules a client can check as the user types; the server checks them again, and
+  // the ones only it can (common, reused, similar), listing every rule broken.
+  const LIVE_RULES = ["too_short", "needs_letters_digits_symbols", "repetitive", "personal"];
+  const SERVER_RULES = ["common", "reused", "similar"];
+
+  function brokenRules(password) {
+    const broken = new Set();
+    const chars = [...password];
+    if (chars.length < state.policy.min_length) broken.add("too_short");
+    const letters = /\p{L}/u.test(password), digits = /[0-9]/.test(password);
+    const symbols = chars.some((c) => !/[\p{L}\p{N}\s]/u.test(c));
+    if (!(letters && digits && symbols)) broken.add("needs_letters_digits_symbols");
+    if (/(.)\1\1\1/u.test(password)) broken.add("repetitive");
+    const squeeze = (s) => s.replace(/\s+/g, "").toLowerCase();
+    const login = state.login.toLowerCase();
+    const parts = [login, login.split("@")[0], ...state.name.split(/[\s・]+/), state.name].map(squeeze);
+    const longEnough = (p) => [...p].length >= 4 || ([...p].length >= 2 && /[^\x00-\x7f]/.test(p));
+    if (parts.filter(longEnough).some((p) => squeeze(password).includes(p))) broken.add("personal");
+    return broken;
+  }
+
+  function renderRules(serverBroken = []) {
+    const password = $("password-new").value;
+    const live = brokenRules(password);
+    const list = $("password-rules");
+    list.replaceChildren();
+    for (const rule of [...LIVE_RULES, ...SERVER_RULES]) {
+      const li = document.createElement("li");
+      li.dataset.rule = rule;
+      li.textContent = t(`rule.${rule}`, { n: state.policy.min_length });
+      if (LIVE_RULES.includes(rule) && password) li.dataset.met = String(!live.has(rule));
+      if (serverBroken.includes(rule)) li.dataset.met = "false";
+      list.append(li);
+    }
+  }
+
+  async function openAccount() {
+    const dialog = $("account");
+    $("account-expired").hidden = !state.mustChange;
+    $("account-close").hidden = state.mustChange;
+    $("sessions-section").hidden = state.mustChange;
+    $("password-login").value = state.login;
+    $("password-error").textContent = "";
+    $("password-done").textContent = "";
+    try {
+      const response = await fetch("/api/v1/password-policy");
+      if (response.ok) state.policy = await response.json();
+    } catch { /* the default rules stay */ }
+    renderRules();
+    if (!dialog.open) dialog.showModal();
+    $("password-current").focus();
+    if (!state.mustChange) loadSessions();
+  }
+
+  async function changePassword(e) {
+    e.preventDefault();
+    $("password-error").textContent = "";
+    $("password-done").textContent = "";
+    const body = { current: $("password-current").value, new: $("password-new").value };
+    const response = await fetch("/api/v1/session/password", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(body),
+    }).catch(() => null);
+    if (response?.status === 204) {
+      $("password-current").value = "";
+      $("password-new").value = "";
+      renderRules();
+      $("password-done").textContent = t("password.done");
+      if (state.mustChange) {
+        state.mustChange = false;
+        $("account").close();
+        start();
+      } else {
+        loadSessions();
+      }
+      return;
+    }
+    const error = (await response?.json().catch(() => null))?.error;
+    if (error?.code === "weak_password") { renderRules(error.rules || []); return; }
+    $("password-error").textContent =
+      t(error?.code === "invalid_credentials" ? "password.wrong" : "password.failed");
+  }
+
+  async function loadSessions() {
+    const list = $("sessions");
+    list.replaceChildren();
+    const response = await fetch("/api/v1/sessions", { credentials: "same-origin" }).catch(() => null);
+    if (!response?.ok) return;
+    for (const session of await response.json()) {
+      const li = document.createElement("li");
+      const what = document.createElement("span");
+      const time = formatTime(session.last_used_at);
+      what.textContent = `${session.current ? `${t("sessions.current")}: ` : ""}${session.device || "?"} — ${t("sessions.last_used", { time, source: session.source })}`;
+      li.append(what);
+      if (!session.current) {
+        const end = document.createElement("button");
+        end.type = "button";
+        end.textContent = t("sessions.end");
+        end.addEventListener("click", async () => {
+          await fetch(`/api/v1/sessions/${session.id}`, { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+          loadSessions();
+        });
+        li.append(end);
+      }
+      list.append(li);
+    }
+  }
+
+  async function endAllSessions() {
+    await fetch("/api/v1/sessions", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    $("account").close();
+    const socket = state.socket;
+    state.socket = null;
+    socket?.close();
+    enterLogin();
+  }
+
+  // Admins: an account of their facility was locked after repeated wrong passwords.
+  function locked(m) {
+    state.notices.push(m);
+    renderNotices();
+  }
+
+  function renderNotices() {
+    const box = $("notices");
+    box.replaceChildren();
+    box.hidden = state.notices.length === 0;
+    for (const m of state.notices) {
+      const p = document.createElement("p");
+      p.className = "notice";
+      p.textContent = t("notice.locked", {
+        name: m.user.name,
+        facility: m.user.facility ? m.user.facility.name : "",
+        time: formatTime(m.until),
+      });
+      box.append(p);
+    }
   }
 
   // ---- start ---------------------------------------------------------------------------
@@ -664,6 +827,12 @@
     $("login-form").addEventListener("submit", submitLogin);
     $("lock-form").addEventListener("submit", unlock);
     $("logout").addEventListener("click", logOut);
+    $("account-open").addEventListener("click", openAccount);
+    $("password-form").addEventListener("submit", changePassword);
+    $("password-new").addEventListener("input", () => renderRules());
+    $("sessions-end-all").addEventListener("click", endAllSessions);
+    // An expired password must be changed: Escape does not close the dialog then.
+    $("account").addEventListener("cancel", (e) => { if (state.mustChange) e.preventDefault(); });
     $("composer").addEventListener("submit", review);
     $("older").addEventListener("click", loadOlder);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
@@ -672,6 +841,6 @@
     }
     document.body.dataset.pane = "groups";
     applyLanguage();
-    if (await whoAmI() === "ok") { connect(); resetIdle(); } else { enterLogin(); }
+    if (await whoAmI() === "ok") start(); else enterLogin();
   });
 })();

@@ -257,3 +257,40 @@ test("an author deletes a post and every member sees its place marked at once", 
   await nurse.context.close();
   await helper.context.close();
 });
+
+test("a password change shows its rules live and logs the other devices out", async () => {
+  const phone = await logIn("midori.cm.kato");
+  const pc = await logIn("midori.cm.kato", { viewport: { width: 1200, height: 900 } });
+  const page = pc.page;
+  await page.getByRole("button", { name: "アカウント" }).click();
+  const dialog = page.locator("#account");
+  await dialog.waitFor({ state: "visible" });
+  const rule = (name) => dialog.locator(`#password-rules li[data-rule="${name}"]`);
+  // The rules a browser can check turn as the user types.
+  await dialog.getByLabel("新しいパスワード").fill("kato");
+  assert.equal(await rule("too_short").getAttribute("data-met"), "false");
+  assert.equal(await rule("personal").getAttribute("data-met"), "false");
+  const fresh = "tsukimi-dango 2026";
+  await dialog.getByLabel("新しいパスワード").fill(fresh);
+  for (const name of ["too_short", "needs_letters_digits_symbols", "repetitive", "personal"]) {
+    assert.equal(await rule(name).getAttribute("data-met"), "true", name);
+  }
+  // The ones only the server knows are marked when it refuses.
+  await dialog.getByLabel("現在のパスワード").fill(logins["midori.cm.kato"]);
+  await dialog.getByLabel("新しいパスワード").fill("Password2026!!");
+  await dialog.getByRole("button", { name: "変更する" }).click();
+  await dialog.locator('#password-rules li[data-rule="common"][data-met="false"]').waitFor();
+  // Both devices are listed until the change.
+  assert.equal(await dialog.locator("#sessions li").count(), 2);
+  await dialog.getByLabel("新しいパスワード").fill(fresh);
+  await dialog.getByRole("button", { name: "変更する" }).click();
+  await dialog.getByText("パスワードを変更しました").waitFor();
+  await page.screenshot({ path: join(tmpdir(), "renkei-account.png") });
+  // The phone is logged out at once; this device stays.
+  await phone.page.locator("#login-view").waitFor({ state: "visible" });
+  await dialog.locator("#sessions li").first().waitFor();
+  assert.equal(await dialog.locator("#sessions li").count(), 1);
+  logins["midori.cm.kato"] = fresh;
+  await phone.context.close();
+  await pc.context.close();
+});
