@@ -267,7 +267,7 @@ test("a password change shows its rules live and logs the other devices out", as
   await dialog.waitFor({ state: "visible" });
   const rule = (name) => dialog.locator(`#password-rules li[data-rule="${name}"]`);
   // The rules a browser can check turn as the user types.
-  await dialog.getByLabel("新しいパスワード").fill("kato");
+  await dialog.getByLabel("新しいパスワード").fill("加藤");
   assert.equal(await rule("too_short").getAttribute("data-met"), "false");
   assert.equal(await rule("personal").getAttribute("data-met"), "false");
   const fresh = "tsukimi-dango 2026";

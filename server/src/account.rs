@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,7 +20,7 @@ use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
-use crate::http::HttpError;
+use crate::http::{ClientIp, HttpError};
 use crate::policy::{Action, UserFacts};
 use crate::session::AnySession;
 use crate::store::{NewUser, Store, StoreError};
@@ -186,7 +185,7 @@ pub async fn setup_password(
 /// goes on (and may do more than change the password, if it had expired).
 pub async fn change_password(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     AnySession(session): AnySession,
     body: Result<Json<PasswordChange>, JsonRejection>,
 ) -> Result<StatusCode, HttpError> {
@@ -202,7 +201,7 @@ pub async fn change_password(
         .ok_or_else(|| HttpError::not_found("password"))?;
     // Someone with a borrowed session must not learn the password by trying.
     let login = &session.user.login;
-    if let Some(wait) = app.logins.wait(login, peer.ip(), Instant::now()) {
+    if let Some(wait) = app.logins.wait(login, client, Instant::now()) {
         return Err(HttpError::rate_limited(
             wait,
             "too many wrong passwords: wait",
@@ -214,7 +213,7 @@ pub async fn change_password(
         .await?
         .matched
     {
-        app.logins.failed(login, peer.ip(), Instant::now());
+        app.logins.failed(login, client, Instant::now());
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::InvalidCredentials,

@@ -82,7 +82,7 @@ async fn admitted(
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| crate::http::client_ip(&app.config, info.0.ip(), request.headers()));
     if peer.is_some_and(|ip| !app.requests.addresses.try_take(ip)) {
         return too_many();
     }

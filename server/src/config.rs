@@ -92,6 +92,12 @@ pub struct Config {
     /// (its `Host`).
     #[arg(long, env = "RENKEI_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Addresses of reverse proxies in front of the server (nginx): for requests from
+    /// them, the client's address is the last one in `X-Forwarded-For`. Comma-separated;
+    /// empty = the peer's address is the client's. Never list an address clients can
+    /// reach the server from directly.
+    #[arg(long, env = "RENKEI_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The password policy (art. 13(2)): `long` = 13+ characters mixing letters, digits
     /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days.
     #[arg(long, env = "RENKEI_PASSWORD_POLICY", value_enum, default_value_t = crate::password::Policy::Long)]

@@ -1,11 +1,13 @@
 //! The HTTP surface: the REST API, the WebSocket upgrade, health and metrics.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +16,7 @@ use renkei_protocol::api::PasswordRule;
 use renkei_protocol::{ApiError, ErrorCode, SessionInfo};
 
 use crate::app::App;
+use crate::config::Config;
 use crate::connection::Connection;
 use crate::hub::HubError;
 use crate::password::PasswordError;
@@ -233,6 +236,38 @@ impl From<HubError> for HttpError {
     }
 }
 
+/// The address a request comes from: the peer's, or, when the peer is a trusted reverse
+/// proxy (`RENKEI_TRUSTED_PROXIES`), the address that proxy appended to
+/// `X-Forwarded-For`. Rate limits, login delays, sessions and the audit trail use it.
+pub fn client_ip(config: &Config, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !config.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// The client's address as [`client_ip`] finds it.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<App>> for ClientIp {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        Ok(ClientIp(client_ip(&app.config, peer, &parts.headers)))
+    }
+}
+
 /// `GET /api/v1/session`: whose session this is.
 pub async fn whoami(
     State(app): State<Arc<App>>,
@@ -263,7 +298,7 @@ pub async fn logout(
 /// error before the upgrade.
 async fn websocket(
     State(app): State<Arc<App>>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
@@ -303,7 +338,7 @@ async fn websocket(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             tracker.track_future(
-                Connection::new(app, user, registration, peer.to_string()).run(socket),
+                Connection::new(app, user, registration, client.to_string()).run(socket),
             )
         }))
 }
@@ -329,4 +364,32 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let mut config = crate::config::Cli::try_parse_from(["renkei"])
+            .expect("defaults")
+            .config;
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 198.51.100.7"),
+        );
+        // Anyone may write the header: untrusted, it is ignored.
+        assert_eq!(client_ip(&config, proxy, &headers), proxy);
+        config.trusted_proxies = vec![proxy];
+        // The proxy appends the address it saw: the last one.
+        let client: IpAddr = [198, 51, 100, 7].into();
+        assert_eq!(client_ip(&config, proxy, &headers), client);
+        let other: IpAddr = [10, 0, 0, 2].into();
+        assert_eq!(client_ip(&config, other, &headers), other);
+        assert_eq!(client_ip(&config, proxy, &HeaderMap::new()), proxy);
+    }
 }

@@ -9,12 +9,12 @@
 //! the database and holds on every node.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,7 +23,7 @@ use renkei_protocol::{ErrorCode, LoginRequest, LoginResponse, ServerMessage};
 use crate::api::AuditActor;
 use crate::app::App;
 use crate::audit::AuditEntry;
-use crate::http::HttpError;
+use crate::http::{ClientIp, HttpError};
 use crate::store::{Credentials, NewSession};
 use crate::{clock, password, session, wire};
 
@@ -137,7 +137,7 @@ fn refused(tried: Option<AuditActor>) -> Response {
 /// `POST /api/v1/session`: checks a password and opens a session.
 pub async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, HttpError> {
@@ -147,7 +147,7 @@ pub async fn login(
     }
     // Logins are e-mail addresses, compared in lower case.
     let login = request.login.trim().to_lowercase();
-    if let Some(wait) = app.logins.wait(&login, peer.ip(), Instant::now()) {
+    if let Some(wait) = app.logins.wait(&login, client, Instant::now()) {
         return Err(HttpError::rate_limited(
             wait,
             "too many failed logins: wait before trying again",
@@ -175,9 +175,9 @@ pub async fn login(
         facility: c.user.facility_id,
     });
     let Some(credentials) = credentials.filter(|_| verified.matched) else {
-        app.logins.failed(&login, peer.ip(), Instant::now());
+        app.logins.failed(&login, client, Instant::now());
         if let (Some(tried), false) = (tried, locked) {
-            count_failure(&app, tried, peer, now).await?;
+            count_failure(&app, tried, client, now).await?;
         }
         return Ok(refused(tried));
     };
@@ -208,7 +208,7 @@ pub async fn login(
             created_at: now,
             expires_at,
             user_agent: device,
-            source: peer.ip().to_string(),
+            source: client.to_string(),
             must_change_password,
         }])
         .await?;
@@ -239,7 +239,7 @@ pub async fn login(
 async fn count_failure(
     app: &App,
     tried: AuditActor,
-    peer: SocketAddr,
+    client: IpAddr,
     now: i64,
 ) -> Result<(), HttpError> {
     let config = &app.config;
@@ -264,7 +264,7 @@ async fn count_failure(
             action: "account locked".into(),
             group: None,
             target: format!("/api/v1/users/{}", tried.user),
-            source: peer.ip().to_string(),
+            source: client.to_string(),
             result: format!("locked for {} min", config.login_lock_minutes),
         })
         .await;
