@@ -203,9 +203,13 @@ pub enum PasswordRule {
 /// check as the user types (the server checks them again, and the common-password list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PasswordPolicy {
-    /// `long` (13+ characters) or `rotated` (8+ characters, changed every `max_age_days`).
+    /// `long` (13+ characters), `rotated` (8+ characters, changed every `max_age_days`) or
+    /// `mfa` (8+ characters with a second factor, 13+ without).
     pub policy: String,
+    /// The fewest characters for an account without a second factor…
     pub min_length: u32,
+    /// …and for one with a second factor.
+    pub min_length_with_second_factor: u32,
     /// Days after which a password must be changed; absent when passwords do not expire.
     pub max_age_days: Option<u32>,
     /// How many of the last passwords a new one may not equal.
@@ -219,6 +223,46 @@ pub struct PasswordPolicy {
 pub struct PasswordChange {
     pub current: String,
     pub new: String,
+}
+
+/// `GET /api/v1/session/two-factor`: the caller's second factor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TwoFactorStatus {
+    pub enabled: bool,
+    /// Required for the caller's role: it cannot be turned off.
+    pub required: bool,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: u32,
+}
+
+/// `POST /api/v1/session/two-factor`: a new TOTP secret (RFC 6238: SHA-1, 6 digits,
+/// 30 s) to put in an authenticator app; it takes effect once a code confirms it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TwoFactorSetup {
+    /// The secret in base32, for typing into the app.
+    pub secret: String,
+    /// The same as an `otpauth://totp/…` URI, for apps that read one.
+    pub uri: String,
+}
+
+/// `PUT /api/v1/session/two-factor`: a code from the app, confirming the new secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorConfirm {
+    pub code: String,
+}
+
+/// The answer to a confirmed second factor: one-time recovery codes, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveryCodes {
+    pub codes: Vec<String>,
+}
+
+/// `DELETE /api/v1/session/two-factor`: turning the second factor off needs the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorDisable {
+    pub password: String,
 }
 
 /// `GET /api/v1/sessions`: one of the caller's open sessions.

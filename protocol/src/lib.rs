@@ -338,6 +338,11 @@ pub enum ErrorCode {
     /// REST / WebSocket upgrade: the password has expired (policy `rotated`) or was set by
     /// an admin's reset; this session may only change it (`PUT /api/v1/session/password`).
     PasswordChangeRequired,
+    /// REST: the password was right; send the second factor too (`code`).
+    SecondFactorRequired,
+    /// REST / WebSocket upgrade: the account's role requires a second factor that is not
+    /// set up yet; this session may only set it up (`/api/v1/session/two-factor`).
+    SecondFactorEnrollmentRequired,
 }
 
 impl ErrorCode {
@@ -386,6 +391,10 @@ pub mod close {
 pub struct LoginRequest {
     pub login: String,
     pub password: String,
+    /// The second factor, for an account that has one: the 6 digits of the authenticator
+    /// app, or one of the recovery codes. Asked for by `second_factor_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// The answer to a successful login. The same token is also set as an HttpOnly cookie.
@@ -400,6 +409,10 @@ pub struct LoginResponse {
     /// The password has expired: this session may only change it.
     #[serde(default)]
     pub password_change_required: bool,
+    /// A second factor is required for this account and not set up yet: this session may
+    /// only set it up (`/api/v1/session/two-factor`).
+    #[serde(default)]
+    pub second_factor_enrollment_required: bool,
 }
 
 /// `GET /api/v1/session`: who the current session belongs to.
@@ -415,6 +428,9 @@ pub struct SessionInfo {
     /// The password has expired: this session may only change it.
     #[serde(default)]
     pub password_change_required: bool,
+    /// A required second factor is not set up yet: this session may only set it up.
+    #[serde(default)]
+    pub second_factor_enrollment_required: bool,
 }
 
 /// The whole protocol as one JSON Schema document, for clients in other languages.

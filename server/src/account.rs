@@ -103,7 +103,8 @@ pub async fn password_policy(State(app): State<Arc<App>>) -> Json<PasswordPolicy
     let policy = app.config.password_policy;
     Json(PasswordPolicy {
         policy: policy.name().into(),
-        min_length: policy.min_length() as u32,
+        min_length: policy.min_length(false) as u32,
+        min_length_with_second_factor: policy.min_length(true) as u32,
         max_age_days: policy.max_age_days(),
         history: password::HISTORY as u32,
     })
@@ -118,14 +119,15 @@ async fn check_new_password(
     current: Option<&str>,
     history: &[String],
 ) -> Result<(), HttpError> {
-    let policy = app.config.password_policy;
+    let second_factor = app.store.two_factor(user.id).await?.0;
+    let min_length = app.config.password_policy.min_length(second_factor);
     let personal = password::Personal {
         login: user.email.as_deref().unwrap_or_default(),
         name: &user.name,
     };
-    let mut broken = password::check(new, policy, personal);
+    let mut broken = password::check(new, min_length, personal);
     if broken.contains(&PasswordRule::TooLong) {
-        return Err(HttpError::weak_password(broken, policy));
+        return Err(HttpError::weak_password(broken, min_length));
     }
     for hash in history {
         if app.passwords.verify(Some(hash), new).await?.matched {
@@ -141,7 +143,7 @@ async fn check_new_password(
     if broken.is_empty() {
         Ok(())
     } else {
-        Err(HttpError::weak_password(broken, policy))
+        Err(HttpError::weak_password(broken, min_length))
     }
 }
 

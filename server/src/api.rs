@@ -52,8 +52,8 @@ impl FromRequestParts<Arc<App>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
         let AnySession(session) = AnySession::from_request_parts(parts, app).await?;
-        if session.must_change_password {
-            return Err(HttpError::password_change_required());
+        if let Some(refusal) = session.unfinished() {
+            return Err(refusal);
         }
         Ok(Caller { user: session.user })
     }
@@ -316,6 +316,36 @@ pub fn endpoints() -> Vec<Endpoint> {
             put(account::change_password),
         )
         .takes::<types::PasswordChange>()
+        .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/session/two-factor",
+            "Whether one has a second factor (TOTP), whether one's role requires it",
+            get(crate::two_factor::status),
+        )
+        .gives::<types::TwoFactorStatus>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/session/two-factor",
+            "Start setting up a second factor: a new TOTP secret for the authenticator app",
+            post(crate::two_factor::start),
+        )
+        .gives::<types::TwoFactorSetup>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/session/two-factor",
+            "Confirm the new secret with a code: it takes effect; returns recovery codes",
+            put(crate::two_factor::confirm),
+        )
+        .takes::<types::TwoFactorConfirm>()
+        .gives::<types::RecoveryCodes>(),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/session/two-factor",
+            "Turn the second factor off (with the password), unless one's role requires it",
+            delete(crate::two_factor::disable),
+        )
+        .takes::<types::TwoFactorDisable>()
         .status(204),
         Endpoint::new(
             M::GET,

@@ -98,8 +98,13 @@ pub struct Config {
     /// reach the server from directly.
     #[arg(long, env = "RENKEI_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Who must log in with a second factor (TOTP): `admins` (the operator and facility
+    /// admins), `everyone`, or `optional` (anyone may; below the guideline, for trials).
+    #[arg(long, env = "RENKEI_TWO_FACTOR", value_enum, default_value_t = crate::two_factor::Requirement::Admins)]
+    pub two_factor: crate::two_factor::Requirement,
     /// The password policy (art. 13(2)): `long` = 13+ characters mixing letters, digits
-    /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days.
+    /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days; `mfa`
+    /// = 8+ for accounts with a second factor (13+ for the others).
     #[arg(long, env = "RENKEI_PASSWORD_POLICY", value_enum, default_value_t = crate::password::Policy::Long)]
     pub password_policy: crate::password::Policy,
     /// argon2id memory cost in KiB (OWASP: 19456). Raising it re-hashes each password at

@@ -96,12 +96,21 @@ impl HttpError {
         )
     }
 
-    /// A new password breaks these rules.
-    pub fn weak_password(rules: Vec<PasswordRule>, policy: crate::password::Policy) -> Self {
+    /// A required second factor is not set up yet.
+    pub fn second_factor_enrollment_required() -> Self {
+        HttpError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::SecondFactorEnrollmentRequired,
+            "set up the second factor first",
+        )
+    }
+
+    /// A new password breaks these rules (at least `min_length` characters among them).
+    pub fn weak_password(rules: Vec<PasswordRule>, min_length: usize) -> Self {
         let mut error = HttpError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::WeakPassword,
-            crate::password::describe(&rules, policy),
+            crate::password::describe(&rules, min_length),
         );
         error.body.error.rules = rules;
         error
@@ -280,6 +289,7 @@ pub async fn whoami(
         login: user.login,
         idle_lock_seconds: app.config.idle_lock_seconds,
         password_change_required: session.must_change_password,
+        second_factor_enrollment_required: session.must_enroll_second_factor,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }
@@ -317,8 +327,8 @@ async fn websocket(
         ));
     }
     let found = session::authenticate(&app, &Method::GET, &headers).await?;
-    if found.must_change_password {
-        return Err(HttpError::password_change_required());
+    if let Some(refusal) = found.unfinished() {
+        return Err(refusal);
     }
     let user = found.user;
     let restricted = user.status == renkei_protocol::AccountStatus::Restricted;

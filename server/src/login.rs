@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::audit::AuditEntry;
 use crate::http::{ClientIp, HttpError};
 use crate::store::{Credentials, NewSession};
-use crate::{clock, password, session, wire};
+use crate::{clock, password, session, two_factor, wire};
 
 /// Longest login accepted (longer input is refused before hashing).
 const MAX_LOGIN: usize = 254;
@@ -122,16 +122,21 @@ impl Attempts {
 /// The one answer to every failed login, whatever failed: the login, the password, or a
 /// lock (which is not revealed to whoever tries).
 fn refused(tried: Option<AuditActor>) -> Response {
-    let mut refused = HttpError::new(
+    let refused = HttpError::new(
         StatusCode::UNAUTHORIZED,
         ErrorCode::InvalidCredentials,
         "wrong login or password (after repeated failures an account is locked for a while)",
     )
     .into_response();
+    naming(refused, tried)
+}
+
+/// Names the account tried in the response, for its audit record.
+fn naming(mut response: Response, tried: Option<AuditActor>) -> Response {
     if let Some(tried) = tried {
-        refused.extensions_mut().insert(tried);
+        response.extensions_mut().insert(tried);
     }
-    refused
+    response
 }
 
 /// `POST /api/v1/session`: checks a password and opens a session.
@@ -181,6 +186,27 @@ pub async fn login(
         }
         return Ok(refused(tried));
     };
+    // The second factor, when the account has one: a wrong or replayed code counts as a
+    // failed login. (Asking for it tells whoever tries that the password was right; the
+    // delays and the lock still bound how often they may try.)
+    if let Some(secret) = &credentials.totp_secret {
+        let Some(code) = request.code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            let ask = HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::SecondFactorRequired,
+                "enter the code of your authenticator app, or a recovery code",
+            )
+            .into_response();
+            return Ok(naming(ask, tried));
+        };
+        if !two_factor::accept(&app, credentials.user.id, secret, code).await? {
+            app.logins.failed(&login, client, Instant::now());
+            if let Some(tried) = tried {
+                count_failure(&app, tried, client, now).await?;
+            }
+            return Ok(refused(tried));
+        }
+    }
     app.logins.succeeded(&login);
     let user = credentials.user.id;
     app.store.login_succeeded(user).await?;
@@ -191,6 +217,8 @@ pub async fn login(
         .config
         .password_policy
         .expired(credentials.password_changed_at, now);
+    let must_enroll_second_factor = credentials.totp_secret.is_none()
+        && app.config.two_factor.applies_to(credentials.user.role);
     let token = session::random_token();
     let lifetime_secs = u64::from(app.config.session_hours) * 3600;
     let expires_at = now + i64::try_from(lifetime_secs * 1000).unwrap_or(i64::MAX);
@@ -210,6 +238,7 @@ pub async fn login(
             user_agent: device,
             source: client.to_string(),
             must_change_password,
+            must_enroll_second_factor,
         }])
         .await?;
     tracing::info!(user, must_change_password, "logged in");
@@ -219,8 +248,9 @@ pub async fn login(
         expires_at,
         user: wire::profile(&credentials.user),
         password_change_required: must_change_password,
+        second_factor_enrollment_required: must_enroll_second_factor,
     };
-    let mut response = (
+    let response = (
         [
             (header::SET_COOKIE, cookie),
             (header::CACHE_CONTROL, "no-store".to_string()),
@@ -228,10 +258,7 @@ pub async fn login(
         Json(body),
     )
         .into_response();
-    if let Some(tried) = tried {
-        response.extensions_mut().insert(tried);
-    }
-    Ok(response)
+    Ok(naming(response, tried))
 }
 
 /// Counts a wrong password of a known account; when it locks the account, records the

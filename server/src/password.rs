@@ -170,29 +170,32 @@ impl Passwords {
 }
 
 /// The password policy of the deployment (art. 13(2)): `long` = 13 or more characters;
-/// `rotated` = 8 or more, changed at least every 60 days (login then forces a change).
-/// Both mix letters, digits and symbols.
+/// `rotated` = 8 or more, changed at least every 60 days (login then forces a change);
+/// `mfa` = 8 or more for accounts with a second factor, 13 for the others. All mix
+/// letters, digits and symbols.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Policy {
     #[default]
     Long,
     Rotated,
+    Mfa,
 }
 
 impl Policy {
-    /// The fewest characters of a password.
-    pub fn min_length(self) -> usize {
-        match self {
-            Policy::Long => 13,
-            Policy::Rotated => 8,
+    /// The fewest characters of a password, for an account with or without a second
+    /// factor.
+    pub fn min_length(self, second_factor: bool) -> usize {
+        match (self, second_factor) {
+            (Policy::Long, _) | (Policy::Mfa, false) => 13,
+            (Policy::Rotated, _) | (Policy::Mfa, true) => 8,
         }
     }
 
     /// Days after which a password must be changed, if it ever must.
     pub fn max_age_days(self) -> Option<u32> {
         match self {
-            Policy::Long => None,
             Policy::Rotated => Some(60),
+            Policy::Long | Policy::Mfa => None,
         }
     }
 
@@ -200,6 +203,7 @@ impl Policy {
         match self {
             Policy::Long => "long",
             Policy::Rotated => "rotated",
+            Policy::Mfa => "mfa",
         }
     }
 
@@ -296,15 +300,16 @@ fn is_personal(password: &str, personal: Personal<'_>) -> bool {
         .any(|part| password.contains(&part))
 }
 
-/// Every rule of `policy` the new password does not meet, none when it is acceptable.
-/// (Reuse and resemblance need the account's history: [`similar`] and the caller.)
-pub fn check(password: &str, policy: Policy, personal: Personal<'_>) -> Vec<PasswordRule> {
+/// Every rule the new password does not meet (at least `min_length` characters, from the
+/// policy), none when it is acceptable. (Reuse and resemblance need the account's history:
+/// [`similar`] and the caller.)
+pub fn check(password: &str, min_length: usize, personal: Personal<'_>) -> Vec<PasswordRule> {
     let mut broken = Vec::new();
     if password.len() > MAX_BYTES {
         broken.push(PasswordRule::TooLong);
         return broken;
     }
-    if password.chars().count() < policy.min_length() {
+    if password.chars().count() < min_length {
         broken.push(PasswordRule::TooShort);
     }
     let letters = password.chars().any(char::is_alphabetic);
@@ -365,12 +370,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// What a list of broken rules says, in English (the client translates the rule codes).
-pub fn describe(rules: &[PasswordRule], policy: Policy) -> String {
+pub fn describe(rules: &[PasswordRule], min_length: usize) -> String {
     let said: Vec<String> = rules
         .iter()
         .map(|rule| match rule {
             PasswordRule::TooShort => {
-                format!("has at least {} characters", policy.min_length())
+                format!("has at least {min_length} characters")
             }
             PasswordRule::TooLong => format!("has at most {MAX_BYTES} bytes"),
             PasswordRule::NeedsLettersDigitsSymbols => "mixes letters, digits and symbols".into(),
@@ -396,7 +401,7 @@ mod tests {
     };
 
     fn rules(password: &str, policy: Policy) -> Vec<PasswordRule> {
-        check(password, policy, NOBODY)
+        check(password, policy.min_length(false), NOBODY)
     }
 
     #[test]

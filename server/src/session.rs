@@ -152,6 +152,21 @@ pub struct Authenticated {
     pub carrier: Carrier,
     /// The password expired: the session may only change it (and list or end sessions).
     pub must_change_password: bool,
+    /// A required second factor is not set up: the session may only set it up.
+    pub must_enroll_second_factor: bool,
+}
+
+impl Authenticated {
+    /// Why this session may only finish setting up its account, if it may.
+    pub fn unfinished(&self) -> Option<HttpError> {
+        if self.must_change_password {
+            Some(HttpError::password_change_required())
+        } else if self.must_enroll_second_factor {
+            Some(HttpError::second_factor_enrollment_required())
+        } else {
+            None
+        }
+    }
 }
 
 /// The session a request carries, if it is valid: unexpired, not idle, its user still
@@ -191,6 +206,7 @@ pub async fn authenticate(
         token_hash,
         carrier,
         must_change_password: found.must_change_password,
+        must_enroll_second_factor: found.must_enroll_second_factor,
     })
 }
 

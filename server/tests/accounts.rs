@@ -275,7 +275,8 @@ async fn a_rotated_password_must_be_changed_before_anything_else(backend: Backen
     let (_, policy) = app.anonymous().get("/api/v1/password-policy").await;
     assert_eq!(
         policy,
-        json!({"policy": "rotated", "min_length": 8, "max_age_days": 60, "history": 5})
+        json!({"policy": "rotated", "min_length": 8, "min_length_with_second_factor": 8,
+            "max_age_days": 60, "history": 5})
     );
     let fresh = logged_in(&app, "bob", PASSWORD).await;
     assert!(!fresh.password_change_required);
@@ -366,5 +367,211 @@ async fn raising_the_hash_cost_rehashes_at_the_next_login() {
     );
     assert_eq!(after.history[0], after.hash, "the history follows");
     logged_in(&app, "alice", PASSWORD).await;
+    app.stop().await;
+}
+
+/// RFC 4648 base32 (as the setup answer gives the secret), decoded.
+fn base32_decode(text: &str) -> Vec<u8> {
+    let mut bits: u64 = 0;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {c}"),
+        };
+        bits = (bits << 5) | u64::from(value);
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+/// The authenticator app: the code of `secret`, `steps` time steps from now.
+fn totp(secret: &[u8], steps: i64) -> String {
+    use renkei::two_factor::{code_at, step_of};
+    code_at(secret, step_of(renkei::clock::now_ms()) + steps)
+}
+
+async fn login_with_code(app: &TestApp, user: &str, code: Option<&str>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"login": user, "password": PASSWORD, "code": code}))
+        .send()
+        .await
+        .expect("login");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Sets up a second factor in the session of `api`; returns its secret and recovery codes.
+async fn enroll(api: &Api) -> (Vec<u8>, Vec<String>) {
+    let (status, setup) = api.post("/api/v1/session/two-factor", json!({})).await;
+    assert_eq!(status, 200, "{setup}");
+    let uri = setup["uri"].as_str().expect("uri");
+    assert!(uri.starts_with("otpauth://totp/Renkei:"), "{uri}");
+    let secret = base32_decode(setup["secret"].as_str().expect("secret"));
+    assert_eq!(secret.len(), 20);
+    let (status, body) = api
+        .put("/api/v1/session/two-factor", json!({"code": "000000"}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "invalid_credentials"),
+        "a wrong code"
+    );
+    let (status, codes) = api
+        .put(
+            "/api/v1/session/two-factor",
+            json!({"code": totp(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{codes}");
+    let codes: Vec<String> = codes["codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_string())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+on_both_backends!(a_second_factor_is_required_of_admins_and_no_code_works_twice);
+
+async fn a_second_factor_is_required_of_admins_and_no_code_works_twice(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.two_factor = renkei::two_factor::Requirement::Admins;
+    })
+    .await;
+    // An admin without a second factor gets a session that may only set one up.
+    let first = logged_in(&app, "adam@example.jp", PASSWORD).await;
+    assert!(first.second_factor_enrollment_required);
+    let api = Api::new(app.addr, &first.token);
+    let (status, body) = api.get("/api/v1/invitations").await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "second_factor_enrollment_required")
+    );
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws",
+            app.addr
+        ))
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", first.token).parse().expect("header"),
+    );
+    assert!(
+        tokio_tungstenite::connect_async(request).await.is_err(),
+        "no socket yet"
+    );
+    let (_, status) = api.get("/api/v1/session/two-factor").await;
+    assert_eq!(
+        status,
+        json!({"enabled": false, "required": true, "recovery_codes_left": 0})
+    );
+    let (secret, recovery) = enroll(&api).await;
+    // Now the same session may do everything; the second factor stays on.
+    assert_eq!(api.get("/api/v1/invitations").await.0, 200);
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/session/two-factor",
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 403, "required for admins");
+
+    // Logging in asks for the code once the password is right.
+    let (status, body) = login_with_code(&app, "adam@example.jp", None).await;
+    assert_eq!((status, code(&body)), (401, "second_factor_required"));
+    // The code that confirmed the setup was used: it does not open a session.
+    let (status, body) = login_with_code(&app, "adam@example.jp", Some(&totp(&secret, 0))).await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "invalid_credentials"),
+        "replayed"
+    );
+    // The next one does, once.
+    let next = totp(&secret, 1);
+    let (status, body) = login_with_code(&app, "adam@example.jp", Some(&next)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["second_factor_enrollment_required"], false);
+    let (status, _) = login_with_code(&app, "adam@example.jp", Some(&next)).await;
+    assert_eq!(status, 401, "a code works once");
+    // A recovery code, typed loosely, works once.
+    let typed = recovery[0].to_uppercase().replace('-', " ");
+    let (status, _) = login_with_code(&app, "adam@example.jp", Some(&typed)).await;
+    assert_eq!(status, 200);
+    let (status, _) = login_with_code(&app, "adam@example.jp", Some(&recovery[0])).await;
+    assert_eq!(status, 401, "a recovery code works once");
+    let (_, status) = api.get("/api/v1/session/two-factor").await;
+    assert_eq!(status["recovery_codes_left"], 9);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_may_add_a_second_factor_and_a_reset_removes_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let f = &app.fixture;
+    let session = logged_in(&app, "alice", PASSWORD).await;
+    assert!(
+        !session.second_factor_enrollment_required,
+        "optional for staff"
+    );
+    let api = Api::new(app.addr, &session.token);
+    let (secret, _) = enroll(&api).await;
+    let (status, body) = login_with_code(&app, "alice", None).await;
+    assert_eq!((status, code(&body)), (401, "second_factor_required"));
+    assert_eq!(
+        login_with_code(&app, "alice", Some(&totp(&secret, 1)))
+            .await
+            .0,
+        200
+    );
+    // A lost phone: her admin resets the password, which removes the second factor.
+    let admin = app.api(f.adam).await;
+    let (_, setup) = admin
+        .post(
+            &format!("/api/v1/users/{}/password-reset", f.alice),
+            json!({}),
+        )
+        .await;
+    let setup_code = setup["setup_code"].as_str().expect("code");
+    let (status, _) = app
+        .anonymous()
+        .post(
+            "/api/v1/password-setup",
+            json!({"code": setup_code, "password": "tsukimi-dango 2026"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    logged_in(&app, "alice", "tsukimi-dango 2026").await;
+    // Turning it off needs the password.
+    let again = logged_in(&app, "alice", "tsukimi-dango 2026").await;
+    let api = Api::new(app.addr, &again.token);
+    enroll(&api).await;
+    let off = |password: &str| {
+        let api = api.clone();
+        let body = json!({ "password": password });
+        async move {
+            api.call(
+                reqwest::Method::DELETE,
+                "/api/v1/session/two-factor",
+                Some(body),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(off("wrong password 1!").await, 403);
+    assert_eq!(off("tsukimi-dango 2026").await, 204);
+    logged_in(&app, "alice", "tsukimi-dango 2026").await;
     app.stop().await;
 }

@@ -129,6 +129,7 @@ async fn sessions_expire_and_end(backend: Backend) {
         user_agent: format!("phone {hash}"),
         source: "127.0.0.1".into(),
         must_change_password: hash == 9,
+        must_enroll_second_factor: false,
     };
     store
         .create_sessions(&[session(7, 10), session(8, 10), session(9, 10)])
@@ -291,7 +292,60 @@ async fn passwords_history_and_locks(backend: Backend) {
         "no admin nor operator in this database"
     );
 
-    // A reset: no password, no session, no lock; the history stays.
+    // A second factor: pending until enabled with the same secret; each step once; each
+    // recovery code once.
+    assert_eq!(store.two_factor(alice.id).await.expect("2fa"), (false, 0));
+    store
+        .start_totp(alice.id, b"secret-1")
+        .await
+        .expect("start");
+    assert_eq!(
+        store.pending_totp(alice.id).await.expect("pending"),
+        Some(b"secret-1".to_vec())
+    );
+    let codes = [vec![1u8; 32], vec![2u8; 32]];
+    assert!(matches!(
+        store.enable_totp(alice.id, b"secret-0", 100, &codes).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .enable_totp(alice.id, b"secret-1", 100, &codes)
+        .await
+        .expect("enable");
+    assert_eq!(store.two_factor(alice.id).await.expect("2fa"), (true, 2));
+    let credentials = store.credentials("alice").await.expect("read");
+    assert_eq!(
+        credentials.expect("alice").totp_secret,
+        Some(b"secret-1".to_vec())
+    );
+    assert!(
+        !store.use_totp_step(alice.id, 100).await.expect("step"),
+        "used"
+    );
+    assert!(store.use_totp_step(alice.id, 101).await.expect("step"));
+    assert!(
+        !store.use_totp_step(alice.id, 101).await.expect("step"),
+        "replay"
+    );
+    assert!(
+        !store.use_totp_step(alice.id, 99).await.expect("step"),
+        "older"
+    );
+    assert!(store
+        .use_recovery_code(alice.id, &[1; 32], 5)
+        .await
+        .expect("code"));
+    assert!(!store
+        .use_recovery_code(alice.id, &[1; 32], 6)
+        .await
+        .expect("code"));
+    assert!(!store
+        .use_recovery_code(alice.id, &[9; 32], 6)
+        .await
+        .expect("code"));
+    assert_eq!(store.two_factor(alice.id).await.expect("2fa"), (true, 1));
+
+    // A reset: no password, no second factor, no session, no lock; the history stays.
     store
         .login_failed(alice.id, 603, 3, 500)
         .await
@@ -317,6 +371,8 @@ async fn passwords_history_and_locks(backend: Backend) {
         (credentials.password_hash.as_str(), credentials.locked_until),
         ("", None)
     );
+    assert_eq!(credentials.totp_secret, None);
+    assert_eq!(store.two_factor(alice.id).await.expect("2fa"), (false, 0));
 }
 
 async fn directory_holds_groups_and_members(backend: Backend) {

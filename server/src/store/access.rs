@@ -77,8 +77,9 @@ pub trait Access: Send + Sync {
         at: Millis,
         keep: Option<&[u8]>,
     ) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// An admin's reset: the password no longer works (a setup code sets the next one),
-    /// the lock is lifted and every session ends. Returns the ended sessions' hashes.
+    /// An admin's reset (a lost device, a leaked password): the password and the second
+    /// factor no longer work (a setup code sets the next password), the lock is lifted and
+    /// every session ends. Returns the ended sessions' hashes.
     async fn reset_password(&self, user: UserId) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Replaces the hash of the same password by one made at the configured cost.
     async fn rehash_password(&self, user: UserId, old: &str, new: &str) -> Result<(), StoreError>;
@@ -95,6 +96,34 @@ pub trait Access: Send + Sync {
     ) -> Result<Option<Millis>, StoreError>;
     /// A successful login: failures no longer count.
     async fn login_succeeded(&self, user: UserId) -> Result<(), StoreError>;
+    /// Whether the user has a second factor, and how many recovery codes are left.
+    async fn two_factor(&self, user: UserId) -> Result<(bool, u32), StoreError>;
+    /// Keeps a new TOTP secret until a code confirms it.
+    async fn start_totp(&self, user: UserId, secret: &[u8]) -> Result<(), StoreError>;
+    /// The TOTP secret being set up, if any.
+    async fn pending_totp(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Puts the pending secret `secret` in use (`Conflict` if another replaced it), with
+    /// `step` as the last accepted step and these recovery codes (hashes) replacing any
+    /// earlier; the user's sessions waiting for it may now do everything.
+    async fn enable_totp(
+        &self,
+        user: UserId,
+        secret: &[u8],
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+    ) -> Result<(), StoreError>;
+    /// Removes the second factor and its recovery codes.
+    async fn disable_totp(&self, user: UserId) -> Result<(), StoreError>;
+    /// Accepts TOTP step `step` once: false when it, or a later one, was accepted already.
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError>;
+    /// Uses up an unused recovery code (its hash); false when there is none such.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &[u8],
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
     /// Who is told when the account is locked: the other active admins of its facility,
     /// or, when it has none (or the account is an operator's), the active operators.
     async fn lock_notice_recipients(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
@@ -263,7 +292,8 @@ macro_rules! access_store {
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
                     "UPDATE users SET password_hash = '', failed_logins = 0, \
-                     locked_until = NULL WHERE id = $1",
+                     locked_until = NULL, totp_secret = NULL, totp_pending = NULL \
+                     WHERE id = $1",
                 )
                 .bind(user)
                 .execute(&mut *tx)
@@ -271,6 +301,10 @@ macro_rules! access_store {
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound("user"));
                 }
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
                 let ended: Vec<(Vec<u8>,)> =
                     sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
                         .bind(user)
@@ -331,6 +365,127 @@ macro_rules! access_store {
                 Ok(row
                     .and_then(|(locked,)| locked)
                     .filter(|locked| *locked == until))
+            }
+
+            async fn two_factor(&self, user: UserId) -> Result<(bool, u32), StoreError> {
+                let row: Option<(bool, i64)> = sqlx::query_as(
+                    "SELECT totp_secret IS NOT NULL, \
+                     (SELECT COUNT(*) FROM recovery_codes r \
+                      WHERE r.user_id = u.id AND r.used_at IS NULL) \
+                     FROM users u WHERE u.id = $1",
+                )
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+                let (enabled, left) = row.ok_or(StoreError::NotFound("user"))?;
+                Ok((enabled, u32::try_from(left).unwrap_or(0)))
+            }
+
+            async fn start_totp(&self, user: UserId, secret: &[u8]) -> Result<(), StoreError> {
+                sqlx::query("UPDATE users SET totp_pending = $2 WHERE id = $1")
+                    .bind(user)
+                    .bind(secret)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn pending_totp(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError> {
+                let row: Option<(Option<Vec<u8>>,)> =
+                    sqlx::query_as("SELECT totp_pending FROM users WHERE id = $1")
+                        .bind(user)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.and_then(|(pending,)| pending))
+            }
+
+            async fn enable_totp(
+                &self,
+                user: UserId,
+                secret: &[u8],
+                step: i64,
+                recovery_hashes: &[Vec<u8>],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, \
+                     totp_last_step = $3 WHERE id = $1 AND totp_pending = $2",
+                )
+                .bind(user)
+                .bind(secret)
+                .bind(step)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(
+                        "another second factor is being set up",
+                    ));
+                }
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                for hash in recovery_hashes {
+                    sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                        .bind(user)
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "UPDATE sessions SET must_enroll_second_factor = FALSE WHERE user_id = $1",
+                )
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn disable_totp(&self, user: UserId) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
+                )
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE users SET totp_last_step = $2 \
+                     WHERE id = $1 AND totp_last_step < $2 AND totp_secret IS NOT NULL",
+                )
+                .bind(user)
+                .bind(step)
+                .execute(&self.pool)
+                .await?;
+                Ok(updated.rows_affected() == 1)
+            }
+
+            async fn use_recovery_code(
+                &self,
+                user: UserId,
+                code_hash: &[u8],
+                now: Millis,
+            ) -> Result<bool, StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $3 \
+                     WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                )
+                .bind(user)
+                .bind(code_hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(updated.rows_affected() == 1)
             }
 
             async fn lock_notice_recipients(

@@ -112,6 +112,8 @@ pub struct Credentials {
     pub password_changed_at: Option<Millis>,
     /// Locked after repeated failed logins until this time.
     pub locked_until: Option<Millis>,
+    /// The TOTP secret, when the account has a second factor.
+    pub totp_secret: Option<Vec<u8>>,
 }
 
 /// A new session; only the token's hash is stored.
@@ -127,6 +129,8 @@ pub struct NewSession {
     pub source: String,
     /// The password has expired: the session may only change it.
     pub must_change_password: bool,
+    /// A required second factor is not set up: the session may only set it up.
+    pub must_enroll_second_factor: bool,
 }
 
 /// The user behind a session, and what the session allows.
@@ -135,6 +139,7 @@ pub struct SessionUser {
     pub user: UserRecord,
     pub last_used_at: Millis,
     pub must_change_password: bool,
+    pub must_enroll_second_factor: bool,
 }
 
 /// A new group.

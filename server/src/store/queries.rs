@@ -47,6 +47,7 @@ struct CredentialsRow {
     password_hash: String,
     password_changed_at: Option<i64>,
     locked_until: Option<i64>,
+    totp_secret: Option<Vec<u8>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -55,6 +56,7 @@ struct SessionUserRow {
     user: UserRow,
     last_used_at: i64,
     must_change_password: bool,
+    must_enroll_second_factor: bool,
 }
 
 /// Columns of a group, from `care_groups g`.
@@ -439,7 +441,8 @@ macro_rules! sql_store {
                 // Only accounts that may log in: active or restricted, of an approved
                 // facility (or none: the operator).
                 let sql = format!(
-                    "SELECT {USER_COLUMNS}, u.password_hash, u.password_changed_at, u.locked_until \
+                    "SELECT {USER_COLUMNS}, u.password_hash, u.password_changed_at, u.locked_until, \
+                     u.totp_secret \
                      FROM users u \
                      LEFT JOIN facilities f ON f.id = u.facility_id \
                      WHERE u.login = $1 AND u.status IN ('active', 'restricted') \
@@ -453,6 +456,7 @@ macro_rules! sql_store {
                         password_hash: row.password_hash,
                         password_changed_at: row.password_changed_at,
                         locked_until: row.locked_until,
+                        totp_secret: row.totp_secret,
                     })
                 })
                 .transpose()
@@ -463,8 +467,9 @@ macro_rules! sql_store {
                 for session in sessions {
                     sqlx::query(
                         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, \
-                         last_used_at, user_agent, source, must_change_password) \
-                         VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
+                         last_used_at, user_agent, source, must_change_password, \
+                         must_enroll_second_factor) \
+                         VALUES ($1, $2, $3, $4, $3, $5, $6, $7, $8)",
                     )
                     .bind(&session.token_hash)
                     .bind(session.user_id)
@@ -473,6 +478,7 @@ macro_rules! sql_store {
                     .bind(&session.user_agent)
                     .bind(&session.source)
                     .bind(session.must_change_password)
+                    .bind(session.must_enroll_second_factor)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -487,7 +493,8 @@ macro_rules! sql_store {
                 idle_since: Millis,
             ) -> Result<Option<SessionUser>, StoreError> {
                 let sql = format!(
-                    "SELECT {USER_COLUMNS}, s.last_used_at, s.must_change_password \
+                    "SELECT {USER_COLUMNS}, s.last_used_at, s.must_change_password, \
+                     s.must_enroll_second_factor \
                      FROM sessions s JOIN users u ON u.id = s.user_id \
                      LEFT JOIN facilities f ON f.id = u.facility_id \
                      WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_used_at > $3 \
@@ -505,6 +512,7 @@ macro_rules! sql_store {
                         user: user_record(row.user)?,
                         last_used_at: row.last_used_at,
                         must_change_password: row.must_change_password,
+                        must_enroll_second_factor: row.must_enroll_second_factor,
                     })
                 })
                 .transpose()
