@@ -22,6 +22,8 @@
     locked: false,
     name: "",            // the user's display name (a password may not contain it)
     mustChange: false,   // the password expired: it must be changed before anything else
+    mustEnroll: false,   // a required second factor is not set up: that comes first
+    secondFactor: false, // the account has one (the mfa policy then asks fewer characters)
     policy: { min_length: 13 },
     notices: [],         // admins: accounts locked after wrong passwords
   };
@@ -579,6 +581,7 @@
       state.login = info.login;
       state.name = info.user?.name || "";
       state.mustChange = !!info.password_change_required;
+      state.mustEnroll = !!info.second_factor_enrollment_required;
       state.status = info.status || "active";
       sessionStorage.setItem("renkei.login", info.login);
       if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
@@ -586,19 +589,23 @@
     } catch { return "unreachable"; }
   }
 
-  async function logIn(login, password) {
+  async function logIn(login, password, code) {
     const response = await fetch("/api/v1/session", {
       method: "POST",
       headers: { "content-type": "application/json" },
       credentials: "same-origin",
-      body: JSON.stringify({ login, password }),
+      body: JSON.stringify(code ? { login, password, code } : { login, password }),
     });
     if (response.ok) {
       state.login = login;
       sessionStorage.setItem("renkei.login", login);
       return null;
     }
-    if (response.status === 401) return t("login.failed");
+    if (response.status === 401) {
+      const body = await response.json().catch(() => ({}));
+      if (body.error?.code === "second_factor_required") return "code";
+      return t("login.failed");
+    }
     if (response.status === 429) {
       const body = await response.json().catch(() => ({}));
       return t(body.error?.code === "rate_limited" ? "login.wait" : "login.busy");
@@ -608,8 +615,19 @@
 
   async function submitLogin(e) {
     e.preventDefault();
-    const error = await logIn($("login-id").value.trim(), $("login-password").value);
+    const codeRow = $("login-code-row");
+    const code = codeRow.hidden ? "" : $("login-code").value.trim();
+    const error = await logIn($("login-id").value.trim(), $("login-password").value, code);
+    if (error === "code") {
+      // The password was right: ask for the second factor, keeping what was typed.
+      codeRow.hidden = false;
+      $("login-error").textContent = "";
+      $("login-code").focus();
+      return;
+    }
     $("login-password").value = "";
+    $("login-code").value = "";
+    codeRow.hidden = true;
     $("login-error").textContent = error || "";
     if (!error && await whoAmI() === "ok") start();
   }
@@ -658,8 +676,13 @@
 
   async function unlock(e) {
     e.preventDefault();
-    const error = await logIn(state.login, $("lock-password").value);
+    const codeRow = $("lock-code-row");
+    const code = codeRow.hidden ? "" : $("lock-code").value.trim();
+    const error = await logIn(state.login, $("lock-password").value, code);
+    if (error === "code") { codeRow.hidden = false; $("lock-code").focus(); return; }
     $("lock-password").value = "";
+    $("lock-code").value = "";
+    codeRow.hidden = true;
     $("lock-error").textContent = error || "";
     if (error) return;
     state.locked = false;
@@ -670,7 +693,7 @@
 
   // After logging in: an expired password is changed first, then the socket opens.
   function start() {
-    if (state.mustChange) { show("chat"); openAccount(); return; }
+    if (state.mustChange || state.mustEnroll) { show("chat"); openAccount(); return; }
     connect();
     resetIdle();
   }
@@ -684,7 +707,7 @@
   function brokenRules(password) {
     const broken = new Set();
     const chars = [...password];
-    if (chars.length < state.policy.min_length) broken.add("too_short");
+    if (chars.length < minLength()) broken.add("too_short");
     const letters = /\p{L}/u.test(password), digits = /[0-9]/.test(password);
     const symbols = chars.some((c) => !/[\p{L}\p{N}\s]/u.test(c));
     if (!(letters && digits && symbols)) broken.add("needs_letters_digits_symbols");
@@ -697,6 +720,11 @@
     return broken;
   }
 
+  function minLength() {
+    const policy = state.policy;
+    return state.secondFactor ? (policy.min_length_with_second_factor ?? policy.min_length) : policy.min_length;
+  }
+
   function renderRules(serverBroken = []) {
     const password = $("password-new").value;
     const live = brokenRules(password);
@@ -705,7 +733,7 @@
     for (const rule of [...LIVE_RULES, ...SERVER_RULES]) {
       const li = document.createElement("li");
       li.dataset.rule = rule;
-      li.textContent = t(`rule.${rule}`, { n: state.policy.min_length });
+      li.textContent = t(`rule.${rule}`, { n: minLength() });
       if (LIVE_RULES.includes(rule) && password) li.dataset.met = String(!live.has(rule));
       if (serverBroken.includes(rule)) li.dataset.met = "false";
       list.append(li);
@@ -714,9 +742,15 @@
 
   async function openAccount() {
     const dialog = $("account");
+    const unfinished = state.mustChange || state.mustEnroll;
     $("account-expired").hidden = !state.mustChange;
-    $("account-close").hidden = state.mustChange;
-    $("sessions-section").hidden = state.mustChange;
+    $("account-enroll").hidden = !state.mustEnroll || state.mustChange;
+    $("account-close").hidden = unfinished;
+    $("sessions-section").hidden = unfinished;
+    $("password-form").hidden = state.mustEnroll && !state.mustChange;
+    $("two-factor-section").hidden = state.mustChange;
+    $("two-factor-setup").hidden = true;
+    $("two-factor-codes").hidden = true;
     $("password-login").value = state.login;
     $("password-error").textContent = "";
     $("password-done").textContent = "";
@@ -724,10 +758,74 @@
       const response = await fetch("/api/v1/password-policy");
       if (response.ok) state.policy = await response.json();
     } catch { /* the default rules stay */ }
+    await loadTwoFactor();
     renderRules();
     if (!dialog.open) dialog.showModal();
-    $("password-current").focus();
-    if (!state.mustChange) loadSessions();
+    (state.mustEnroll && !state.mustChange ? $("two-factor-start") : $("password-current")).focus();
+    if (!unfinished) loadSessions();
+  }
+
+  // ---- second factor (TOTP) ------------------------------------------------------------
+  async function loadTwoFactor() {
+    const response = await fetch("/api/v1/session/two-factor", { credentials: "same-origin" }).catch(() => null);
+    if (!response?.ok) return;
+    const status = await response.json();
+    state.secondFactor = status.enabled;
+    $("two-factor-state").textContent = (status.enabled
+      ? t("twofactor.on", { n: status.recovery_codes_left })
+      : t("twofactor.off_state")) + (status.required ? ` ${t("twofactor.required")}` : "");
+    $("two-factor-start").hidden = status.enabled;
+    $("two-factor-off").hidden = !status.enabled || status.required;
+    $("two-factor-error").textContent = "";
+  }
+
+  async function startTwoFactor() {
+    const response = await fetch("/api/v1/session/two-factor", { method: "POST", credentials: "same-origin" }).catch(() => null);
+    if (!response?.ok) { $("two-factor-error").textContent = t("password.failed"); return; }
+    const setup = await response.json();
+    $("two-factor-secret").textContent = setup.secret.replace(/(.{4})/g, "$1 ").trim();
+    $("two-factor-uri").textContent = setup.uri;
+    $("two-factor-setup").hidden = false;
+    $("two-factor-start").hidden = true;
+    $("two-factor-code").focus();
+  }
+
+  async function confirmTwoFactor(e) {
+    e.preventDefault();
+    const response = await fetch("/api/v1/session/two-factor", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ code: $("two-factor-code").value.trim() }),
+    }).catch(() => null);
+    if (!response?.ok) { $("two-factor-error").textContent = t("twofactor.wrong"); return; }
+    const { codes } = await response.json();
+    $("two-factor-code").value = "";
+    $("two-factor-setup").hidden = true;
+    const list = $("two-factor-code-list");
+    list.replaceChildren(...codes.map((c) => Object.assign(document.createElement("li"), { textContent: c })));
+    $("two-factor-codes").hidden = false;
+    await loadTwoFactor();
+    if (state.mustEnroll) {
+      // The session may do everything now; the codes stay on screen until closed.
+      state.mustEnroll = false;
+      $("account-enroll").hidden = true;
+      $("account-close").hidden = false;
+      $("account").addEventListener("close", () => start(), { once: true });
+    }
+  }
+
+  async function disableTwoFactor(e) {
+    e.preventDefault();
+    const response = await fetch("/api/v1/session/two-factor", {
+      method: "DELETE",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ password: $("two-factor-password").value }),
+    }).catch(() => null);
+    $("two-factor-password").value = "";
+    if (response?.status !== 204) { $("two-factor-error").textContent = t("password.wrong"); return; }
+    await loadTwoFactor();
   }
 
   async function changePassword(e) {
@@ -831,8 +929,11 @@
     $("password-form").addEventListener("submit", changePassword);
     $("password-new").addEventListener("input", () => renderRules());
     $("sessions-end-all").addEventListener("click", endAllSessions);
+    $("two-factor-start").addEventListener("click", startTwoFactor);
+    $("two-factor-confirm").addEventListener("submit", confirmTwoFactor);
+    $("two-factor-off").addEventListener("submit", disableTwoFactor);
     // An expired password must be changed: Escape does not close the dialog then.
-    $("account").addEventListener("cancel", (e) => { if (state.mustChange) e.preventDefault(); });
+    $("account").addEventListener("cancel", (e) => { if (state.mustChange || state.mustEnroll) e.preventDefault(); });
     $("composer").addEventListener("submit", review);
     $("older").addEventListener("click", loadOlder);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });

@@ -5,6 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,7 +34,8 @@ function freePort() {
 function startServer() {
   return new Promise((resolve, reject) => {
     const child = spawn(BIN, [], {
-      env: { ...process.env, RENKEI_DATA_DIR: dataDir, RENKEI_LISTEN: `127.0.0.1:${port}`, RENKEI_LOG_FORMAT: "json" },
+      // Admins log in with a password alone here; the second factor has its own test below.
+      env: { ...process.env, RENKEI_DATA_DIR: dataDir, RENKEI_LISTEN: `127.0.0.1:${port}`, RENKEI_LOG_FORMAT: "json", RENKEI_TWO_FACTOR: "optional" },
       stdio: ["ignore", "ignore", "pipe"],
     });
     let buffered = "";
@@ -293,4 +295,50 @@ test("a password change shows its rules live and logs the other devices out", as
   logins["midori.cm.kato"] = fresh;
   await phone.context.close();
   await pc.context.close();
+});
+
+// The authenticator app: RFC 6238 (SHA-1, 6 digits, 30 s) for a base32 secret.
+function totp(secret, stepsFromNow = 0) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/\s+/g, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigInt64BE(BigInt(Math.floor(Date.now() / 30000) + stepsFromNow));
+  const digest = createHmac("sha1", key).update(counter).digest();
+  const offset = digest[19] & 0xf;
+  const value = (digest.readUInt32BE(offset) & 0x7fffffff) % 1000000;
+  return String(value).padStart(6, "0");
+}
+
+test("two-step verification is set up in the account screen and asked at the next login", async () => {
+  const user = "midori.cm.kato";
+  const first = await logIn(user);
+  const page = first.page;
+  await page.getByRole("button", { name: "アカウント" }).click();
+  const dialog = page.locator("#account");
+  await dialog.getByRole("button", { name: "2段階認証を設定する" }).click();
+  await dialog.locator("#two-factor-setup").waitFor({ state: "visible" });
+  const secret = await dialog.locator("#two-factor-secret").textContent();
+  assert.match(await dialog.locator("#two-factor-uri").textContent(), /^otpauth:\/\/totp\/Renkei:/);
+  await dialog.getByLabel("確認コード").fill(totp(secret));
+  await dialog.getByRole("button", { name: "設定を完了する" }).click();
+  await dialog.locator("#two-factor-code-list li").nth(9).waitFor();
+  await dialog.getByText("設定済み").waitFor();
+  await page.screenshot({ path: join(tmpdir(), "renkei-two-factor.png") });
+  await first.context.close();
+
+  // The next login asks for the code after the password.
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const next = await context.newPage();
+  await next.goto(`http://127.0.0.1:${port}/`);
+  const form = next.locator("#login-form");
+  await form.getByLabel("ログインID").fill(user);
+  await form.getByLabel("パスワード").fill(logins[user]);
+  await form.getByRole("button", { name: "ログイン" }).click();
+  await form.locator("#login-code").waitFor({ state: "visible" });
+  await form.locator("#login-code").fill(totp(secret, 1));
+  await form.getByRole("button", { name: "ログイン" }).click();
+  await next.getByText("接続中").waitFor();
+  await context.close();
 });
