@@ -51,6 +51,8 @@ pub enum ServeError {
     Password(#[from] PasswordError),
     #[error("bus: {0}")]
     Bus(#[from] crate::bus::BusError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("I/O: {0}")]
@@ -119,6 +121,10 @@ pub async fn run(
         bus.clone(),
         Arc::clone(&metrics),
     );
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let passwords = Passwords::new(
         config.password_cost(),
         limits.password_workers,
@@ -145,9 +151,23 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let service = crate::http::router(Arc::clone(&app))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    match tls {
+        Some(acceptor) => {
+            // `tap_io` gives the listener axum's connect-info for its address type.
+            let listener = axum::serve::ListenerExt::tap_io(
+                crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?,
+                |_| {},
+            );
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?;
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?;
+        }
+    }
     tracing::info!("stopped accepting; draining sockets");
     app.sockets.close();
     if tokio::time::timeout(SOCKET_DRAIN, app.sockets.wait())

@@ -75,9 +75,21 @@ pub struct Config {
     /// Prefix of this deployment's Redis channel names.
     #[arg(long, env = "RENKEI_REDIS_PREFIX", default_value = "renkei")]
     pub redis_prefix: String,
-    /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy.
+    /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy (built-in TLS
+    /// turns it on by itself).
     #[arg(long, env = "RENKEI_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
+    /// Serve HTTPS with this PEM certificate chain (with `RENKEI_TLS_KEY`).
+    #[arg(long, env = "RENKEI_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `RENKEI_TLS_CERT`.
+    #[arg(long, env = "RENKEI_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback: only behind a reverse proxy
+    /// that terminates TLS on a network no one else reaches. Without it, such a listen
+    /// address needs built-in TLS.
+    #[arg(long, env = "RENKEI_ALLOW_PLAIN_HTTP", default_value_t = false)]
+    pub allow_plain_http: bool,
     /// A session's absolute lifetime, in hours: a shift with its handover, after which
     /// one logs in again whatever the use (art. 13(4)).
     #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
@@ -248,6 +260,17 @@ impl Config {
                 "RENKEI_INVITATION_DAYS and RENKEI_SETUP_CODE_HOURS must be at least 1".into(),
             );
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("RENKEI_TLS_CERT and RENKEI_TLS_KEY go together".into());
+        }
+        if !self.tls() && !self.listen.ip().is_loopback() && !self.allow_plain_http {
+            return Err(format!(
+                "listening on {} without TLS would send passwords and patient data in the \
+                 clear: set RENKEI_TLS_CERT and RENKEI_TLS_KEY, or, behind a reverse proxy \
+                 that terminates TLS, RENKEI_ALLOW_PLAIN_HTTP=true",
+                self.listen
+            ));
+        }
         if self.session_hours == 0 || self.session_idle_minutes == 0 {
             return Err(
                 "RENKEI_SESSION_HOURS and RENKEI_SESSION_IDLE_MINUTES must be at least 1".into(),
@@ -285,6 +308,16 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the server itself serves HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Whether the session cookie is sent only over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_secure || self.tls()
+    }
+
     /// The argon2id cost of new password hashes.
     pub fn password_cost(&self) -> crate::password::Cost {
         crate::password::Cost {
@@ -296,14 +329,15 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen={} data_dir={} database={} redis={} cookie_secure={} session_hours={} {:?}",
+            "listen={} tls={} data_dir={} database={} redis={} cookie_secure={} session_hours={} {:?}",
             self.listen,
+            self.tls(),
             self.data_dir.display(),
             mask_password(&self.effective_database_url()),
             self.redis_url
                 .as_deref()
                 .map_or("none (in-process bus)".into(), mask_password),
-            self.cookie_secure,
+            self.secure_cookies(),
             self.session_hours,
             self.limits
         )
@@ -360,6 +394,24 @@ mod tests {
         assert!(config
             .validate()
             .is_err_and(|e| e.contains("RENKEI_OUTBOX_BYTES")));
+    }
+
+    #[test]
+    fn plain_http_stays_on_loopback_unless_allowed() {
+        let mut config = Cli::try_parse_from(["renkei", "--listen", "0.0.0.0:8080"])
+            .expect("parses")
+            .config;
+        assert!(config
+            .validate()
+            .is_err_and(|e| e.contains("RENKEI_ALLOW_PLAIN_HTTP")));
+        config.allow_plain_http = true;
+        assert_eq!(config.validate(), Ok(()));
+        config.allow_plain_http = false;
+        config.tls_cert = Some("cert.pem".into());
+        config.tls_key = Some("key.pem".into());
+        assert_eq!(config.validate(), Ok(()));
+        assert!(config.secure_cookies());
+        assert!(Cli::try_parse_from(["renkei", "--tls-cert", "c.pem"]).is_err());
     }
 
     #[test]

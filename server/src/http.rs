@@ -42,7 +42,10 @@ pub fn router(app: Arc<App>) -> Router {
                 "no such resource",
             )
         })
-        .layer(axum::middleware::map_response(crate::web::security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&app),
+            crate::web::security_headers,
+        ))
         .with_state(app)
 }
 
@@ -317,6 +320,12 @@ async fn websocket(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ShuttingDown,
             "shutting down",
+        ));
+    }
+    if !app.requests.addresses.try_take(client) {
+        return Err(HttpError::rate_limited(
+            Duration::from_secs(1),
+            "too many requests: slow down",
         ));
     }
     if !session::upgrade_allowed(session::origin(&headers, &app.config.allowed_origins)) {

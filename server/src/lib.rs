@@ -29,6 +29,7 @@ pub mod sequencer;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod two_factor;
 pub mod web;
 pub mod wire;

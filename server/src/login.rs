@@ -242,7 +242,7 @@ pub async fn login(
         }])
         .await?;
     tracing::info!(user, must_change_password, "logged in");
-    let cookie = session::set_cookie(&token, lifetime_secs, app.config.cookie_secure);
+    let cookie = session::set_cookie(&token, lifetime_secs, app.config.secure_cookies());
     let body = LoginResponse {
         token,
         expires_at,

@@ -310,7 +310,10 @@ pub async fn end_one(
 pub fn logged_out(app: &App) -> Response {
     (
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(app.config.cookie_secure))],
+        [(
+            header::SET_COOKIE,
+            clear_cookie(app.config.secure_cookies()),
+        )],
     )
         .into_response()
 }

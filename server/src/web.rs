@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -61,9 +62,16 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Headers on every response: scripts only from this server (no inline script, so
-/// injected text cannot run), no framing, no MIME sniffing, no referrer to outside links.
-pub async fn security_headers(mut response: Response) -> Response {
+/// injected text cannot run), no framing, no MIME sniffing, no referrer to outside links;
+/// with built-in TLS, HSTS (browsers then never try plain HTTP for a year).
+pub async fn security_headers(State(app): State<Arc<App>>, mut response: Response) -> Response {
     let headers = response.headers_mut();
+    if app.config.tls() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let set = [
         (
             header::CONTENT_SECURITY_POLICY,

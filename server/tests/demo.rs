@@ -49,6 +49,8 @@ async fn demo_city_is_ready_to_chat() {
     let mut config = common::default_config();
     config.data_dir = dir.path().to_path_buf();
     config.database_url = None;
+    // The operator would set up a second factor first (accounts.rs tests that).
+    config.two_factor = renkei::two_factor::Requirement::Optional;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
