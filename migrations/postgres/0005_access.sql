@@ -43,3 +43,11 @@ ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN source TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE sessions ADD COLUMN must_enroll_second_factor BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- How far each group's events are sealed into the audit trail: a record "events sealed"
+-- holds the digest of a range of them (renkei audit verify recomputes it). No foreign key:
+-- the mark outlives a purged group, as the records do.
+CREATE TABLE audit_seals (
+    group_id    BIGINT PRIMARY KEY,
+    sealed_seq  BIGINT NOT NULL
+);

@@ -148,6 +148,7 @@ pub async fn run(
     });
     crate::archive::spawn(Arc::clone(&app));
     crate::session::spawn_keepalive(Arc::clone(&app));
+    crate::seal::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let service = crate::http::router(Arc::clone(&app))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

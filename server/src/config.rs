@@ -165,6 +165,10 @@ pub struct Config {
     /// off.
     #[arg(long, env = "RENKEI_ARCHIVE_JOB_SECONDS", default_value_t = 3600)]
     pub archive_job_seconds: u32,
+    /// How often the events appended since the last time are sealed into the audit trail
+    /// (one record for them all, once across all nodes), in seconds; 0 turns it off.
+    #[arg(long, env = "RENKEI_AUDIT_SEAL_SECONDS", default_value_t = 300)]
+    pub audit_seal_seconds: u32,
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

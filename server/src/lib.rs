@@ -25,6 +25,7 @@ pub mod moderation;
 pub mod outbox;
 pub mod password;
 pub mod policy;
+pub mod seal;
 pub mod sequencer;
 pub mod session;
 pub mod store;

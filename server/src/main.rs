@@ -108,14 +108,21 @@ async fn add_operator(
 #[allow(clippy::print_stdout)]
 async fn verify_audit(config: renkei::config::Config) -> Result<(), Box<dyn std::error::Error>> {
     let store = renkei::app::open_store(&config).await?;
-    match renkei::audit::verify(store.as_ref()).await? {
-        Ok((records, head)) => {
-            let head: String = head.iter().map(|b| format!("{b:02x}")).collect();
-            println!("audit trail intact: {records} records, head {head}");
-            Ok(())
-        }
-        Err(broken) => Err(format!("audit trail broken: {broken}").into()),
-    }
+    let (records, head) = match renkei::audit::verify(store.as_ref()).await? {
+        Ok(end) => end,
+        Err(broken) => return Err(format!("audit trail broken: {broken}").into()),
+    };
+    let sealed = match renkei::seal::verify(store.as_ref()).await? {
+        Ok(sealed) => sealed,
+        Err(tampered) => return Err(format!("events tampered with: {tampered}").into()),
+    };
+    let head: String = head.iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "audit trail intact: {records} records, head {head}\n\
+         events match their seals: {} events in {} seals ({} groups purged by retention)",
+        sealed.events, sealed.seals, sealed.purged_groups
+    );
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

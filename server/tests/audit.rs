@@ -7,6 +7,7 @@ mod common;
 
 use common::{code, execute, Backend, TestApp, PASSWORD};
 use renkei::audit::Break;
+use renkei::seal::{Sealed, Tampered};
 use renkei_protocol::Role;
 use serde_json::{json, Value};
 
@@ -14,6 +15,7 @@ on_both_backends!(
     reads_logins_and_actions_are_on_record,
     each_sees_the_records_they_are_entitled_to,
     tampering_is_detected,
+    events_are_sealed_into_the_trail,
 );
 
 async fn login(app: &TestApp, login: &str, password: &str) -> u16 {
@@ -275,5 +277,114 @@ async fn tampering_is_detected(backend: Backend) {
     assert_eq!(verify().await, Err(Break::Altered(4)));
     let (ok, text) = verify_command(&app);
     assert!(!ok && text.contains("record 4"), "{text}");
+    app.stop().await;
+}
+
+async fn events_are_sealed_into_the_trail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let mut alice = app.client(f.alice).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(
+            alice
+                .post_acked(g, &format!("seal-{i}"), &format!("訪問記録 {i}"))
+                .await,
+        );
+    }
+    let store = renkei::store::open(&app.db.url).await.expect("store");
+    let now = renkei::clock::now_ms();
+    let sealed = renkei::seal::seal_once(store.as_ref(), now)
+        .await
+        .expect("seal");
+    assert!(sealed >= 3, "the posts and the fixture's joins: {sealed}");
+    assert_eq!(
+        renkei::seal::seal_once(store.as_ref(), now)
+            .await
+            .expect("seal"),
+        0,
+        "nothing new"
+    );
+    let check = async || renkei::seal::verify(store.as_ref()).await.expect("reads");
+    let found = check().await.expect("intact");
+    assert_eq!((found.seals, found.events), (1, sealed));
+    // A post after the seal, and a deletion of a sealed post: the next seal covers the
+    // new post and the deletion's event only, and the deletion (text erased, hash kept)
+    // leaves the first seal valid.
+    alice.post_acked(g, "seal-3", "追記").await;
+    let (status, _) = app
+        .api(f.alice)
+        .await
+        .post(
+            &format!("/api/v1/groups/{g}/posts/{}/delete", seqs[0]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        renkei::seal::seal_once(store.as_ref(), now + 1)
+            .await
+            .expect("seal"),
+        2
+    );
+    assert_eq!(
+        check().await,
+        Ok(Sealed {
+            seals: 2,
+            events: sealed + 2,
+            purged_groups: 0
+        })
+    );
+    assert!(renkei::audit::verify(store.as_ref())
+        .await
+        .expect("reads")
+        .is_ok());
+    let (ok, text) = verify_command(&app);
+    assert!(ok && text.contains("events match their seals"), "{text}");
+
+    let url = &app.db.url;
+    let one = |sql: &str| {
+        sql.replace("{g}", &g.to_string())
+            .replace("{seq}", &seqs[1].to_string())
+    };
+    execute(
+        url,
+        &one("UPDATE events SET text = '改ざん' WHERE group_id = {g} AND seq = {seq}"),
+    )
+    .await;
+    assert_eq!(
+        check().await,
+        Err(Tampered::Text {
+            group: g,
+            seq: seqs[1]
+        })
+    );
+    let (ok, text) = verify_command(&app);
+    assert!(!ok && text.contains("does not match its hash"), "{text}");
+    execute(
+        url,
+        &one("UPDATE events SET text = '訪問記録 1' WHERE group_id = {g} AND seq = {seq}"),
+    )
+    .await;
+    assert!(check().await.is_ok());
+    execute(
+        url,
+        &one("UPDATE events SET created_at = created_at - 1 WHERE group_id = {g} AND seq = {seq}"),
+    )
+    .await;
+    assert!(matches!(check().await, Err(Tampered::Events { .. })));
+    execute(
+        url,
+        &one("UPDATE events SET created_at = created_at + 1 WHERE group_id = {g} AND seq = {seq}"),
+    )
+    .await;
+    assert!(check().await.is_ok());
+    execute(
+        url,
+        &one("DELETE FROM events WHERE group_id = {g} AND seq = {seq}"),
+    )
+    .await;
+    assert!(matches!(check().await, Err(Tampered::Events { .. })));
     app.stop().await;
 }

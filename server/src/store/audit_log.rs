@@ -2,7 +2,7 @@
 //! reads in id order for verification, and searches. One body of SQL for both engines.
 
 use async_trait::async_trait;
-use renkei_protocol::{GroupId, Millis, UserId};
+use renkei_protocol::{GroupId, Millis, Seq, UserId};
 
 use super::StoreError;
 use crate::audit::{link, AuditEntry, AuditRecord};
@@ -30,6 +30,39 @@ pub trait AuditLog: Send + Sync {
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
     /// Records matching `filter`, newest first.
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Groups with events not sealed yet: (group, sealed up to, last seq), at most `limit`.
+    async fn unsealed_groups(&self, limit: u32) -> Result<Vec<(GroupId, Seq, Seq)>, StoreError>;
+    /// What a seal covers of a group's events `after < seq <= upto`, in order.
+    async fn sealed_events(
+        &self,
+        group: GroupId,
+        after: Seq,
+        upto: Seq,
+    ) -> Result<Vec<SealedEvent>, StoreError>;
+    /// Appends `entry`, a seal of events, and moves each group's seal mark to its `Seq`
+    /// in `marks`, in one transaction.
+    async fn append_seal(
+        &self,
+        entry: &AuditEntry,
+        marks: &[(GroupId, Seq)],
+    ) -> Result<(), StoreError>;
+}
+
+/// An event as a seal covers it: the fields that never change, and the text (a post's is
+/// checked against its hash; a deletion erases it but keeps the hash).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct SealedEvent {
+    pub seq: i64,
+    pub kind: String,
+    pub author_id: Option<i64>,
+    pub subject_id: Option<i64>,
+    pub client_id: Option<String>,
+    pub text: Option<String>,
+    pub content_hash: Option<Vec<u8>>,
+    pub target_seq: Option<i64>,
+    pub due_at: Option<i64>,
+    pub created_at: i64,
 }
 
 /// Rows per multi-row `INSERT`: ten values each, well below either engine's bind limit.
@@ -80,34 +113,60 @@ macro_rules! audit_store {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                let sql = concat!("SELECT last_id, last_hash FROM audit_head WHERE id = 1", $lock);
-                let (mut id, mut hash): (i64, Vec<u8>) =
-                    sqlx::query_as(sql).fetch_one(&mut *tx).await?;
-                for chunk in entries.chunks(INSERT_ROWS) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO audit_log ({AUDIT_COLUMNS}) "
-                    ));
-                    insert.push_values(chunk, |mut row, entry| {
-                        id += 1;
-                        hash = link(&hash, id, entry);
-                        row.push_bind(id)
-                            .push_bind(entry.at)
-                            .push_bind(entry.actor)
-                            .push_bind(entry.facility)
-                            .push_bind(entry.action.clone())
-                            .push_bind(entry.group)
-                            .push_bind(entry.target.clone())
-                            .push_bind(entry.source.clone())
-                            .push_bind(entry.result.clone())
-                            .push_bind(hash.clone());
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                sqlx::query("UPDATE audit_head SET last_id = $1, last_hash = $2 WHERE id = 1")
-                    .bind(id)
-                    .bind(&hash)
+                Self::append_in(&mut tx, entries).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn unsealed_groups(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<(GroupId, Seq, Seq)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT g.id, COALESCE(s.sealed_seq, 0), g.last_seq FROM care_groups g \
+                     LEFT JOIN audit_seals s ON s.group_id = g.id \
+                     WHERE g.last_seq > COALESCE(s.sealed_seq, 0) ORDER BY g.id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn sealed_events(
+                &self,
+                group: GroupId,
+                after: Seq,
+                upto: Seq,
+            ) -> Result<Vec<SealedEvent>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, kind, author_id, subject_id, client_id, text, content_hash, \
+                     target_seq, due_at, created_at FROM events \
+                     WHERE group_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(group)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn append_seal(
+                &self,
+                entry: &AuditEntry,
+                marks: &[(GroupId, Seq)],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::append_in(&mut tx, std::slice::from_ref(entry)).await?;
+                for (group, upto) in marks {
+                    sqlx::query(
+                        "INSERT INTO audit_seals (group_id, sealed_seq) VALUES ($1, $2) \
+                         ON CONFLICT (group_id) DO UPDATE SET sealed_seq = excluded.sealed_seq",
+                    )
+                    .bind(group)
+                    .bind(upto)
                     .execute(&mut *tx)
                     .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -167,6 +226,45 @@ macro_rules! audit_store {
                     .push_bind(i64::from(filter.limit));
                 let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(AuditRecord::from).collect())
+            }
+        }
+
+        impl $store {
+            /// Appends `entries` inside `tx`, each chained to the one before, after the
+            /// head's lock.
+            async fn append_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                entries: &[AuditEntry],
+            ) -> Result<(), StoreError> {
+                let sql = concat!("SELECT last_id, last_hash FROM audit_head WHERE id = 1", $lock);
+                let (mut id, mut hash): (i64, Vec<u8>) =
+                    sqlx::query_as(sql).fetch_one(&mut **tx).await?;
+                for chunk in entries.chunks(INSERT_ROWS) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO audit_log ({AUDIT_COLUMNS}) "
+                    ));
+                    insert.push_values(chunk, |mut row, entry| {
+                        id += 1;
+                        hash = link(&hash, id, entry);
+                        row.push_bind(id)
+                            .push_bind(entry.at)
+                            .push_bind(entry.actor)
+                            .push_bind(entry.facility)
+                            .push_bind(entry.action.clone())
+                            .push_bind(entry.group)
+                            .push_bind(entry.target.clone())
+                            .push_bind(entry.source.clone())
+                            .push_bind(entry.result.clone())
+                            .push_bind(hash.clone());
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                sqlx::query("UPDATE audit_head SET last_id = $1, last_hash = $2 WHERE id = 1")
+                    .bind(id)
+                    .bind(&hash)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
         }
     };

@@ -19,7 +19,7 @@ use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
 pub use access::{Access, PasswordState, SessionRecord};
-pub use audit_log::{AuditFilter, AuditLog};
+pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
 pub use postgres::PgStore;
 pub use registry::{
     ArchiveCandidate, GroupDetailsRecord, InvitationStep, PostFilter, Registry, ReportRow,
