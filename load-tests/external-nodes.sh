@@ -22,6 +22,9 @@ psql "$pg" -qc "CREATE DATABASE $db"
 url="${pg%/*}/$db"
 target/release/renkei-load populate --database "$url" --groups 1000 --members 10 --out "$work/population.json"
 for port in 18181 18182; do
+  # Every simulated user comes from 127.0.0.1: lift the per-address limit (meant for a
+  # facility's NAT), as a deployment fronted by a load generator must.
+  RENKEI_ADDRESS_REQUESTS_PER_SECOND=1000000 RENKEI_ADDRESS_REQUEST_BURST=1000000 \
   RENKEI_DATABASE_URL="$url" RENKEI_REDIS_URL="$redis" RENKEI_REDIS_PREFIX="external-$$" \
     RENKEI_LISTEN="127.0.0.1:$port" RUST_LOG=warn target/release/renkei &
   nodes+=($!)

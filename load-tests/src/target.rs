@@ -120,6 +120,10 @@ impl Target {
             .env("RENKEI_LISTEN", "127.0.0.1:0")
             .env("RENKEI_DATABASE_URL", &db.url)
             .env("RENKEI_LOG_FORMAT", "json")
+            // Every simulated user connects from 127.0.0.1: a per-address limit meant
+            // for a facility's NAT would throttle the whole population.
+            .env("RENKEI_ADDRESS_REQUESTS_PER_SECOND", "1000000")
+            .env("RENKEI_ADDRESS_REQUEST_BURST", "1000000")
             .env("RUST_LOG", "warn,renkei::app=info");
         for (key, value) in env {
             command.env(key, value);

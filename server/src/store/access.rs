@@ -141,7 +141,8 @@ macro_rules! access_store {
                 if token_hashes.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.begin_write().await?;
+                // One statement per chunk, each its own short transaction: SQLite's single
+                // writer (the sequencer's too) never waits for the whole list.
                 let mut alive = std::collections::HashSet::new();
                 for chunk in token_hashes.chunks(500) {
                     let mut update =
@@ -156,10 +157,10 @@ macro_rules! access_store {
                         hashes.push_bind(hash.clone());
                     }
                     update.push(") RETURNING token_hash");
-                    let rows: Vec<(Vec<u8>,)> = update.build_query_as().fetch_all(&mut *tx).await?;
+                    let rows: Vec<(Vec<u8>,)> =
+                        update.build_query_as().fetch_all(&self.pool).await?;
                     alive.extend(rows.into_iter().map(|(hash,)| hash));
                 }
-                tx.commit().await?;
                 Ok(token_hashes
                     .iter()
                     .filter(|hash| !alive.contains(*hash))
