@@ -81,10 +81,18 @@ struct SyncJob {
     upto: Option<Seq>,
 }
 
-/// The writing half: every write gives up when the socket is ended or stalls.
+/// Bytes of frames a writer collects before writing them without waiting for a flush.
+const FEED_BATCH_BYTES: usize = 64 * 1024;
+
+/// The writing half: frames are collected and written together at the next flush (or
+/// every [`FEED_BATCH_BYTES`]), under one guard: the write gives up when the socket is
+/// ended or stalls. One guard per write, not per frame, keeps a timer and a wake-up
+/// registration off every delivery.
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
     outbox: Arc<Outbox>,
+    queued: Vec<Utf8Bytes>,
+    queued_bytes: usize,
 }
 
 impl Writer {
@@ -103,11 +111,32 @@ impl Writer {
     }
 
     async fn feed(&mut self, frame: Utf8Bytes) -> Result<(), Stop> {
-        Self::guard(&self.outbox, self.sink.feed(Message::Text(frame))).await
+        self.queued_bytes += frame.len();
+        self.queued.push(frame);
+        if self.queued_bytes >= FEED_BATCH_BYTES {
+            self.write_queued(false).await?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), Stop> {
-        Self::guard(&self.outbox, self.sink.flush()).await
+        self.write_queued(true).await
+    }
+
+    async fn write_queued(&mut self, flush: bool) -> Result<(), Stop> {
+        let frames = std::mem::take(&mut self.queued);
+        self.queued_bytes = 0;
+        let sink = &mut self.sink;
+        let write = async move {
+            for frame in frames {
+                sink.feed(Message::Text(frame)).await?;
+            }
+            if flush {
+                sink.flush().await?;
+            }
+            Ok::<(), axum::Error>(())
+        };
+        Self::guard(&self.outbox, write).await
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), Stop> {
@@ -184,6 +213,8 @@ impl Connection {
         let mut writer = Writer {
             sink,
             outbox: Arc::clone(&outbox),
+            queued: Vec::new(),
+            queued_bytes: 0,
         };
         let stop = match writer.send(&self.welcome()).await {
             Ok(()) => self.serve(&mut writer, &mut stream).await,
@@ -262,6 +293,8 @@ impl Connection {
         ping.tick().await;
         let mut pending: FuturesUnordered<PostFuture> = FuturesUnordered::new();
         let mut draining = false;
+        // Made once: a new one per turn of the loop would register with the token each time.
+        let mut stopping = std::pin::pin!(shutdown.cancelled());
         loop {
             if let Some(ending) = outbox.ending() {
                 return ending.into();
@@ -272,7 +305,7 @@ impl Connection {
             }
             let step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if !draining => {
+                () = &mut stopping, if !draining => {
                     draining = true;
                     Ok(())
                 }
