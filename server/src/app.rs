@@ -127,7 +127,7 @@ pub async fn run(
     };
     let passwords = Passwords::new(
         config.password_cost(),
-        limits.password_workers,
+        config.password_workers(),
         limits.password_queue,
     )?;
     let audit = crate::audit::Auditor::start(Arc::clone(&store));

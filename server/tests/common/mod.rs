@@ -328,7 +328,7 @@ pub fn test_config(db: &TestDb) -> Config {
     config.limits.post_burst = 10_000;
     config.limits.frames_per_second = 10_000;
     config.limits.frame_burst = 10_000;
-    config.limits.password_workers = 2;
+    config.limits.password_workers = Some(2);
     // Admins log in with a password alone in most tests; the tests of the second factor
     // (accounts.rs) require it as the default does.
     config.two_factor = renkei::two_factor::Requirement::Optional;
