@@ -150,24 +150,14 @@ pub async fn run(
     crate::session::spawn_keepalive(Arc::clone(&app));
     crate::seal::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let service = crate::http::router(Arc::clone(&app))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let router = crate::http::router(Arc::clone(&app));
+    let header_timeout = Duration::from_secs(u64::from(app.config.limits.header_timeout_seconds));
     match tls {
         Some(acceptor) => {
-            // `tap_io` gives the listener axum's connect-info for its address type.
-            let listener = axum::serve::ListenerExt::tap_io(
-                crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?,
-                |_| {},
-            );
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?;
+            let listener = crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?;
+            crate::accept::serve(listener, router, header_timeout, shutdown.clone()).await;
         }
-        None => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?;
-        }
+        None => crate::accept::serve(listener, router, header_timeout, shutdown.clone()).await,
     }
     tracing::info!("stopped accepting; draining sockets");
     app.sockets.close();

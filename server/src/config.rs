@@ -200,6 +200,10 @@ pub struct LimitsConfig {
     /// Bytes queued for one socket before it counts as a slow consumer and is closed.
     #[arg(long, env = "RENKEI_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
     pub outbox_bytes: u32,
+    /// Seconds a client has to send a request's head (method, path, headers) once it
+    /// starts one or opens a connection: slower ones (slowloris) are disconnected.
+    #[arg(long, env = "RENKEI_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u32,
     /// Seconds between keepalive pings; a socket silent for two intervals is dropped.
     #[arg(long, env = "RENKEI_PING_SECONDS", default_value_t = 30)]
     pub ping_seconds: u32,

@@ -2,6 +2,7 @@
 //!
 //! `main.rs` is thin: the library exposes [`app::run`], which serves on a listener the
 //! caller binds, so tests boot the real server on `127.0.0.1:0`.
+pub mod accept;
 pub mod account;
 pub mod api;
 pub mod app;

@@ -302,3 +302,47 @@ async fn injection_strings_are_stored_and_returned_verbatim(backend: Backend) {
     assert_eq!(admin.get("/api/v1/session").await.0, 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_sent_a_byte_at_a_time_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.limits.header_timeout_seconds = 1).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Slowloris: one more byte every 200 ms, never the end of the head.
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if slow.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buffer)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            closed = true;
+            break;
+        }
+        if let Ok(Ok(n)) = read {
+            // hyper answers 408 before closing; either way the connection is over.
+            assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 408"));
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the slow client is still connected");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Everyone else is served as before.
+    let ok = reqwest::get(app.url("/healthz")).await.expect("healthz");
+    assert_eq!(ok.status(), 200);
+    app.stop().await;
+}
