@@ -853,6 +853,69 @@ fn read_error(err: axum::Error) -> Stop {
 mod tests {
     use super::*;
 
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("group".to_string()),
+                        Just("client_id".to_string()),
+                        Just("text".to_string()),
+                        Just("groups".to_string()),
+                        Just("seq".to_string()),
+                        ".{0,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// Whatever a client sends, decoding answers: a message, or one of the two
+        /// documented refusals. (The frame decoder before it is tungstenite's, bounded
+        /// by `max_frame_bytes`; the handlers after it are exercised over a real socket in
+        /// `tests/hostile.rs`.)
+        #[test]
+        fn any_text_decodes_or_is_refused_with_a_documented_code(text in ".{0,200}") {
+            if let Err(body) = decode(&text) {
+                proptest::prop_assert!(matches!(body.code, ErrorCode::InvalidMessage | ErrorCode::UnknownType));
+            }
+        }
+
+        #[test]
+        fn any_json_decodes_or_is_refused_with_a_documented_code(value in json(), kind in proptest::option::of(proptest::sample::select(vec!["post", "sync", "history", "read", "shout", ""]))) {
+            let mut value = value;
+            if let (Some(kind), serde_json::Value::Object(map)) = (kind, &mut value) {
+                map.insert("type".into(), kind.into());
+            }
+            let text = value.to_string();
+            match decode(&text) {
+                // What decodes encodes back to a message of the same meaning.
+                Ok(message) => {
+                    let again = serde_json::to_string(&message).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                    proptest::prop_assert_eq!(decode(&again).ok(), Some(message));
+                }
+                Err(body) => proptest::prop_assert!(matches!(body.code, ErrorCode::InvalidMessage | ErrorCode::UnknownType)),
+            }
+        }
+    }
+
     #[test]
     fn decode_tells_unknown_types_from_invalid_messages() {
         let code = |text: &str| decode(text).err().map(|e| e.code);
