@@ -79,11 +79,8 @@ async fn admitted(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| crate::http::client_ip(&app.config, info.0.ip(), request.headers()));
-    if peer.is_some_and(|ip| !app.requests.addresses.try_take(ip)) {
+    let client = crate::http::client_of(&app.config, request.extensions(), request.headers());
+    if !app.requests.addresses.try_take(client) {
         return too_many();
     }
     let session = authenticate(&app, request.method(), request.headers())
@@ -100,7 +97,7 @@ async fn admitted(
     }
     let action = format!("{} {template}", request.method());
     let target = request.uri().path().to_string();
-    let source = peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let source = client.to_string();
     let response = next.run(request).await;
     let actor = session
         .map(|s| AuditActor {

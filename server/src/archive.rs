@@ -237,36 +237,14 @@ fn retention_cutoff(config: &Config) -> Option<Millis> {
         .then(|| crate::clock::now_ms() - i64::from(config.retention_days) * DAY)
 }
 
-/// Runs the process every `archive_job_seconds`, on whichever node claims the interval
-/// first (a database row, not a timer per node, decides), until shutdown.
+/// Runs the process every `archive_job_seconds`, once across the cluster (`job`).
 pub fn spawn(app: std::sync::Arc<App>) {
-    let every = u64::from(app.config.archive_job_seconds);
-    if every == 0 {
-        return;
-    }
-    tokio::spawn(async move {
-        // Looking four times per interval keeps a run late by at most a quarter of it.
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(every * 250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = app.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = crate::clock::now_ms();
-            match app
-                .store
-                .claim_job("archive", now, (every * 1000) as i64)
-                .await
-            {
-                Ok(true) => match run_once(&app).await {
-                    Ok(steps) => tracing::info!(steps, "archive process ran"),
-                    Err(err) => {
-                        tracing::warn!(code = ?err.code(), "archive process failed; it runs again next interval")
-                    }
-                },
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot claim the archive process"),
+    let every = app.config.archive_job_seconds;
+    crate::job::spawn(app, "archive", every, |app| async move {
+        match run_once(&app).await {
+            Ok(steps) => tracing::info!(steps, "archive process ran"),
+            Err(err) => {
+                tracing::warn!(code = ?err.code(), "archive process failed; it runs again next interval")
             }
         }
     });

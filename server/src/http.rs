@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -265,18 +265,26 @@ pub fn client_ip(config: &Config, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// The client's address as [`client_ip`] finds it.
+/// The client's address of a request, as [`client_ip`] finds it from the peer's.
+pub fn client_of(config: &Config, parts_extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+    let peer = parts_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    client_ip(config, peer, headers)
+}
+
+/// The client's address as [`client_of`] finds it.
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<Arc<App>> for ClientIp {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-        Ok(ClientIp(client_ip(&app.config, peer, &parts.headers)))
+        Ok(ClientIp(client_of(
+            &app.config,
+            &parts.extensions,
+            &parts.headers,
+        )))
     }
 }
 

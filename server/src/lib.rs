@@ -19,6 +19,7 @@ pub mod http;
 pub mod hub;
 pub mod input;
 pub mod invitation;
+pub mod job;
 pub mod login;
 pub mod membership;
 pub mod metrics;

@@ -118,33 +118,13 @@ pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
     }
 }
 
-/// Runs [`seal_once`] every `RENKEI_AUDIT_SEAL_SECONDS`, once across the cluster.
+/// Runs [`seal_once`] every `RENKEI_AUDIT_SEAL_SECONDS`, once across the cluster (`job`).
 pub fn spawn(app: Arc<App>) {
-    let every = u64::from(app.config.audit_seal_seconds);
-    if every == 0 {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(every * 250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = app.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = crate::clock::now_ms();
-            match app
-                .store
-                .claim_job("audit seal", now, (every * 1000) as i64)
-                .await
-            {
-                Ok(true) => match seal_once(app.store.as_ref(), now).await {
-                    Ok(events) => tracing::debug!(events, "events sealed"),
-                    Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
-                },
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot claim the audit seal"),
-            }
+    let every = app.config.audit_seal_seconds;
+    crate::job::spawn(app, "audit seal", every, |app| async move {
+        match seal_once(app.store.as_ref(), crate::clock::now_ms()).await {
+            Ok(events) => tracing::debug!(events, "events sealed"),
+            Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
         }
     });
 }

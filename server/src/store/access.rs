@@ -192,15 +192,10 @@ macro_rules! access_store {
                 user: UserId,
                 keep: Option<&[u8]>,
             ) -> Result<Vec<Vec<u8>>, StoreError> {
-                let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
-                    "DELETE FROM sessions WHERE user_id = $1 \
-                     AND ($2 IS NULL OR token_hash <> $2) RETURNING token_hash",
-                )
-                .bind(user)
-                .bind(keep)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(|(hash,)| hash).collect())
+                let mut tx = self.begin_write().await?;
+                let ended = Self::end_sessions_in(&mut tx, user, keep).await?;
+                tx.commit().await?;
+                Ok(ended)
             }
 
             async fn end_user_session(
@@ -273,28 +268,20 @@ macro_rules! access_store {
             ) -> Result<Vec<Vec<u8>>, StoreError> {
                 let mut tx = self.begin_write().await?;
                 Self::set_password(&mut tx, user, hash, at).await?;
-                let ended: Vec<(Vec<u8>,)> = sqlx::query_as(
-                    "DELETE FROM sessions WHERE user_id = $1 \
-                     AND ($2 IS NULL OR token_hash <> $2) RETURNING token_hash",
-                )
-                .bind(user)
-                .bind(keep)
-                .fetch_all(&mut *tx)
-                .await?;
+                let ended = Self::end_sessions_in(&mut tx, user, keep).await?;
                 sqlx::query("UPDATE sessions SET must_change_password = FALSE WHERE user_id = $1")
                     .bind(user)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(ended.into_iter().map(|(hash,)| hash).collect())
+                Ok(ended)
             }
 
             async fn reset_password(&self, user: UserId) -> Result<Vec<Vec<u8>>, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
                     "UPDATE users SET password_hash = '', failed_logins = 0, \
-                     locked_until = NULL, totp_secret = NULL, totp_pending = NULL \
-                     WHERE id = $1",
+                     locked_until = NULL WHERE id = $1",
                 )
                 .bind(user)
                 .execute(&mut *tx)
@@ -302,17 +289,10 @@ macro_rules! access_store {
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound("user"));
                 }
-                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
-                let ended: Vec<(Vec<u8>,)> =
-                    sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
-                        .bind(user)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                Self::clear_second_factor_in(&mut tx, user).await?;
+                let ended = Self::end_sessions_in(&mut tx, user, None).await?;
                 tx.commit().await?;
-                Ok(ended.into_iter().map(|(hash,)| hash).collect())
+                Ok(ended)
             }
 
             async fn rehash_password(
@@ -445,16 +425,7 @@ macro_rules! access_store {
 
             async fn disable_totp(&self, user: UserId) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
-                )
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::clear_second_factor_in(&mut tx, user).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -527,6 +498,41 @@ macro_rules! access_store {
         }
 
         impl $store {
+            /// Ends every session of `user` but `keep` inside `tx`; the ended hashes.
+            async fn end_sessions_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: UserId,
+                keep: Option<&[u8]>,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+                    "DELETE FROM sessions WHERE user_id = $1 \
+                     AND ($2 IS NULL OR token_hash <> $2) RETURNING token_hash",
+                )
+                .bind(user)
+                .bind(keep)
+                .fetch_all(&mut **tx)
+                .await?;
+                Ok(rows.into_iter().map(|(hash,)| hash).collect())
+            }
+
+            /// Removes `user`'s second factor, pending or in use, and recovery codes.
+            async fn clear_second_factor_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: UserId,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
+                )
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             /// Sets a password inside a transaction: its hash, when, the history (the last
             /// [`HISTORY`] kept), and no failed logins or lock any more.
             pub(super) async fn set_password(
