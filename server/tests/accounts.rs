@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{code, execute, Api, Backend, Client, TestApp, PASSWORD};
+use common::{code, execute, upgrade, ws_request, Api, Backend, Client, TestApp, PASSWORD};
 use renkei_protocol::{LoginResponse, ServerMessage};
 use serde_json::{json, Value};
 
@@ -294,21 +294,12 @@ async fn a_rotated_password_must_be_changed_before_anything_else(backend: Backen
     let api = Api::new(app.addr, &expired.token);
     let (status, body) = api.get("/api/v1/invitations").await;
     assert_eq!((status, code(&body)), (403, "password_change_required"));
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "ws://{}/ws",
-            app.addr
-        ))
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", expired.token).parse().expect("header"),
+    let request = ws_request(
+        app.addr,
+        "/ws",
+        &[("authorization", format!("Bearer {}", expired.token))],
     );
-    let refused = tokio_tungstenite::connect_async(request).await;
-    assert!(
-        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 403),
-        "{refused:?}"
-    );
+    assert_eq!(upgrade(request).await.0, 403, "no socket before the change");
     let (_, info) = api.get("/api/v1/session").await;
     assert_eq!(info["password_change_required"], true);
     // Eight characters are enough under this policy.
@@ -457,20 +448,12 @@ async fn a_second_factor_is_required_of_admins_and_no_code_works_twice(backend: 
         (status, code(&body)),
         (403, "second_factor_enrollment_required")
     );
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "ws://{}/ws",
-            app.addr
-        ))
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", first.token).parse().expect("header"),
+    let request = ws_request(
+        app.addr,
+        "/ws",
+        &[("authorization", format!("Bearer {}", first.token))],
     );
-    assert!(
-        tokio_tungstenite::connect_async(request).await.is_err(),
-        "no socket yet"
-    );
+    assert_eq!(upgrade(request).await.0, 403, "no socket before the setup");
     let (_, status) = api.get("/api/v1/session/two-factor").await;
     assert_eq!(
         status,

@@ -4,11 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{code, Api, Backend, TestApp};
+use common::{code, upgrade, ws_request, Api, Backend, TestApp};
 use renkei_protocol::{EventData, GroupEvent};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::Request;
 
 on_both_backends!(injection_strings_are_stored_and_returned_verbatim);
 
@@ -19,34 +17,6 @@ const HOSTILE: [&str; 4] = [
     "\" OR 1=1 --",
     "<img src=x onerror=alert(1)> & &amp; \\u0000",
 ];
-
-/// The HTTP status of a WebSocket upgrade (101 when accepted) and its response headers.
-async fn upgrade(request: Request<()>) -> (u16, Vec<(String, String)>) {
-    let (status, headers) = match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => (response.status(), response.headers().clone()),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            (response.status(), response.headers().clone())
-        }
-        Err(other) => panic!("unexpected upgrade failure: {other}"),
-    };
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
-    (status.as_u16(), headers)
-}
-
-fn ws(app: &TestApp, headers: &[(&'static str, String)]) -> Request<()> {
-    let mut request = format!("ws://{}/ws", app.addr)
-        .into_client_request()
-        .expect("request");
-    for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, value.parse().expect("header"));
-    }
-    request
-}
 
 /// A request with the session in a cookie, as a browser sends it.
 async fn with_cookie(
@@ -110,18 +80,29 @@ async fn websocket_origins_are_checked_against_the_allowlist() {
     let origin = |o: &str| ("origin", o.to_string());
     // Hijacking from another site fails whatever carries the session.
     for carrier in [&bearer, &cookie] {
-        let foreign = ws(&app, &[carrier.clone(), origin("https://evil.example")]);
+        let foreign = ws_request(
+            app.addr,
+            "/ws",
+            &[carrier.clone(), origin("https://evil.example")],
+        );
         assert_eq!(upgrade(foreign).await.0, 403);
     }
     // With a list, the server's own address is not an allowed origin any more.
     let own = origin(&format!("http://{}", app.addr));
-    assert_eq!(upgrade(ws(&app, &[cookie.clone(), own])).await.0, 403);
     assert_eq!(
-        upgrade(ws(&app, &[cookie.clone(), origin(site)])).await.0,
+        upgrade(ws_request(app.addr, "/ws", &[cookie.clone(), own]))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        upgrade(ws_request(app.addr, "/ws", &[cookie.clone(), origin(site)]))
+            .await
+            .0,
         101
     );
     // Apps that are not browsers send no origin.
-    assert_eq!(upgrade(ws(&app, &[bearer])).await.0, 101);
+    assert_eq!(upgrade(ws_request(app.addr, "/ws", &[bearer])).await.0, 101);
     app.stop().await;
 }
 
@@ -129,8 +110,9 @@ async fn websocket_origins_are_checked_against_the_allowlist() {
 async fn the_websocket_is_never_compressed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let token = app.token(app.fixture.alice).await;
-    let (status, headers) = upgrade(ws(
-        &app,
+    let (status, headers) = upgrade(ws_request(
+        app.addr,
+        "/ws",
         &[
             ("authorization", format!("Bearer {token}")),
             (

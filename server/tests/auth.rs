@@ -2,24 +2,13 @@
 
 mod common;
 
-use common::{Backend, Client, TestApp, PASSWORD};
+use common::{upgrade, ws_request, Backend, Client, TestApp, PASSWORD};
 use renkei_protocol::{close, ApiError, ErrorCode, LoginResponse};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::Request;
 
-/// The HTTP status of a refused WebSocket upgrade (or 101 when it was accepted).
+/// The HTTP status of a WebSocket upgrade (101 when accepted).
 async fn upgrade_status(request: Request<()>) -> u16 {
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => response.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("unexpected upgrade failure: {other}"),
-    }
-}
-
-fn ws_request(app: &TestApp, path: &str) -> Request<()> {
-    format!("ws://{}{path}", app.addr)
-        .into_client_request()
-        .expect("request")
+    upgrade(request).await.0
 }
 
 async fn login(app: &TestApp, login: &str, password: &str) -> reqwest::Response {
@@ -54,7 +43,7 @@ async fn password_login_opens_a_session_for_bearer_and_cookie() {
     );
 
     // A browser on this server's own page authenticates with the cookie.
-    let mut request = ws_request(&app, "/ws");
+    let mut request = ws_request(app.addr, "/ws", &[]);
     let headers = request.headers_mut();
     headers.insert(
         "cookie",
@@ -96,11 +85,11 @@ async fn upgrades_without_a_valid_session_are_refused_before_upgrading() {
     let token = app.token(app.fixture.alice).await;
 
     assert_eq!(
-        upgrade_status(ws_request(&app, "/ws")).await,
+        upgrade_status(ws_request(app.addr, "/ws", &[])).await,
         401,
         "no credential"
     );
-    let mut bad = ws_request(&app, "/ws");
+    let mut bad = ws_request(app.addr, "/ws", &[]);
     bad.headers_mut()
         .insert("authorization", "Bearer not-a-session".parse().expect("h"));
     assert_eq!(upgrade_status(bad).await, 401, "unknown token");
@@ -109,12 +98,12 @@ async fn upgrades_without_a_valid_session_are_refused_before_upgrading() {
         format!("/ws?access_token={token}"),
     ] {
         assert_eq!(
-            upgrade_status(ws_request(&app, &query)).await,
+            upgrade_status(ws_request(app.addr, &query, &[])).await,
             401,
             "token in the URL"
         );
     }
-    let mut foreign = ws_request(&app, "/ws");
+    let mut foreign = ws_request(app.addr, "/ws", &[]);
     foreign.headers_mut().insert(
         "cookie",
         format!("renkei_session={token}").parse().expect("h"),
@@ -146,7 +135,7 @@ async fn logout_ends_the_session_and_closes_its_sockets() {
         .contains("Max-Age=0"));
     assert_eq!(socket.close_code().await, Some(close::SESSION_ENDED));
 
-    let mut again = ws_request(&app, "/ws");
+    let mut again = ws_request(app.addr, "/ws", &[]);
     again.headers_mut().insert(
         "authorization",
         format!("Bearer {token}").parse().expect("h"),
@@ -174,7 +163,7 @@ async fn connections_per_user_are_limited() {
     let token = app.token(app.fixture.bob).await;
     let first = Client::connect(app.addr, &token).await;
     let _second = Client::connect(app.addr, &token).await;
-    let mut third = ws_request(&app, "/ws");
+    let mut third = ws_request(app.addr, "/ws", &[]);
     third.headers_mut().insert(
         "authorization",
         format!("Bearer {token}").parse().expect("h"),

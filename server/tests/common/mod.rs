@@ -21,6 +21,7 @@ use renkei_protocol::{
 use sqlx::Connection as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::Request;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -702,6 +703,35 @@ pub async fn session(store: &dyn Store, user: i64) -> String {
         .await
         .expect("session");
     token
+}
+
+/// The HTTP status of a WebSocket upgrade (101 when accepted) and its response headers.
+pub async fn upgrade(request: Request<()>) -> (u16, Vec<(String, String)>) {
+    let (status, headers) = match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => (response.status(), response.headers().clone()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            (response.status(), response.headers().clone())
+        }
+        Err(other) => panic!("unexpected upgrade failure: {other}"),
+    };
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    (status.as_u16(), headers)
+}
+
+/// A WebSocket upgrade request to `path` with these headers.
+pub fn ws_request(addr: SocketAddr, path: &str, headers: &[(&'static str, String)]) -> Request<()> {
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("header"));
+    }
+    request
 }
 
 /// A REST client acting with one session.
