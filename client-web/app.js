@@ -9,6 +9,7 @@
     lang: localStorage.getItem("renkei.lang") || "ja",
     user: null,          // UserProfile from the welcome
     status: "active",    // the account's status (restricted: read-only)
+    role: "staff",       // the account's role (admins and the operator see 管理)
     invitations: { received: [], to_approve: [] },
     login: sessionStorage.getItem("renkei.login") || "",
     groups: new Map(),   // id -> {summary, events: Map(seq -> event), synced, unread, oldest, hasOlder}
@@ -28,6 +29,11 @@
     notices: [],         // admins: accounts locked after wrong passwords
   };
 
+  const ui = window.RenkeiUI(t);
+  const admin = window.RenkeiAdmin({
+    ui, t, formatTime, describe, user: () => state.user, lang: () => state.lang,
+  });
+
   // ---- text ----------------------------------------------------------------------------
   function t(key, params = {}) {
     const table = messages[state.lang] || messages.ja;
@@ -44,6 +50,7 @@
     document.title = `${t("app.title")} Renkei`;
     renderConnection();
     if (state.user) { renderGroups(); renderTimeline(); }
+    if (!$("admin-view").hidden) { show("admin"); admin.refresh(); } else if (state.user) show("chat");
     renderNotices();
     if ($("account").open) renderRules();
   }
@@ -55,11 +62,22 @@
   }
 
   // ---- views ---------------------------------------------------------------------------
+  // "login", "chat" or "admin" (管理: admins and the operator).
   function show(view) {
-    $("login-view").hidden = view !== "login";
+    const inside = view !== "login";
+    $("login-view").hidden = inside;
     $("chat-view").hidden = view !== "chat";
-    $("logout").hidden = view !== "chat";
-    $("account-open").hidden = view !== "chat";
+    $("admin-view").hidden = view !== "admin";
+    $("logout").hidden = !inside;
+    $("account-open").hidden = !inside;
+    const manages = inside && ["admin", "operator"].includes(state.user?.role ?? state.role);
+    $("admin-open").hidden = !manages;
+    $("admin-open").textContent = t(view === "admin" ? "nav.chat" : "nav.admin");
+    $("admin-open").dataset.view = view;
+  }
+
+  function toggleAdmin() {
+    if ($("admin-view").hidden) { show("admin"); admin.open(); } else { show("chat"); }
   }
 
   function renderConnection() {
@@ -253,9 +271,11 @@
       $("timeline-patient").textContent = "";
       $("composer").hidden = true;
       $("older").hidden = true;
+      $("members-open").hidden = true;
       return;
     }
     $("composer").hidden = false;
+    $("members-open").hidden = false;
     $("timeline-title").textContent = g.summary.name;
     $("timeline-patient").textContent = g.summary.patient_name
       ? t("timeline.patient", { name: g.summary.patient_name }) : "";
@@ -279,6 +299,7 @@
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
         if (mine && !g.summary.archived) li.append(deleteButton(g.summary.id, e.seq));
+        if (!mine) li.append(reportButton(g.summary.id, e.seq));
         list.append(li);
       } else if (e.data.kind === "deleted_post") {
         const li = renderPost(e.data.author, "", e.at, false, t("post.deleted", { by: e.data.deleted_by.name }));
@@ -329,6 +350,48 @@
     return button;
   }
 
+  // A member asks the admins to look at a post (別紙(2)), with a reason.
+  function reportButton(group, seq) {
+    return ui.button(t("post.report"), async () => {
+      const reason = await ui.ask(t("post.report_reason"));
+      if (!reason) return;
+      try {
+        await ui.api("POST", `/api/v1/groups/${group}/posts/${seq}/report`, { reason });
+        window.alert(t("post.reported"));
+      } catch (error) { window.alert(ui.explain(error)); }
+    }, { class: "link-button report" });
+  }
+
+  // Who is in the group: faces, names, facility, profession.
+  async function openMembers() {
+    const g = state.groups.get(state.selected);
+    if (!g) return;
+    const list = $("member-list");
+    list.replaceChildren();
+    $("members-heading").textContent = t("members.heading", { group: groupLabel(g.summary) });
+    $("members").showModal();
+    try {
+      const details = await ui.api("GET", `/api/v1/groups/${g.summary.id}`);
+      $("members-heading").textContent = t("members.heading_n", { group: groupLabel(g.summary), n: details.members.length });
+      for (const m of details.members) {
+        const face = ui.h("span", { class: "avatar", "aria-hidden": "true" }, [...m.user.name][0] ?? "?");
+        const photo = ui.h("img", { src: `/api/v1/users/${m.user.id}/photo`, alt: "" });
+        photo.addEventListener("error", () => photo.remove());
+        face.append(photo);
+        list.append(ui.h("li", { class: "person" }, face, ui.h("div", {},
+          ui.h("p", {}, ui.h("strong", {}, m.user.name), " ", ui.h("span", { class: "tag" }, professionLabel(m.user.profession))),
+          ui.h("p", { class: "muted" }, m.user.facility ? m.user.facility.name : t("members.city")))));
+      }
+    } catch (error) {
+      list.append(ui.h("li", { class: "error" }, ui.explain(error)));
+    }
+  }
+
+  function professionLabel(p) {
+    const label = t(`profession.${p}`);
+    return label === `profession.${p}` ? p : label;
+  }
+
   function renderPost(author, text, at, mine, note, clientId) {
     const li = document.createElement("li");
     li.className = mine ? "post mine" : "post";
@@ -339,7 +402,8 @@
     name.textContent = author.name;
     const facility = document.createElement("span");
     facility.className = "facility";
-    facility.textContent = author.facility ? author.facility.name : "";
+    facility.textContent = [author.profession ? professionLabel(author.profession) : "", author.facility ? author.facility.name : ""]
+      .filter(Boolean).join("・");
     head.append(name, " ", facility);
     if (at) {
       const time = document.createElement("time");
@@ -499,7 +563,7 @@
     }
     for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
     if (cursors.length > 0) state.socket.send(JSON.stringify({ type: "sync", groups: cursors }));
-    show("chat");
+    show($("admin-view").hidden ? "chat" : "admin");
     renderConnection();
     renderGroups();
     renderTimeline();
@@ -583,6 +647,7 @@
       state.mustChange = !!info.password_change_required;
       state.mustEnroll = !!info.second_factor_enrollment_required;
       state.status = info.status || "active";
+      state.role = info.user?.role || "staff";
       sessionStorage.setItem("renkei.login", info.login);
       if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
       return "ok";
@@ -630,6 +695,30 @@
     codeRow.hidden = true;
     $("login-error").textContent = error || "";
     if (!error && await whoAmI() === "ok") start();
+  }
+
+  // A new account (or one an admin reset) sets its password with the one-time code
+  // the admin handed over, then logs in with it.
+  async function setUpPassword(e) {
+    e.preventDefault();
+    $("setup-error").textContent = "";
+    const login = $("setup-login").value.trim();
+    const password = $("setup-password").value;
+    try {
+      await ui.api("POST", "/api/v1/password-setup", { code: $("setup-code").value.trim(), password });
+    } catch (error) {
+      const rules = error.code === "weak_password" ? error.rules.map((r) => t(`rule.${r}`, { n: state.policy.min_length })) : [];
+      $("setup-error").textContent = rules.length > 0 ? t("setup.weak", { rules: rules.join(" / ") })
+        : error.code === "bad_request" ? t("setup.invalid_code") : ui.explain(error);
+      return;
+    }
+    $("setup-password").value = "";
+    $("setup-code").value = "";
+    $("setup-form").hidden = true;
+    $("login-form").hidden = false;
+    $("login-id").value = login;
+    $("login-error").textContent = t("setup.done");
+    $("login-password").focus();
   }
 
   function enterLogin() {
@@ -935,6 +1024,16 @@
     // An expired password must be changed: Escape does not close the dialog then.
     $("account").addEventListener("cancel", (e) => { if (state.mustChange || state.mustEnroll) e.preventDefault(); });
     $("composer").addEventListener("submit", review);
+    $("admin-open").addEventListener("click", toggleAdmin);
+    $("members-open").addEventListener("click", openMembers);
+    $("setup-open").addEventListener("click", async () => {
+      ui.api("GET", "/api/v1/password-policy").then((policy) => { state.policy = policy; }, () => {});
+      $("login-form").hidden = true;
+      $("setup-form").hidden = false;
+      $("setup-login").focus();
+    });
+    $("setup-back").addEventListener("click", () => { $("setup-form").hidden = true; $("login-form").hidden = false; });
+    $("setup-form").addEventListener("submit", setUpPassword);
     $("older").addEventListener("click", loadOlder);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
     for (const kind of ["keydown", "pointerdown", "touchstart"]) {

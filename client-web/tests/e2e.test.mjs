@@ -2,101 +2,12 @@
 // live delivery between two people, reconnection after a server restart, the language
 // switch, link warnings and the idle lock. Needs RENKEI_BIN (the renkei binary) and
 // Debian's chromium at /usr/bin/chromium (or CHROMIUM).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import net from "node:net";
-import { chromium } from "playwright-core";
+import { env, logIn, newContext, openGroup, post, screenshot, send, startServer, stopServer, url, useServer } from "./harness.mjs";
 
-const BIN = process.env.RENKEI_BIN ?? "../../target/debug/renkei";
-const dataDir = mkdtempSync(join(tmpdir(), "renkei-web-"));
-let port;
-let server;
-let browser;
-let logins;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-    probe.on("error", reject);
-  });
-}
-
-// Starts renkei and resolves once it listens.
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, [], {
-      // Admins log in with a password alone here; the second factor has its own test below.
-      env: { ...process.env, RENKEI_DATA_DIR: dataDir, RENKEI_LISTEN: `127.0.0.1:${port}`, RENKEI_LOG_FORMAT: "json", RENKEI_TWO_FACTOR: "optional" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let buffered = "";
-    child.stderr.on("data", (chunk) => {
-      buffered += chunk;
-      if (buffered.includes('"listening"')) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`renkei exited with ${code}: ${buffered}`)));
-  });
-}
-
-function stopServer(child) {
-  return new Promise((resolve) => {
-    child.removeAllListeners("exit");
-    child.on("exit", resolve);
-    child.kill("SIGTERM");
-  });
-}
-
-before(async () => {
-  const demo = spawnSync(BIN, ["demo"], { env: { ...process.env, RENKEI_DATA_DIR: dataDir }, encoding: "utf8" });
-  assert.equal(demo.status, 0, demo.stderr);
-  logins = Object.fromEntries(
-    demo.stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter((w) => w[0]?.includes(".")).map((w) => [w[0], w[1]]),
-  );
-  port = await freePort();
-  server = await startServer();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  if (server) await stopServer(server);
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-async function logIn(login, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, ...options });
-  const page = await context.newPage();
-  await page.goto(`http://127.0.0.1:${port}/`);
-  const form = page.locator("#login-form");
-  await form.getByLabel("ログインID").fill(login);
-  await form.getByLabel("パスワード").fill(logins[login]);
-  await form.getByRole("button", { name: "ログイン" }).click();
-  await page.getByText("接続中").waitFor();
-  return { context, page };
-}
-
-async function openGroup(page, name) {
-  await page.getByRole("button", { name: new RegExp(name) }).first().click();
-  await page.locator("#timeline-title").getByText(name).waitFor();
-}
-
-async function post(page, text) {
-  await page.getByLabel("投稿内容").fill(text);
-  await page.getByRole("button", { name: "内容を確認" }).click();
-  await page.locator("#confirm").waitFor({ state: "visible" });
-}
+useServer();
 
 test("a post is confirmed against its patient and reaches another member live", async () => {
   const nurse = await logIn("sakura.ns.suzuki");
@@ -108,7 +19,7 @@ test("a post is confirmed against its patient and reaches another member live", 
   await post(nurse.page, "本日の訪問で血圧 130/82。");
   assert.equal(await nurse.page.locator("#confirm-patient").textContent(), "中村 次郎 様");
   assert.equal(await nurse.page.locator("#confirm-group").textContent(), "中村 次郎 様");
-  await nurse.page.screenshot({ path: join(tmpdir(), "renkei-confirm.png") });
+  await screenshot(nurse.page, "confirm");
   await nurse.page.getByRole("button", { name: "戻って修正する" }).click();
   assert.equal(await nurse.page.locator("#timeline .post").count(), 0);
 
@@ -118,7 +29,7 @@ test("a post is confirmed against its patient and reaches another member live", 
   await seen.waitFor();
   assert.match(await seen.textContent(), /吉田|鈴木 花子/);
   assert.match(await seen.textContent(), /さくら在宅クリニック/, "the sender's facility is shown");
-  await helper.page.screenshot({ path: join(tmpdir(), "renkei-timeline.png") });
+  await screenshot(helper.page, "timeline");
 
   // The session cookie is out of reach of scripts.
   assert.ok(!(await nurse.page.evaluate(() => document.cookie)).includes("renkei_session"));
@@ -149,14 +60,14 @@ test("the client reconnects after a server restart and sends what was waiting", 
   await openGroup(nurse.page, "佐藤 ハナ 様");
   await openGroup(pt.page, "佐藤 ハナ 様");
 
-  await stopServer(server);
+  await stopServer(env.server);
   await nurse.page.getByText("オフライン").waitFor();
   // Written while offline: kept, and sent once the connection is back.
   await post(nurse.page, "オフライン中に書いた申し送り");
   await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
   await nurse.page.getByText("送信中").waitFor();
 
-  server = await startServer();
+  env.server = await startServer();
   await nurse.page.getByText("接続中").waitFor({ timeout: 60_000 });
   await pt.page.getByText("接続中").waitFor({ timeout: 60_000 });
   await pt.page.locator("#timeline .post", { hasText: "オフライン中に書いた申し送り" }).waitFor();
@@ -186,7 +97,7 @@ test("an idle screen locks, ends the session and unlocks with the password", asy
   assert.equal(await doctor.page.locator("#timeline .post").count(), 0, "nothing stays on screen");
   const status = await doctor.page.evaluate(async () => (await fetch("/api/v1/session")).status);
   assert.equal(status, 401, "the session ended");
-  await doctor.page.locator("#lock-form").getByLabel("パスワード").fill(logins["sakura.dr.tanaka"]);
+  await doctor.page.locator("#lock-form").getByLabel("パスワード").fill(env.logins["sakura.dr.tanaka"]);
   await doctor.page.getByRole("button", { name: "ロック解除" }).click();
   await doctor.page.locator("#lock").waitFor({ state: "hidden" });
   await doctor.page.getByText("接続中").waitFor();
@@ -217,7 +128,7 @@ test("an invitation appears live and, accepted and approved, brings the group", 
   const invitation = pt.page.locator("#invitations .invitation");
   await invitation.waitFor();
   assert.match(await invitation.textContent(), /さくら在宅クリニック.*山田 太郎 様/);
-  await pt.page.screenshot({ path: join(tmpdir(), "renkei-invitation.png") });
+  await screenshot(pt.page, "invitation");
   await invitation.getByRole("button", { name: "参加する" }).click();
   await invitation.waitFor({ state: "detached" });
   assert.equal(await pt.page.getByRole("button", { name: /山田 太郎 様/ }).count(), 0, "not before approval");
@@ -232,9 +143,9 @@ test("an invitation appears live and, accepted and approved, brings the group", 
 });
 
 test("the participating facilities are listed publicly, without logging in", async () => {
-  const context = await browser.newContext();
+  const context = await newContext();
   const page = await context.newPage();
-  await page.goto(`http://127.0.0.1:${port}/facilities`);
+  await page.goto(url("/facilities"));
   await page.locator("#facility-list tr", { hasText: "ひまわり訪問看護ステーション" }).waitFor();
   assert.equal(await page.locator("#facility-list tr").count(), 3);
   assert.match(await page.locator("#facility-list").textContent(), /訪問看護ステーション.*/);
@@ -278,7 +189,7 @@ test("a password change shows its rules live and logs the other devices out", as
     assert.equal(await rule(name).getAttribute("data-met"), "true", name);
   }
   // The ones only the server knows are marked when it refuses.
-  await dialog.getByLabel("現在のパスワード").fill(logins["midori.cm.kato"]);
+  await dialog.getByLabel("現在のパスワード").fill(env.logins["midori.cm.kato"]);
   await dialog.getByLabel("新しいパスワード").fill("Password2026!!");
   await dialog.getByRole("button", { name: "変更する" }).click();
   await dialog.locator('#password-rules li[data-rule="common"][data-met="false"]').waitFor();
@@ -287,12 +198,12 @@ test("a password change shows its rules live and logs the other devices out", as
   await dialog.getByLabel("新しいパスワード").fill(fresh);
   await dialog.getByRole("button", { name: "変更する" }).click();
   await dialog.getByText("パスワードを変更しました").waitFor();
-  await page.screenshot({ path: join(tmpdir(), "renkei-account.png") });
+  await screenshot(page, "account");
   // The phone is logged out at once; this device stays.
   await phone.page.locator("#login-view").waitFor({ state: "visible" });
   await dialog.locator("#sessions li").first().waitFor();
   assert.equal(await dialog.locator("#sessions li").count(), 1);
-  logins["midori.cm.kato"] = fresh;
+  env.logins["midori.cm.kato"] = fresh;
   await phone.context.close();
   await pc.context.close();
 });
@@ -325,20 +236,71 @@ test("two-step verification is set up in the account screen and asked at the nex
   await dialog.getByRole("button", { name: "設定を完了する" }).click();
   await dialog.locator("#two-factor-code-list li").nth(9).waitFor();
   await dialog.getByText("設定済み").waitFor();
-  await page.screenshot({ path: join(tmpdir(), "renkei-two-factor.png") });
+  await screenshot(page, "two-factor");
   await first.context.close();
 
   // The next login asks for the code after the password.
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const context = await newContext();
   const next = await context.newPage();
-  await next.goto(`http://127.0.0.1:${port}/`);
+  await next.goto(url());
   const form = next.locator("#login-form");
   await form.getByLabel("ログインID").fill(user);
-  await form.getByLabel("パスワード").fill(logins[user]);
+  await form.getByLabel("パスワード").fill(env.logins[user]);
   await form.getByRole("button", { name: "ログイン" }).click();
   await form.locator("#login-code").waitFor({ state: "visible" });
   await form.locator("#login-code").fill(totp(secret, 1));
   await form.getByRole("button", { name: "ログイン" }).click();
   await next.getByText("接続中").waitFor();
   await context.close();
+});
+
+test("the members of a group are listed with their profession and facility", async () => {
+  const nurse = await logIn("sakura.ns.suzuki");
+  await openGroup(nurse.page, "山田 太郎 様");
+  await nurse.page.getByRole("button", { name: "メンバー" }).click();
+  const dialog = nurse.page.locator("#members");
+  const heading = dialog.getByText(/山田 太郎 様 のメンバー（\d+ 人）/);
+  await heading.waitFor();
+  const rows = await dialog.locator(".person").allTextContents();
+  assert.equal(rows.length, Number((await heading.textContent()).match(/（(\d+) 人）/)[1]));
+  assert.ok(rows.length >= 5);
+  assert.ok(rows.some((r) => /伊藤 由美.*看護師.*ひまわり訪問看護ステーション/.test(r)), rows.join(" | "));
+  assert.ok(rows.some((r) => /加藤 誠.*ケアマネジャー.*みどり居宅介護支援事業所/.test(r)), rows.join(" | "));
+  await screenshot(nurse.page, "members");
+  await dialog.getByRole("button", { name: "閉じる" }).click();
+  await nurse.context.close();
+});
+
+test("a member whose connection dropped catches up with nothing missing and nothing twice", async () => {
+  // The helper's sockets go through a route the test can cut (a dropped mobile network).
+  let cut = false;
+  const sockets = [];
+  const helper = await logIn("midori.hp.yoshida", {}, (context) => context.routeWebSocket(/\/ws$/, (ws) => {
+    if (cut) { ws.close({ code: 4000, reason: "network down" }); return; }
+    ws.connectToServer();
+    sockets.push(ws);
+  }));
+  // (Its care manager has a second factor by now: the facility's admin posts instead.)
+  const manager = await logIn("midori.admin");
+  await openGroup(helper.page, "中村 次郎 様");
+  await openGroup(manager.page, "中村 次郎 様");
+  await send(manager.page, "接続が切れる前の連絡 DC-0");
+  await helper.page.locator("#timeline .post", { hasText: "DC-0" }).waitFor();
+
+  cut = true;
+  for (const ws of sockets.splice(0)) await ws.close({ code: 4000, reason: "network down" });
+  await helper.page.locator("#connection", { hasText: "オフライン" }).waitFor();
+  for (const n of [1, 2, 3]) await send(manager.page, `接続が切れている間の連絡 DC-${n}`);
+
+  cut = false;
+  await helper.page.locator("#connection", { hasText: "接続中" }).waitFor({ timeout: 60_000 });
+  for (const n of [0, 1, 2, 3]) {
+    const post = helper.page.locator("#timeline .post", { hasText: `DC-${n}` });
+    await post.waitFor();
+    assert.equal(await post.count(), 1, `DC-${n} once`);
+  }
+  const order = await helper.page.locator("#timeline .post", { hasText: "DC-" }).allTextContents();
+  assert.deepEqual(order.map((t) => t.match(/DC-\d/)[0]), ["DC-0", "DC-1", "DC-2", "DC-3"]);
+  await helper.context.close();
+  await manager.context.close();
 });

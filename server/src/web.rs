@@ -15,6 +15,8 @@ use crate::app::App;
 const INDEX: &str = include_str!("../../client-web/index.html");
 const APP_JS: &str = include_str!("../../client-web/app.js");
 const I18N_JS: &str = include_str!("../../client-web/i18n.js");
+const UI_JS: &str = include_str!("../../client-web/ui.js");
+const ADMIN_JS: &str = include_str!("../../client-web/admin.js");
 const APP_CSS: &str = include_str!("../../client-web/app.css");
 const FACILITIES: &str = include_str!("../../client-web/facilities.html");
 const FACILITIES_JS: &str = include_str!("../../client-web/facilities.js");
@@ -33,6 +35,14 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/i18n.js",
             get(|| async { file("text/javascript; charset=utf-8", I18N_JS) }),
+        )
+        .route(
+            "/ui.js",
+            get(|| async { file("text/javascript; charset=utf-8", UI_JS) }),
+        )
+        .route(
+            "/admin.js",
+            get(|| async { file("text/javascript; charset=utf-8", ADMIN_JS) }),
         )
         .route(
             "/app.css",

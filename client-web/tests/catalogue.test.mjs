@@ -1,0 +1,46 @@
+// The message catalogue (i18n.js): every key the client uses exists in Japanese and in
+// English, and both languages have the same keys. No browser needed.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import vm from "node:vm";
+
+const read = (file) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
+const sandbox = { window: {} };
+vm.runInNewContext(read("i18n.js"), sandbox);
+const { ja, en } = sandbox.window.RENKEI_MESSAGES;
+
+test("Japanese and English have the same keys", () => {
+  assert.deepEqual(Object.keys(en).filter((k) => !(k in ja)), []);
+  assert.deepEqual(Object.keys(ja).filter((k) => !(k in en)), []);
+});
+
+test("every key the client names is in the catalogue", () => {
+  const sources = ["app.js", "admin.js", "ui.js", "index.html"].map(read).join("\n");
+  const keys = new Set([
+    ...[...sources.matchAll(/\bt\("([a-z_.]+)"/g)].map((m) => m[1]),
+    ...[...sources.matchAll(/data-i18n(?:-placeholder)?="([a-z_.]+)"/g)].map((m) => m[1]),
+    ...[...sources.matchAll(/(?:ask|withReason\([^,]+,)\s*"([a-z_]+\.[a-z_.]+)"/g)].map((m) => m[1]),
+  ]);
+  assert.ok(keys.size > 100, `found ${keys.size} keys`);
+  assert.deepEqual([...keys].filter((k) => !(k in ja)), []);
+});
+
+// Values the server sends that the client shows in words: every value of these protocol
+// enums (from docs/openapi.json, generated from the protocol crate) has its text.
+test("every value of the protocol's enums shown in words has its text", () => {
+  const schemas = JSON.parse(read("../docs/openapi.json")).components.schemas;
+  const values = (name) => {
+    const schema = schemas[name];
+    return schema.enum ?? schema.oneOf.flatMap((o) => o.enum);
+  };
+  const families = {
+    "role.": "Role", "status.": "AccountStatus", "facility.status.": "FacilityStatus",
+    "facility.kind.": "FacilityKind", "flag.": "ReviewFlag", "consent.": "ConsentSigner", "rule.": "PasswordRule",
+  };
+  const keys = Object.entries(families).flatMap(([prefix, name]) => values(name).map((v) => prefix + v));
+  assert.ok(keys.length > 30);
+  assert.deepEqual(keys.filter((k) => !(k in ja)), []);
+  const tabs = ["facilities", "staff", "groups", "moderation", "archive", "audit"].map((k) => `admin.tab.${k}`);
+  assert.deepEqual(tabs.filter((k) => !(k in ja)), []);
+});
