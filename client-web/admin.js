@@ -5,7 +5,7 @@
 "use strict";
 
 window.RenkeiAdmin = (shell) => {
-  const { t, formatTime } = shell;
+  const { t, formatTime, groupLabel } = shell;
   const { h, field, button, api, explain, ask } = shell.ui;
   const $ = (id) => document.getElementById(id);
   const view = {
@@ -287,7 +287,7 @@ window.RenkeiAdmin = (shell) => {
 
   function groupCard(g, sent, facilities, days) {
     const s = g.group;
-    const title = s.patient_name ? `${s.patient_name} 様` : s.name;
+    const title = groupLabel(s);
     const parts = [h("h4", {}, title, " ", s.kind === "free" ? tag(t("group.kind_free")) : null,
       s.needs_consent ? tag(t("group.needs_consent"), "warn") : null)];
     if (g.archive_after) parts.push(h("p", { class: "notice" }, t("review.archive_notice", { date: date(g.archive_after) })));
@@ -421,13 +421,13 @@ window.RenkeiAdmin = (shell) => {
     const noticed = (review?.groups ?? []).filter((g) => g.archive_after && !g.group.archived);
     const candidates = noticed.length === 0 ? h("p", { class: "muted" }, t("archive.no_candidates"))
       : h("ul", {}, noticed.map((g) => h("li", {}, t("archive.candidate", {
-        group: g.group.patient_name ? `${g.group.patient_name} 様` : g.group.name, date: date(g.archive_after),
+        group: groupLabel(g.group), date: date(g.archive_after),
       }))));
     const list = groups.length === 0 ? h("p", { class: "muted" }, t("archive.empty"))
       : h("ul", { class: "archived" }, groups.map((s) => {
         const history = h("ol", { class: "timeline history", hidden: true });
         return h("li", { class: "card", dataset: { group: s.id } },
-          h("p", {}, h("strong", {}, s.patient_name ? `${s.patient_name} 様` : s.name), " ", tag(t("groups.archived"))),
+          h("p", {}, h("strong", {}, groupLabel(s)), " ", tag(t("groups.archived"))),
           h("div", { class: "row-actions" },
             button(t("archive.read"), () => readHistory(s.id, history)),
             button(t("archive.restore"), async () => {

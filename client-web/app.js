@@ -31,7 +31,7 @@
 
   const ui = window.RenkeiUI(t);
   const admin = window.RenkeiAdmin({
-    ui, t, formatTime, describe, user: () => state.user, lang: () => state.lang,
+    ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
   });
 
   // ---- text ----------------------------------------------------------------------------
@@ -89,7 +89,7 @@
   }
 
   function groupLabel(summary) {
-    return summary.patient_name ? `${summary.patient_name} 様` : summary.name;
+    return summary.patient_name ? t("patient.label", { name: summary.patient_name }) : summary.name;
   }
 
   // Invitations waiting for this user's answer, or (admins) their approval. The invitee
@@ -111,7 +111,7 @@
       li.dataset.invitation = i.id;
       const what = document.createElement("p");
       what.textContent = t(key, {
-        group: i.patient_name ? `${i.patient_name} 様` : i.group_name,
+        group: groupLabel({ patient_name: i.patient_name, name: i.group_name }),
         facility: i.owner ? i.owner.name : "",
         inviter: i.inviter.name,
         invitee: i.invitee.name,
@@ -440,7 +440,7 @@
     const g = state.groups.get(state.selected);
     const text = $("composer-text").value;
     if (!g || text.trim() === "") return;
-    $("confirm-patient").textContent = g.summary.patient_name ? `${g.summary.patient_name} 様` : t("confirm.free");
+    $("confirm-patient").textContent = g.summary.patient_name ? groupLabel(g.summary) : t("confirm.free");
     $("confirm-group").textContent = g.summary.name;
     $("confirm-text").textContent = text;
     $("confirm-send").textContent = g.summary.patient_name ? t("confirm.send") : t("confirm.send_free");

@@ -1,33 +1,42 @@
 // The public list of participating facilities (公示, art. 3(2)): no login, no personal data.
+// Its text comes from the client's catalogue (i18n.js), in the language the client chose.
 "use strict";
 
-const KINDS = {
-  hospital: "病院",
-  clinic: "診療所",
-  dental_clinic: "歯科診療所",
-  pharmacy: "薬局",
-  visiting_nurse_station: "訪問看護ステーション",
-  care_management_office: "居宅介護支援事業所",
-  home_help_office: "訪問介護事業所",
-  day_service: "通所介護",
-  other: "その他",
-};
+(() => {
+  const messages = window.RENKEI_MESSAGES;
+  let lang = localStorage.getItem("renkei.lang") || "ja";
+  let facilities = null; // null: not loaded (or failed)
+  const t = (key) => (messages[lang] ?? messages.ja)[key] ?? messages.ja[key] ?? key;
 
-document.addEventListener("DOMContentLoaded", async () => {
-  const list = document.getElementById("facility-list");
-  try {
-    const response = await fetch("/api/v1/facilities");
-    if (!response.ok) throw new Error(String(response.status));
-    for (const facility of await response.json()) {
+  function render() {
+    document.documentElement.lang = lang;
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    document.title = `${t("public.title")} — ${t("app.title")} Renkei`;
+    const list = document.getElementById("facility-list");
+    list.replaceChildren();
+    document.getElementById("facility-error").textContent = facilities ? "" : t("public.failed");
+    for (const facility of facilities ?? []) {
       const row = document.createElement("tr");
-      for (const text of [facility.name, KINDS[facility.kind] ?? facility.kind, facility.address]) {
+      for (const text of [facility.name, t(`facility.kind.${facility.kind}`), facility.address]) {
         const cell = document.createElement("td");
         cell.textContent = text;
         row.append(cell);
       }
       list.append(row);
     }
-  } catch {
-    document.getElementById("facility-error").textContent = "一覧を読み込めませんでした。";
   }
-});
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    document.getElementById("language").addEventListener("click", () => {
+      lang = lang === "ja" ? "en" : "ja";
+      localStorage.setItem("renkei.lang", lang);
+      render();
+    });
+    try {
+      const response = await fetch("/api/v1/facilities");
+      if (!response.ok) throw new Error(String(response.status));
+      facilities = await response.json();
+    } catch { facilities = null; }
+    render();
+  });
+})();

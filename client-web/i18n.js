@@ -326,6 +326,13 @@ window.RENKEI_MESSAGES = {
     "error.unauthorized": "ログインし直してください。",
     "error.network": "サーバーに接続できません。",
     "error.weak_password": "パスワードが条件を満たしていません。",
+    "patient.label": "{name} 様",
+    "public.title": "参加事業所一覧",
+    "public.intro": "この連携ネットワークに参加している事業所です（運用規程 第3条第2項による公示）。",
+    "public.name": "事業所名",
+    "public.kind": "種別",
+    "public.address": "所在地",
+    "public.failed": "一覧を読み込めませんでした。",
     "time.format": "{m}/{d} {hh}:{mm}"
   },
   en: {
@@ -652,6 +659,13 @@ window.RENKEI_MESSAGES = {
     "error.unauthorized": "Please log in again.",
     "error.network": "The server cannot be reached.",
     "error.weak_password": "The password does not meet the rules.",
+    "patient.label": "{name}",
+    "public.title": "Participating facilities",
+    "public.intro": "The facilities taking part in this care network (published under art. 3(2) of the operating rules).",
+    "public.name": "Facility",
+    "public.kind": "Kind",
+    "public.address": "Address",
+    "public.failed": "The list could not be loaded.",
     "time.format": "{d}/{m} {hh}:{mm}"
   }
 };

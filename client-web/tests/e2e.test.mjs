@@ -148,7 +148,12 @@ test("the participating facilities are listed publicly, without logging in", asy
   await page.goto(url("/facilities"));
   await page.locator("#facility-list tr", { hasText: "ひまわり訪問看護ステーション" }).waitFor();
   assert.equal(await page.locator("#facility-list tr").count(), 3);
-  assert.match(await page.locator("#facility-list").textContent(), /訪問看護ステーション.*/);
+  const row = page.locator("#facility-list tr", { hasText: "ひまわり" });
+  assert.equal(await row.locator("td").nth(1).textContent(), "訪問看護ステーション");
+  assert.match(await page.locator("h2").textContent(), /参加事業所一覧/);
+  await page.getByRole("button", { name: "English" }).click();
+  await page.getByRole("heading", { name: "Participating facilities" }).waitFor();
+  assert.equal(await row.locator("td").nth(1).textContent(), "Visiting nurse station");
   await context.close();
 });
 
