@@ -13,6 +13,7 @@ window.RenkeiAdmin = (shell) => {
     facility: null,       // the facility whose staff, groups, reports and trail are shown
     facilities: [],       // the operator's list (FacilityDetails)
     staff: new Map(),     // id -> UserDetails of the shown facility (names for the trail)
+    staffOf: null,        // the facility `staff` belongs to
     result: null,         // what the last action returned worth keeping on screen (a setup code)
   };
 
@@ -111,6 +112,7 @@ window.RenkeiAdmin = (shell) => {
   async function loadStaff() {
     const users = await api("GET", `/api/v1/facilities/${view.facility}/users`);
     view.staff = new Map(users.map((u) => [u.id, u]));
+    view.staffOf = view.facility;
     return users;
   }
 
@@ -155,7 +157,7 @@ window.RenkeiAdmin = (shell) => {
     const actions = [];
     const post = (path, body) => act(() => api("POST", `/api/v1/users/${u.id}/${path}`, body));
     if (u.status !== "deactivated") {
-      actions.push(button(t("staff.edit"), () => editStaff(u)));
+      actions.push(button(t("staff.edit"), (e) => editStaff(u, e.target.closest(".person"))));
       if (u.role !== "operator") {
         actions.push(u.role === "admin"
           ? button(t("staff.make_staff"), () => act(() => api("PUT", `/api/v1/users/${u.id}/role`, { role: "staff" })))
@@ -203,15 +205,22 @@ window.RenkeiAdmin = (shell) => {
         h("div", { class: "row-actions" }, actions)));
   }
 
-  async function editStaff(u) {
-    const name = await ask(t("staff.edit_name", { name: u.name }));
-    if (name === null) return;
-    const kana = await ask(t("staff.edit_kana"), { required: false });
-    const job = await ask(t("staff.edit_profession"), { required: false });
-    const change = { name };
-    if (kana) change.kana = kana;
-    if (job) change.profession = job;
-    await act(() => api("PATCH", `/api/v1/users/${u.id}`, change));
+  // Edits a profile in place: the row's actions give way to a form with what it holds.
+  function editStaff(u, row) {
+    const form = h("form", { class: "inline-form", onsubmit: async (e) => {
+      e.preventDefault();
+      const d = Object.fromEntries(new FormData(form));
+      await act(() => api("PATCH", `/api/v1/users/${u.id}`, {
+        name: d.name.trim(), kana: d.kana.trim(), profession: d.profession.trim(),
+      }));
+    } },
+    field(t("staff.name"), h("input", { name: "name", required: true, value: u.name, autocomplete: "off" })),
+    field(t("staff.kana"), h("input", { name: "kana", value: u.kana, autocomplete: "off" })),
+    field(t("staff.profession"), h("input", { name: "profession", list: "professions", required: true, value: u.profession })),
+    h("button", { type: "submit", class: "primary" }, t("staff.save")),
+    button(t("ask.cancel"), () => load()));
+    row.querySelector(".row-actions").replaceWith(form);
+    form.elements.name.focus();
   }
 
   // Initials stand in for a face until the photo loads (and when there is none).
@@ -457,7 +466,10 @@ window.RenkeiAdmin = (shell) => {
     const f = view.audit ?? {};
     const params = { since: dayStart(f.since), until: f.until ? dayStart(f.until) + 86400000 : undefined, actor: f.actor, group: f.group, limit: 200 };
     const base = view.facility ? `/api/v1/facilities/${view.facility}/audit` : "/api/v1/audit";
-    if (view.facility && view.staff.size === 0) await loadStaff().catch(() => {});
+    if (view.staffOf !== view.facility) {
+      view.staff = new Map();
+      if (view.facility) await loadStaff().catch(() => {});
+    }
     const records = await api("GET", base + query(params));
     const form = h("form", { class: "inline-form", onsubmit: (e) => {
       e.preventDefault();
@@ -488,7 +500,7 @@ window.RenkeiAdmin = (shell) => {
     view.facilities = await api("GET", "/api/v1/facilities/applications");
     const order = ["applied", "approved", "suspended", "rejected", "withdrawn"];
     const sorted = [...view.facilities].sort((a, b) => order.indexOf(a.status) - order.indexOf(b.status) || a.name.localeCompare(b.name));
-    return [h("p", {}, h("a", { href: "/facilities", target: "_blank" }, t("facilities.public"))),
+    return [h("p", {}, h("a", { href: "/facilities", target: "_blank", rel: "noopener" }, t("facilities.public"))),
       h("ul", { class: "facility-list" }, sorted.map(facilityCard))];
   };
 

@@ -61,6 +61,12 @@ test("an admin registers a staff member, who sets a password with the code and l
   await page.getByText("接続中").waitFor();
   assert.ok(await page.locator("#admin-open").isHidden(), "staff have no admin screens");
 
+  // A profile is edited in place.
+  await row.getByRole("button", { name: "編集" }).click();
+  await row.getByLabel("職種").fill("nurse");
+  await row.getByRole("button", { name: "保存する" }).click();
+  await admin.page.locator(".person", { hasText: "山本 優子" }).getByText(/^看護師/).waitFor();
+
   // The admin restricts the account to reading, with a reason; its composer closes live.
   await row.getByRole("button", { name: "閲覧のみにする" }).click();
   await answer(admin.page, "確認のため一時的に");
