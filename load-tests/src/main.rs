@@ -8,6 +8,7 @@
 //! file; every scenario then takes `--url` once per node and `--population FILE`.
 
 mod bare;
+mod hostile;
 mod member;
 mod plot;
 mod population;
@@ -59,6 +60,19 @@ enum Command {
         /// Seconds of logins, starting a quarter into the run.
         #[arg(long, default_value_t = 10.0)]
         login_seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The fan-out while a hostile client misbehaves for a window a quarter into the run:
+    /// the members' delivery p99 in that window, and what the intruder met.
+    Hostile {
+        #[arg(long, value_enum)]
+        attack: hostile::Attack,
+        /// Seconds of the attack.
+        #[arg(long, default_value_t = 20.0)]
+        attack_seconds: f64,
+        #[command(flatten)]
+        traffic: Traffic,
         #[command(flatten)]
         common: Common,
     },
@@ -229,7 +243,7 @@ fn main() -> ExitCode {
                     rate: 0.0,
                     duration: if common.quick { 2.0 } else { 10.0 },
                     login_rate: 0.0,
-                    login_duration: 0.0,
+                    window_seconds: 0.0,
                     post_bytes: 0,
                 };
                 let connections = if common.quick { 200 } else { connections };
@@ -250,6 +264,24 @@ fn main() -> ExitCode {
                 login_seconds,
                 common,
             ),
+            Command::Hostile {
+                attack,
+                attack_seconds,
+                traffic,
+                common,
+            } => {
+                if !common.urls.is_empty() {
+                    eprintln!("renkei-load hostile: needs a population of its own (no --url)");
+                    return ExitCode::FAILURE;
+                }
+                fanout_spec(
+                    Scenario::Hostile(attack),
+                    traffic,
+                    0.0,
+                    attack_seconds,
+                    common,
+                )
+            }
         };
         match measure(&spec, groups, members, &common).await {
             Ok(reports) => {
@@ -285,7 +317,7 @@ fn fanout_spec(
     scenario: Scenario,
     traffic: Traffic,
     login_rate: f64,
-    login_duration: f64,
+    window_seconds: f64,
     common: Common,
 ) -> (Spec, usize, usize, Common) {
     let (groups, members, rate, duration) = if common.quick {
@@ -298,17 +330,17 @@ fn fanout_spec(
             traffic.duration,
         )
     };
-    let (login_rate, login_duration) = if common.quick && scenario == Scenario::LoginStorm {
-        (10.0, 3.0)
-    } else {
-        (login_rate, login_duration)
+    let (login_rate, window_seconds) = match scenario {
+        Scenario::LoginStorm if common.quick => (10.0, 3.0),
+        Scenario::Hostile(_) if common.quick => (0.0, 3.0),
+        _ => (login_rate, window_seconds),
     };
     let spec = Spec {
         scenario,
         rate,
         duration,
         login_rate,
-        login_duration,
+        window_seconds,
         post_bytes: traffic.post_bytes,
     };
     (spec, groups, members, common)
@@ -320,7 +352,7 @@ async fn populate(url: &str, groups: usize, members: usize, out: &Path) -> Resul
         return Err("a population needs at least one group of two members".into());
     }
     let store = renkei::store::open(url).await.map_err(|e| e.to_string())?;
-    let population = Population::create(store.as_ref(), groups, members)
+    let population = Population::create(store.as_ref(), groups, members, false)
         .await
         .map_err(|e| e.to_string())?;
     population.save(out)?;
@@ -369,11 +401,12 @@ async fn measure(
     let db = FreshDb::create(&database)
         .await
         .map_err(|e| e.to_string())?;
+    let hostile = matches!(spec.scenario, Scenario::Hostile(_));
     let population = {
         let store = renkei::store::open(&db.url)
             .await
             .map_err(|e| e.to_string())?;
-        Population::create(store.as_ref(), groups, members)
+        Population::create(store.as_ref(), groups, members, hostile)
             .await
             .map_err(|e| e.to_string())?
     };

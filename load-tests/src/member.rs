@@ -202,13 +202,15 @@ fn record(text: &str, me: i64, start: Instant, shared: &Shared, outcome: &mut Ou
                 return;
             }
             outcome.seen[seq] = true;
-            shared.delivered.fetch_add(1, Ordering::Relaxed);
+            // Only the load's own posts carry their scheduled time (an intruder's do not,
+            // and must not count towards the deliveries the run waits for).
             if let Some(scheduled) = data
                 .text
                 .split('|')
                 .next()
                 .and_then(|s| s.parse::<u64>().ok())
             {
+                shared.delivered.fetch_add(1, Ordering::Relaxed);
                 let now = start.elapsed().as_micros() as u64;
                 let latency = now.saturating_sub(scheduled).max(1);
                 let _ = outcome.latency.record(latency);

@@ -26,6 +26,10 @@ pub struct Population {
     pub groups: usize,
     pub members: usize,
     pub people: Vec<Member>,
+    /// For hostile runs: one more user, a member of every group, who misbehaves. Not one
+    /// of the measured members (its posts carry no scheduled time).
+    #[serde(default)]
+    pub intruder: Option<Member>,
 }
 
 impl Population {
@@ -43,7 +47,16 @@ impl Population {
             groups,
             members,
             people,
+            intruder: None,
         }
+    }
+
+    /// Every group's id, in order.
+    pub fn group_ids(&self) -> Vec<renkei_protocol::GroupId> {
+        self.people
+            .chunks(self.members.max(1))
+            .map(|group| group[0].group)
+            .collect()
     }
 
     /// Writes the population (session tokens included: keep the file private) to `path`.
@@ -69,11 +82,12 @@ impl Population {
         Ok(population)
     }
 
-    /// Creates the population in `store`.
+    /// Creates the population in `store`, with an intruder in every group if asked.
     pub async fn create(
         store: &dyn Store,
         groups: usize,
         members: usize,
+        with_intruder: bool,
     ) -> Result<Population, StoreError> {
         let facility = store
             .create_facility(&NewFacility {
@@ -86,10 +100,17 @@ impl Population {
             .map_err(|_| StoreError::Corrupt("hashing task failed".into()))?
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let count = groups * members;
-        let new_users: Vec<NewUser> = (0..count)
+        let login = |i: usize| {
+            if i < count {
+                format!("load-{i}")
+            } else {
+                "load-intruder".to_string()
+            }
+        };
+        let new_users: Vec<NewUser> = (0..count + usize::from(with_intruder))
             .map(|i| NewUser {
                 facility_id: Some(facility),
-                login: format!("load-{i}"),
+                login: login(i),
                 name: format!("負荷 {i}"),
                 profession: "nurse".into(),
                 role: Role::Staff,
@@ -126,18 +147,29 @@ impl Population {
         }
         let people: Vec<Member> = users
             .iter()
+            .take(count)
             .enumerate()
             .map(|(i, user)| Member {
                 user: *user,
-                login: format!("load-{i}"),
+                login: login(i),
                 group: group_ids[i / members],
                 token: renkei::session::random_token(),
             })
             .collect();
-        let memberships: Vec<_> = people.iter().map(|m| (m.group, m.user)).collect();
+        let intruder = users.get(count).map(|user| Member {
+            user: *user,
+            login: login(count),
+            group: group_ids[0],
+            token: renkei::session::random_token(),
+        });
+        let mut memberships: Vec<_> = people.iter().map(|m| (m.group, m.user)).collect();
+        if let Some(intruder) = &intruder {
+            memberships.extend(group_ids.iter().map(|g| (*g, intruder.user)));
+        }
         store.add_members(&memberships, now).await?;
         let sessions: Vec<_> = people
             .iter()
+            .chain(&intruder)
             .map(|m| NewSession {
                 token_hash: renkei::session::token_hash(&m.token),
                 user_id: m.user,
@@ -151,6 +183,7 @@ impl Population {
             groups,
             members,
             people,
+            intruder,
         })
     }
 }

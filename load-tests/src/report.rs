@@ -36,6 +36,12 @@ pub struct Report {
     /// Delivery p99 of posts scheduled while the login storm ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_during_logins_ms: Option<f64>,
+    /// Hostile: delivery p99 of posts scheduled while the intruder misbehaved, and what it
+    /// did and met.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_during_attack_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<crate::hostile::AttackStats>,
     /// With `--bare`: the bare hub's deliveries per second in the same run, and our share.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bare_deliveries_per_sec: Option<f64>,

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::hostile::{self, Attack};
 use crate::member::{self, Command, Outcome, Shared};
 use crate::population::{Population, PASSWORD};
 use crate::report::{LoginStats, Report};
@@ -26,6 +27,8 @@ pub enum Scenario {
     Connections,
     Fanout,
     LoginStorm,
+    /// The fan-out with a hostile client misbehaving for a window.
+    Hostile(Attack),
 }
 
 impl Scenario {
@@ -34,6 +37,7 @@ impl Scenario {
             Scenario::Connections => "connections",
             Scenario::Fanout => "fanout",
             Scenario::LoginStorm => "login-storm",
+            Scenario::Hostile(_) => "hostile",
         }
     }
 }
@@ -46,9 +50,11 @@ pub struct Spec {
     pub rate: f64,
     /// Seconds of traffic (or of idling, for `connections`).
     pub duration: f64,
-    /// Logins per second and for how long (login storm).
+    /// Logins per second (login storm).
     pub login_rate: f64,
-    pub login_duration: f64,
+    /// Seconds of the login storm or the attack, starting a quarter into the run; the
+    /// delivery latency of posts scheduled in that window is also reported on its own.
+    pub window_seconds: f64,
     /// Bytes of filler in each post's text.
     pub post_bytes: usize,
 }
@@ -96,34 +102,52 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
 
     // Traffic, timed from now.
     let traffic_start_us = start.elapsed().as_micros() as u64;
-    if spec.scenario == Scenario::LoginStorm {
+    if matches!(spec.scenario, Scenario::LoginStorm | Scenario::Hostile(_)) {
         let from = traffic_start_us + (storm_start * 1e6) as u64;
-        let to = from + (spec.login_duration * 1e6) as u64;
+        let to = from + (spec.window_seconds * 1e6) as u64;
         shared.window_from.store(from, Ordering::Relaxed);
         shared.window_to.store(to, Ordering::Relaxed);
     }
     let mut logins = None;
+    let mut attack = None;
     let mut duration = spec.duration;
     match spec.scenario {
         Scenario::Connections => {
             tokio::time::sleep(Duration::from_secs_f64(spec.duration)).await;
         }
-        Scenario::Fanout | Scenario::LoginStorm => {
+        Scenario::Fanout | Scenario::LoginStorm | Scenario::Hostile(_) => {
             let storm = (spec.scenario == Scenario::LoginStorm).then(|| {
                 tokio::spawn(login_storm(
                     targets.iter().map(|t| t.addr).collect(),
                     population.clone(),
                     Duration::from_secs_f64(storm_start),
                     spec.login_rate,
-                    spec.login_duration,
+                    spec.window_seconds,
                 ))
             });
+            // The bare hub has no limits to test: only renkei meets the intruder.
+            let intruder = match (spec.scenario, &population.intruder) {
+                (Scenario::Hostile(kind), Some(intruder)) if !targets[0].bare => {
+                    Some(tokio::spawn(hostile::run(
+                        kind,
+                        targets[0].addr,
+                        intruder.clone(),
+                        population.group_ids(),
+                        Duration::from_secs_f64(storm_start),
+                        spec.window_seconds,
+                    )))
+                }
+                _ => None,
+            };
             let (queued, dropped, sent_for) =
                 schedule(&senders, start, traffic_start_us, spec.rate, spec.duration).await;
             errors += dropped;
             duration = sent_for;
             if let Some(storm) = storm {
                 logins = storm.await.ok();
+            }
+            if let Some(intruder) = intruder {
+                attack = intruder.await.ok();
             }
             drain(&shared, queued, population.members as u64).await;
         }
@@ -138,7 +162,7 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
         }
     }
 
-    let mut report = tally(population, &outcomes);
+    let (mut report, window_p99) = tally(population, &outcomes);
     report.scenario = spec.scenario.name().into();
     report.target = match targets {
         [one] => one.label.clone(),
@@ -163,6 +187,12 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
         connected_usage.rss_kib.saturating_sub(before.rss_kib) as f64 / connected.max(1) as f64;
     report.server_cpu_s = end.cpu_seconds - before.cpu_seconds;
     report.logins = logins;
+    match spec.scenario {
+        Scenario::LoginStorm => report.p99_during_logins_ms = window_p99,
+        Scenario::Hostile(_) => report.p99_during_attack_ms = window_p99,
+        _ => {}
+    }
+    report.attack = attack;
     report
 }
 
@@ -224,8 +254,9 @@ async fn drain(shared: &Shared, queued: u64, members: u64) {
     }
 }
 
-/// Checks every acknowledged post against every other member of its group.
-fn tally(population: &Population, outcomes: &[Outcome]) -> Report {
+/// Checks every acknowledged post against every other member of its group; also returns
+/// the delivery p99 of posts scheduled within the window, if any were.
+fn tally(population: &Population, outcomes: &[Outcome]) -> (Report, Option<f64>) {
     let mut report = Report::default();
     let mut latency = member::histogram();
     let mut in_window = member::histogram();
@@ -265,10 +296,8 @@ fn tally(population: &Population, outcomes: &[Outcome]) -> Report {
     report.p99_ms = ms(&latency, 0.99);
     report.p999_ms = ms(&latency, 0.999);
     report.max_ms = latency.max() as f64 / 1000.0;
-    if !in_window.is_empty() {
-        report.p99_during_logins_ms = Some(ms(&in_window, 0.99));
-    }
-    report
+    let window_p99 = (!in_window.is_empty()).then(|| ms(&in_window, 0.99));
+    (report, window_p99)
 }
 
 /// Logs in `rate` times a second for `seconds`, after `delay`, as the population's users,
