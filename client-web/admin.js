@@ -8,14 +8,16 @@ window.RenkeiAdmin = (shell) => {
   const { t, formatTime, groupLabel } = shell;
   const { h, field, button, api, explain, ask } = shell.ui;
   const $ = (id) => document.getElementById(id);
-  const view = {
+  const fresh = () => ({
     tab: null,
     facility: null,       // the facility whose staff, groups, reports and trail are shown
     facilities: [],       // the operator's list (FacilityDetails)
     staff: new Map(),     // id -> UserDetails of the shown facility (names for the trail)
     staffOf: null,        // the facility `staff` belongs to
     result: null,         // what the last action returned worth keeping on screen (a setup code)
-  };
+    loading: 0,           // which load is the latest: an older answer arriving late is dropped
+  });
+  let view = fresh();
 
   // Runs an action, shows its error in the panel, reloads the tab when it succeeded.
   async function act(run, { reload = true } = {}) {
@@ -32,7 +34,10 @@ window.RenkeiAdmin = (shell) => {
   }
 
   const date = (ms) => (ms ? new Date(ms).toLocaleDateString(shell.lang()) : "");
-  const today = () => new Date().toISOString().slice(0, 10);
+  const today = () => {
+    const d = new Date(); // the local date: in Japan the UTC one is yesterday until 9:00
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  };
   const dayStart = (value) => (value ? new Date(`${value}T00:00:00`).getTime() : undefined);
   const query = (params) => {
     const q = new URLSearchParams();
@@ -58,15 +63,36 @@ window.RenkeiAdmin = (shell) => {
     } else {
       view.facility = user.facility?.id ?? null;
     }
-    if (!view.tab) view.tab = tabs()[0];
+    if (!tabs().includes(view.tab)) view.tab = tabs()[0];
     await load();
+  }
+
+  // Logging out: nothing of this account's screens (a setup code, above all) stays.
+  function reset() {
+    view = fresh();
+    clear();
+  }
+
+  function clear() {
+    $("admin-view").replaceChildren();
+  }
+
+  // Arrow keys move between tabs (the tablist pattern).
+  function tabKeys(e) {
+    const keys = tabs();
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (!step) return;
+    view.tab = keys[(keys.indexOf(view.tab) + step + keys.length) % keys.length];
+    view.result = null;
+    load().then(() => document.querySelector(`#admin-view [data-tab="${view.tab}"]`)?.focus());
   }
 
   function frame(content) {
     const user = shell.user();
-    const nav = h("div", { class: "tabs", role: "tablist", "aria-label": t("admin.heading") },
+    const nav = h("div", { class: "tabs", role: "tablist", "aria-label": t("admin.heading"), onkeydown: tabKeys },
       tabs().map((key) => h("button", {
-        type: "button", role: "tab", "aria-selected": String(key === view.tab), dataset: { tab: key },
+        type: "button", role: "tab", id: `admin-tab-${key}`, "aria-controls": "admin-panel",
+        "aria-selected": String(key === view.tab), tabindex: key === view.tab ? "0" : "-1", dataset: { tab: key },
         onclick: () => { view.tab = key; view.result = null; load(); },
       }, t(`admin.tab.${key}`))));
     let chooser = null;
@@ -81,19 +107,26 @@ window.RenkeiAdmin = (shell) => {
     $("admin-view").replaceChildren(...[
       h("h2", { class: "visually-hidden" }, t("admin.heading")), nav, chooser, result,
       h("p", { id: "admin-error", class: "error", role: "alert" }),
-      h("section", { class: "admin-panel", role: "tabpanel" }, content),
+      h("section", { id: "admin-panel", class: "admin-panel", role: "tabpanel", "aria-labelledby": `admin-tab-${view.tab}` }, content),
     ].filter(Boolean));
   }
 
   async function load() {
     const needsFacility = ["staff", "groups", "moderation"].includes(view.tab);
     if (needsFacility && !view.facility) { frame(h("p", { class: "muted" }, t("admin.pick_facility"))); return; }
+    const mine = ++view.loading;
+    const was = view;
+    let content = null;
+    let failure = null;
     try {
-      frame(await PANELS[view.tab]());
+      content = await PANELS[view.tab]();
     } catch (error) {
-      frame(null);
-      $("admin-error").textContent = explain(error);
+      failure = error;
+      if (!error.code) console.error(error); // a fault of the client itself, not an API answer
     }
+    if (view !== was || mine !== view.loading) return; // another tab, facility or account since
+    frame(content);
+    if (failure) $("admin-error").textContent = explain(failure);
   }
 
   // A one-time setup code, to hand to its owner (printed or in person).
@@ -152,6 +185,8 @@ window.RenkeiAdmin = (shell) => {
 
   function staffRow(u, me) {
     const self = u.id === me.id;
+    // Every row has the same buttons: their accessible names say whose they are.
+    const button = (label, onclick, props = {}) => shell.ui.button(label, onclick, { "aria-label": `${label}: ${u.name}`, ...props });
     const status = u.status === "active" ? null
       : tag(`${t(`status.${u.status}`)}${u.status_reason ? `: ${u.status_reason}` : ""}`, "warn");
     const actions = [];
@@ -249,17 +284,19 @@ window.RenkeiAdmin = (shell) => {
     field(t("review.days"), h("input", { name: "days", type: "number", min: 1, value: review.inactive_days })),
     h("button", { type: "submit" }, t("review.apply")));
     const groups = review.groups.filter((g) => !g.group.archived);
+    // The operator reviews a facility's groups; only the facility's own admins change them.
+    const manage = shell.user().role !== "operator";
     return [
-      creating(t("group.create"), newGroupForm(shell.user().role !== "operator")),
+      manage ? creating(t("group.create"), newGroupForm()) : h("p", { class: "muted" }, t("review.operator")),
       h("h3", {}, t("review.heading", { n: groups.length })),
       h("p", { class: "muted" }, t("review.hint")),
       reviewForm,
-      groups.map((g) => groupCard(g, sent.filter((i) => i.group === g.group.id), facilities, review.inactive_days)),
+      groups.map((g) => groupCard(g, manage, sent.filter((i) => i.group === g.group.id), facilities, review.inactive_days)),
     ];
   };
 
-  // Admins create patient and free groups; the operator (the city) free groups only.
-  function newGroupForm(patients) {
+  // A patient group (with its patient) or a free group, owned by the admin's facility.
+  function newGroupForm() {
     const kind = h("select", { name: "kind", onchange: (e) => {
       const patient = e.target.value === "patient";
       form.querySelector(".patient-fields").hidden = !patient;
@@ -267,7 +304,7 @@ window.RenkeiAdmin = (shell) => {
       for (const input of form.querySelectorAll(".patient-fields [data-required]")) input.required = patient;
       form.elements.name.required = !patient;
     } },
-    patients ? h("option", { value: "patient" }, t("group.kind_patient")) : null,
+    h("option", { value: "patient" }, t("group.kind_patient")),
     h("option", { value: "free" }, t("group.kind_free")));
     const form = h("form", { class: "admin-form", onsubmit: async (e) => {
       e.preventDefault();
@@ -282,33 +319,34 @@ window.RenkeiAdmin = (shell) => {
       }
     } },
     field(t("group.kind"), kind),
-    h("div", { class: "patient-fields", hidden: !patients },
-      field(t("group.patient_name"), h("input", { name: "patient", required: patients, "data-required": true, autocomplete: "off" })),
+    h("div", { class: "patient-fields" },
+      field(t("group.patient_name"), h("input", { name: "patient", required: true, "data-required": true, autocomplete: "off" })),
       field(t("group.patient_kana"), h("input", { name: "patient_kana", autocomplete: "off" })),
-      field(t("group.birth_date"), h("input", { name: "birth_date", type: "date", required: patients, "data-required": true })),
+      field(t("group.birth_date"), h("input", { name: "birth_date", type: "date", required: true, "data-required": true })),
       field(t("group.notes"), h("input", { name: "notes", autocomplete: "off" }))),
-    h("div", { class: "free-fields", hidden: patients },
-      field(t("group.name"), h("input", { name: "name", required: !patients, autocomplete: "off" }))),
+    h("div", { class: "free-fields", hidden: true },
+      field(t("group.name"), h("input", { name: "name", autocomplete: "off" }))),
     h("p", { class: "muted" }, t("group.consent_later")),
     h("button", { type: "submit", class: "primary" }, t("group.create_submit")));
     return form;
   }
 
-  function groupCard(g, sent, facilities, days) {
+  function groupCard(g, manage, sent, facilities, days) {
     const s = g.group;
     const title = groupLabel(s);
     const parts = [h("h4", {}, title, " ", s.kind === "free" ? tag(t("group.kind_free")) : null,
       s.needs_consent ? tag(t("group.needs_consent"), "warn") : null)];
     if (g.archive_after) parts.push(h("p", { class: "notice" }, t("review.archive_notice", { date: date(g.archive_after) })));
-    if (s.needs_consent) parts.push(consentForm(s));
+    if (s.needs_consent && manage) parts.push(consentForm(s));
 
     const boxes = [];
     const rows = g.members.map((m) => {
       const box = h("input", { type: "checkbox", value: m.user.id, "aria-label": t("review.select", { name: m.user.name }) });
-      if (!s.admins_room) boxes.push(box);
+      const selectable = manage && !s.admins_room;
+      if (selectable) boxes.push(box);
       const flags = m.flags.map((f) => tag(t(`flag.${f}`, { days }), "warn"));
       return h("tr", { dataset: { user: m.user.id } },
-        h("td", {}, s.admins_room ? null : box),
+        h("td", {}, selectable ? box : null),
         h("td", {}, h("strong", {}, m.user.name), " ", flags),
         h("td", {}, m.user.facility?.name ?? ""),
         h("td", {}, profession(m.user.profession)),
@@ -320,22 +358,29 @@ window.RenkeiAdmin = (shell) => {
         h("th", { scope: "col" }, k ? t(`review.${k}`) : "")))),
       h("tbody", {}, rows))));
 
-    if (!s.admins_room) {
+    if (manage && !s.admins_room) {
       parts.push(h("div", { class: "row-actions" },
         button(t("review.remove"), async () => {
           const users = boxes.filter((b) => b.checked).map((b) => Number(b.value));
           if (users.length === 0) { $("admin-error").textContent = t("review.none_selected"); return; }
           if (!window.confirm(t("review.remove_confirm", { n: users.length, group: title }))) return;
-          await act(() => api("POST", `/api/v1/groups/${s.id}/members/remove`, { users }));
+          const result = await act(() => api("POST", `/api/v1/groups/${s.id}/members/remove`, { users }), { reload: false });
+          if (!result) return;
+          // Who could not be removed, and why (the server's words).
+          const names = new Map(g.members.map((m) => [m.user.id, m.user.name]));
+          view.result = result.skipped.length === 0 ? null : h("ul", {}, result.skipped.map((k) =>
+            h("li", {}, t("review.skipped", { name: names.get(k.user) ?? `#${k.user}`, reason: k.reason }))));
+          await load();
         }, { class: "danger" }),
         s.kind === "free" ? button(t("group.rename"), async () => {
           const name = await ask(t("group.rename_to"));
           if (name) await act(() => api("PATCH", `/api/v1/groups/${s.id}`, { name }));
         }) : null,
-        button(t("group.archive"), async () => {
+        // Only patient groups retire to the archive.
+        s.kind === "patient" ? button(t("group.archive"), async () => {
           if (!window.confirm(t("group.archive_confirm", { group: title }))) return;
           await act(() => api("POST", `/api/v1/groups/${s.id}/archive`));
-        })));
+        }) : null));
       parts.push(inviteForm(s, facilities));
       if (sent.length > 0) {
         parts.push(h("ul", { class: "sent" }, sent.map((i) => h("li", {},
@@ -365,12 +410,15 @@ window.RenkeiAdmin = (shell) => {
   // Invite: a facility, then one of its active staff (the directory).
   function inviteForm(s, facilities) {
     const people = h("select", { name: "user", required: true, disabled: true }, h("option", { value: "" }, "—"));
+    let asked = 0; // only the directory of the facility chosen last fills the list
     const facility = h("select", { name: "facility", onchange: async (e) => {
+      const mine = ++asked;
       people.replaceChildren(h("option", { value: "" }, "—"));
       people.disabled = true;
       if (!e.target.value) return;
       const staff = await act(() => api("GET", `/api/v1/facilities/${e.target.value}/directory`), { reload: false });
-      for (const u of staff ?? []) people.append(h("option", { value: u.id }, `${u.name}（${profession(u.profession)}）`));
+      if (mine !== asked || !staff) return;
+      for (const u of staff) people.append(h("option", { value: u.id }, `${u.name}（${profession(u.profession)}）`));
       people.disabled = false;
     } },
     h("option", { value: "" }, "—"), facilities.map((f) => h("option", { value: f.id }, f.name)));
@@ -428,6 +476,8 @@ window.RenkeiAdmin = (shell) => {
     ]);
     // The inactive candidates: groups the archive process has given notice to.
     const noticed = (review?.groups ?? []).filter((g) => g.archive_after && !g.group.archived);
+    // Only the owning facility's admins restore (the review lists exactly its groups).
+    const owned = new Set(shell.user().role === "operator" ? [] : (review?.groups ?? []).map((g) => g.group.id));
     const candidates = noticed.length === 0 ? h("p", { class: "muted" }, t("archive.no_candidates"))
       : h("ul", {}, noticed.map((g) => h("li", {}, t("archive.candidate", {
         group: groupLabel(g.group), date: date(g.archive_after),
@@ -439,21 +489,24 @@ window.RenkeiAdmin = (shell) => {
           h("p", {}, h("strong", {}, groupLabel(s)), " ", tag(t("groups.archived"))),
           h("div", { class: "row-actions" },
             button(t("archive.read"), () => readHistory(s.id, history)),
-            button(t("archive.restore"), async () => {
-              if (!window.confirm(t("archive.restore_confirm", { group: s.name }))) return;
+            owned.has(s.id) ? button(t("archive.restore"), async () => {
+              if (!window.confirm(t("archive.restore_confirm", { group: groupLabel(s) }))) return;
               await act(() => api("POST", `/api/v1/groups/${s.id}/restore`));
-            })),
+            }) : null),
           history);
       }));
     return [h("h3", {}, t("archive.candidates")), candidates, h("h3", {}, t("archive.heading", { n: groups.length })), list];
   };
 
+  // The latest page first (again, when asked again), older pages on request. A deletion
+  // shows at the deleted post's place, as in the timeline.
   async function readHistory(group, list, before) {
     const page = await act(() => api("GET", `/api/v1/groups/${group}/history${query({ before, limit: 50 })}`), { reload: false });
     if (!page) return;
     list.hidden = false;
-    const items = page.events.map((e) => h("li", { class: e.data.kind === "post" ? "post" : "system" },
-      `${formatTime(e.at)} ${shell.describe(e.data)}`));
+    const items = page.events.filter((e) => e.data.kind !== "post_deleted").map((e) =>
+      h("li", { class: e.data.kind === "post" ? "post" : "system" }, `${formatTime(e.at)} ${shell.describe(e.data)}`));
+    if (before === undefined) list.replaceChildren();
     list.querySelector(".older")?.remove();
     list.prepend(...items);
     if (page.has_more && page.events.length > 0) {
@@ -544,5 +597,5 @@ window.RenkeiAdmin = (shell) => {
       h("div", { class: "row-actions" }, actions));
   }
 
-  return { open, refresh: () => (view.tab ? load() : undefined) };
+  return { open, reset, clear, refresh: () => (view.tab ? load() : undefined) };
 };

@@ -77,7 +77,13 @@
   }
 
   function toggleAdmin() {
-    if ($("admin-view").hidden) { show("admin"); admin.open(); } else { show("chat"); }
+    if ($("admin-view").hidden) {
+      show("admin");
+      admin.open();
+    } else {
+      show("chat");
+      renderTimeline();
+    }
   }
 
   function renderConnection() {
@@ -323,10 +329,15 @@
     reportRead(g);
   }
 
+  // The timeline is in front of the user: the page is visible and not on the admin screens.
+  function onScreen() {
+    return !document.hidden && !$("chat-view").hidden;
+  }
+
   // Tells the server how far this member has read the group on screen (for the admins'
   // membership review), once per new position.
   function reportRead(g) {
-    if (!state.connected || document.hidden || g.events.size === 0) return;
+    if (!state.connected || !onScreen() || g.events.size === 0) return;
     const seq = Math.max(...g.events.keys());
     if (seq <= (g.reported ?? 0)) return;
     g.reported = seq;
@@ -372,6 +383,7 @@
     $("members").showModal();
     try {
       const details = await ui.api("GET", `/api/v1/groups/${g.summary.id}`);
+      if (!$("members").open || state.selected !== g.summary.id) return; // closed meanwhile
       $("members-heading").textContent = t("members.heading_n", { group: groupLabel(g.summary), n: details.members.length });
       for (const m of details.members) {
         const face = ui.h("span", { class: "avatar", "aria-hidden": "true" }, [...m.user.name][0] ?? "?");
@@ -590,7 +602,7 @@
     } else if (m.data.author.id === state.user.id) {
       const p = state.pending.get(m.data.client_id);
       if (p) p.state = "sent";
-    } else if (m.group !== state.selected || document.hidden) {
+    } else if (m.group !== state.selected || !onScreen()) {
       g.unread += 1;
     }
     renderGroups();
@@ -693,6 +705,7 @@
     $("login-password").value = "";
     $("login-code").value = "";
     codeRow.hidden = true;
+    $("login-note").textContent = "";
     $("login-error").textContent = error || "";
     if (!error && await whoAmI() === "ok") start();
   }
@@ -717,7 +730,8 @@
     $("setup-form").hidden = true;
     $("login-form").hidden = false;
     $("login-id").value = login;
-    $("login-error").textContent = t("setup.done");
+    $("login-error").textContent = "";
+    $("login-note").textContent = t("setup.done");
     $("login-password").focus();
   }
 
@@ -727,6 +741,13 @@
     state.groups.clear();
     state.pending.clear();
     state.selected = null;
+    state.invitations = { received: [], to_approve: [], sent: [] };
+    state.notices = [];
+    // Nothing of the last account stays in the page, even hidden.
+    for (const id of ["group-list", "timeline", "invitations", "notices", "member-list"]) $(id).replaceChildren();
+    $("invitations").hidden = true;
+    $("notices").hidden = true;
+    admin.reset();
     show("login");
     renderConnection();
     $("login-id").value = state.login;
@@ -758,6 +779,10 @@
     socket?.close();
     state.groups.forEach((g) => g.events.clear());
     $("timeline").replaceChildren();
+    // Nothing stays on an unattended screen: open dialogs close, the admin screens empty.
+    document.querySelectorAll("dialog[open]").forEach((dialog) => dialog.close());
+    $("member-list").replaceChildren();
+    admin.clear();
     $("lock-login").value = state.login;
     $("lock").hidden = false;
     $("lock-password").focus();
@@ -778,6 +803,7 @@
     $("lock").hidden = true;
     await whoAmI();
     start();
+    if (!$("admin-view").hidden) admin.refresh();
   }
 
   // After logging in: an expired password is changed first, then the socket opens.

@@ -5,7 +5,7 @@
 (() => {
   const messages = window.RENKEI_MESSAGES;
   let lang = localStorage.getItem("renkei.lang") || "ja";
-  let facilities = null; // null: not loaded (or failed)
+  let facilities;        // undefined: loading; null: failed
   const t = (key) => (messages[lang] ?? messages.ja)[key] ?? messages.ja[key] ?? key;
 
   function render() {
@@ -14,7 +14,7 @@
     document.title = `${t("public.title")} — ${t("app.title")} Renkei`;
     const list = document.getElementById("facility-list");
     list.replaceChildren();
-    document.getElementById("facility-error").textContent = facilities ? "" : t("public.failed");
+    document.getElementById("facility-error").textContent = facilities === null ? t("public.failed") : "";
     for (const facility of facilities ?? []) {
       const row = document.createElement("tr");
       for (const text of [facility.name, t(`facility.kind.${facility.kind}`), facility.address]) {

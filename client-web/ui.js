@@ -67,13 +67,13 @@ window.RenkeiUI = (t) => {
     return new Promise((resolve) => {
       const input = h("input", { type, required });
       const form = h("form", { method: "dialog", class: "confirm" },
-        h("h2", {}, question),
+        h("h2", { id: "ask-question" }, question),
         field(t("ask.answer"), input),
         // OK first: Enter submits with the first button.
         h("div", { class: "actions" },
           h("button", { value: "ok", class: "primary" }, t("ask.ok")),
           h("button", { value: "cancel", formnovalidate: true }, t("ask.cancel"))));
-      const dialog = h("dialog", { class: "ask" }, form);
+      const dialog = h("dialog", { class: "ask", "aria-labelledby": "ask-question" }, form);
       dialog.addEventListener("close", () => {
         const value = dialog.returnValue === "ok" ? input.value.trim() : null;
         dialog.remove();

@@ -54,7 +54,7 @@ test("an admin registers a staff member, who sets a password with the code and l
   await page.locator("#setup-error", { hasText: "正しくないか" }).waitFor();
   await setup.getByLabel("初期設定コード").fill(code);
   await setup.getByRole("button", { name: "パスワードを設定する" }).click();
-  await page.locator("#login-error", { hasText: "パスワードを設定しました" }).waitFor();
+  await page.locator("#login-note", { hasText: "パスワードを設定しました" }).waitFor();
   assert.equal(await page.locator("#login-id").inputValue(), "yamamoto@sakura.example.jp");
   await page.locator("#login-password").fill("Hoshi-Zora!7Kumo");
   await page.locator("#login-form").getByRole("button", { name: "ログイン" }).click();
@@ -216,6 +216,19 @@ test("the operator approves a facility's application and suspends a facility wit
   await openAdmin(operator.page, "職員");
   await operator.page.getByLabel("対象の事業所").selectOption({ label: "ひまわり訪問看護ステーション" });
   await operator.page.locator(".person", { hasText: "渡辺 健" }).waitFor();
+
+  // A facility's groups are changed by its own admins: the operator only reviews them.
+  await openAdmin(operator.page, "グループと精査");
+  await operator.page.locator("article.group-card", { hasText: "佐藤 ハナ 様" }).waitFor();
+  assert.equal(await operator.page.getByText("グループを作成する").count(), 0);
+  assert.equal(await operator.page.getByRole("button", { name: "保管庫へ移す" }).count(), 0);
+  assert.equal(await operator.page.getByRole("checkbox").count(), 0);
+
+  // Logging out leaves nothing of the operator's screens for the next person.
+  await operator.page.getByRole("button", { name: "ログアウト" }).click();
+  await operator.page.locator("#login-form").waitFor();
+  assert.equal(await operator.page.locator("#admin-view").evaluate((v) => v.childElementCount), 0);
+  assert.equal(await operator.page.getByText("あおば薬局").count(), 0, "nor anything of the chat");
   await operator.context.close();
 });
 

@@ -92,8 +92,12 @@ test("an idle screen locks, ends the session and unlocks with the password", asy
   await doctor.page.reload();
   await doctor.page.getByText("接続中").waitFor();
   await openGroup(doctor.page, "山田 太郎 様");
+  await doctor.page.getByRole("button", { name: "メンバー" }).click();
+  await doctor.page.locator("#members .person").first().waitFor();
   await doctor.page.clock.fastForward("16:00");
   await doctor.page.locator("#lock").waitFor({ state: "visible" });
+  assert.equal(await doctor.page.locator("#members").evaluate((d) => d.open), false, "no dialog stays over the lock");
+  assert.equal(await doctor.page.locator("#member-list .person").count(), 0);
   assert.equal(await doctor.page.locator("#timeline .post").count(), 0, "nothing stays on screen");
   const status = await doctor.page.evaluate(async () => (await fetch("/api/v1/session")).status);
   assert.equal(status, 401, "the session ended");
