@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{Backend, Client, TestApp};
 use renkei_protocol::Seq;
+use renkei_testbed::OwnRedis;
 
 async fn cluster(redis_url: String, prefix: String) -> TestApp {
     TestApp::spawn_with(Backend::Postgres, |c| {
@@ -107,47 +108,6 @@ async fn posts_on_every_node_reach_every_node_in_order_once() {
     }
 }
 
-/// A Redis server of this test's own, so that it can be killed and started again.
-struct OwnRedis {
-    port: u16,
-    child: tokio::process::Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return OwnRedis { port, child };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    async fn kill(mut self) -> u16 {
-        self.child.kill().await.expect("kill redis");
-        self.port
-    }
-}
-
 /// Jepsen-style: Redis is killed in the middle of a stream of posts and started again
 /// later. Posts keep being committed and acknowledged; the other node recovers what it
 /// missed from PostgreSQL. Over every acknowledged post, for a member on each node:
@@ -155,11 +115,8 @@ impl OwnRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_when_redis_restarts_during_a_stream_of_posts() {
     const POSTS: i64 = 300;
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        probe.local_addr().expect("addr").port()
-    };
-    let redis = OwnRedis::start(port).await;
+    let port = renkei_testbed::free_port().expect("port");
+    let mut redis = OwnRedis::start(port).await.expect("a private Redis");
     let (_, prefix) = common::redis();
     let a = cluster(format!("redis://127.0.0.1:{port}"), prefix).await;
     let b = a.another_node().await;
@@ -183,12 +140,12 @@ async fn nothing_is_lost_when_redis_restarts_during_a_stream_of_posts() {
     });
 
     let mut seen = collect(&mut on_b, 30).await;
-    let port = redis.kill().await;
+    redis.kill().await.expect("Redis killed");
     // The stream goes on without Redis (Bob, on the writer's node, sees it)...
     let mut seen_on_a = collect(&mut on_a, 90).await;
     let writer_finished_before_restart = writer.is_finished();
     // ...and Redis comes back while it still flows.
-    let _redis = OwnRedis::start(port).await;
+    redis.resume().await.expect("Redis started again");
     let acked = writer.await.expect("writer");
     seen.extend(collect(&mut on_b, acked.len() - seen.len()).await);
     seen_on_a.extend(collect(&mut on_a, acked.len() - seen_on_a.len()).await);

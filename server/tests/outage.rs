@@ -11,8 +11,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Client, OwnPostgres, TestApp, TestDb};
+use common::{Client, TestApp, TestDb};
 use renkei_protocol::Seq;
+use renkei_testbed::OwnPostgres;
 use sqlx::Connection as _;
 
 async fn ready(app: &TestApp) -> u16 {
@@ -37,7 +38,7 @@ async fn until_ready_is(app: &TestApp, status: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_crash_under_a_stream_of_posts_loses_nothing_acknowledged() {
     const POSTS: usize = 200;
-    let mut pg = OwnPostgres::start().await;
+    let mut pg = OwnPostgres::start().await.expect("a private PostgreSQL");
     let app = TestApp::spawn_in(TestDb::on_postgres(&pg.url()).await, |_| {}).await;
     let g = app.fixture.patient_group;
     let mut bob = app.client(app.fixture.bob).await;
@@ -63,10 +64,10 @@ async fn a_postgresql_crash_under_a_stream_of_posts_loses_nothing_acknowledged()
     while seen.len() < 50 {
         seen.push(bob.next_event().await.seq);
     }
-    pg.crash().await;
+    pg.crash().await.expect("PostgreSQL crashed");
     until_ready_is(&app, 503).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    pg.resume().await;
+    pg.resume().await.expect("PostgreSQL started again");
     until_ready_is(&app, 200).await;
 
     let (acked, refusals) = writer.await.expect("writer");
