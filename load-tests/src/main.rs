@@ -14,6 +14,7 @@ mod plot;
 mod population;
 mod report;
 mod scenario;
+mod soak;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use population::Population;
+use population::{Extras, Population};
 use report::Report;
 use scenario::{Scenario, Spec};
 use target::{Database, FreshDb, Target};
@@ -75,6 +76,32 @@ enum Command {
         traffic: Traffic,
         #[command(flatten)]
         common: Common,
+    },
+    /// Mixed traffic on two nodes over a PostgreSQL and a Redis of its own while a node is
+    /// killed, Redis restarted and PostgreSQL crashed in turn; ends with the check over
+    /// every acknowledged post, the memory of the node never killed and the audit chain.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 50)]
+        groups: usize,
+        #[arg(long, default_value_t = 8)]
+        members: usize,
+        /// Posts per second over everyone.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        /// Seconds between faults.
+        #[arg(long, default_value_t = 45.0)]
+        fault_seconds: f64,
+        /// A short soak for CI: 50 seconds, a fault every 10.
+        #[arg(long)]
+        quick: bool,
+        /// End with the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The `renkei` binary (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
     },
     /// Create a population in a deployment's database for runs with `--url`, and save it
     /// (session tokens included: keep the file private). Do it before the nodes start.
@@ -222,6 +249,59 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            Command::Soak {
+                minutes,
+                groups,
+                members,
+                rate,
+                fault_seconds,
+                quick,
+                json,
+                server_bin,
+            } => {
+                let spec = if quick {
+                    soak::Spec {
+                        seconds: 50.0,
+                        groups: 10,
+                        members: 4,
+                        rate: 20.0,
+                        fault_every: 10.0,
+                    }
+                } else {
+                    soak::Spec {
+                        seconds: minutes * 60.0,
+                        groups,
+                        members: members.max(2),
+                        rate,
+                        fault_every: fault_seconds,
+                    }
+                };
+                let bin = server_bin.unwrap_or_else(target::default_server_bin);
+                return match soak::run(&spec, &bin).await {
+                    Ok(report) => {
+                        let value = serde_json::to_value(&report).unwrap_or_default();
+                        if let Some(map) = value.as_object() {
+                            println!("soak against {}:", report.target);
+                            for (key, v) in map {
+                                println!("  {key:<26} {v}");
+                            }
+                        }
+                        if json {
+                            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                        }
+                        if report.passed() {
+                            ExitCode::SUCCESS
+                        } else {
+                            eprintln!("renkei-load soak: the check failed (lost, duplicates, order, memory or audit)");
+                            ExitCode::FAILURE
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!("renkei-load soak: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             Command::Plot { input, output } => {
                 let written = std::fs::read_to_string(&input)
                     .and_then(|text| std::fs::write(&output, plot::svg(&text)));
@@ -352,7 +432,7 @@ async fn populate(url: &str, groups: usize, members: usize, out: &Path) -> Resul
         return Err("a population needs at least one group of two members".into());
     }
     let store = renkei::store::open(url).await.map_err(|e| e.to_string())?;
-    let population = Population::create(store.as_ref(), groups, members, false)
+    let population = Population::create(store.as_ref(), groups, members, Extras::default())
         .await
         .map_err(|e| e.to_string())?;
     population.save(out)?;
@@ -406,7 +486,11 @@ async fn measure(
         let store = renkei::store::open(&db.url)
             .await
             .map_err(|e| e.to_string())?;
-        Population::create(store.as_ref(), groups, members, hostile)
+        let extras = Extras {
+            intruder: hostile,
+            admin: false,
+        };
+        Population::create(store.as_ref(), groups, members, extras)
             .await
             .map_err(|e| e.to_string())?
     };

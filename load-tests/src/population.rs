@@ -30,6 +30,17 @@ pub struct Population {
     /// of the measured members (its posts carry no scheduled time).
     #[serde(default)]
     pub intruder: Option<Member>,
+    /// For the soak: an admin of the facility that owns every group (member of none), who
+    /// deletes posts and archives and restores groups.
+    #[serde(default)]
+    pub admin: Option<Member>,
+}
+
+/// The people beyond the measured members a run needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    pub intruder: bool,
+    pub admin: bool,
 }
 
 impl Population {
@@ -48,6 +59,7 @@ impl Population {
             members,
             people,
             intruder: None,
+            admin: None,
         }
     }
 
@@ -82,12 +94,12 @@ impl Population {
         Ok(population)
     }
 
-    /// Creates the population in `store`, with an intruder in every group if asked.
+    /// Creates the population in `store`, with the extras asked for.
     pub async fn create(
         store: &dyn Store,
         groups: usize,
         members: usize,
-        with_intruder: bool,
+        extras: Extras,
     ) -> Result<Population, StoreError> {
         let facility = store
             .create_facility(&NewFacility {
@@ -100,20 +112,26 @@ impl Population {
             .map_err(|_| StoreError::Corrupt("hashing task failed".into()))?
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let count = groups * members;
-        let login = |i: usize| {
-            if i < count {
-                format!("load-{i}")
-            } else {
-                "load-intruder".to_string()
-            }
+        // The members, then the intruder and the admin if asked.
+        let intruder_at = extras.intruder.then_some(count);
+        let admin_at = extras.admin.then_some(count + usize::from(extras.intruder));
+        let login = |i: usize| match i {
+            i if Some(i) == intruder_at => "load-intruder".to_string(),
+            i if Some(i) == admin_at => "load-admin".to_string(),
+            i => format!("load-{i}"),
         };
-        let new_users: Vec<NewUser> = (0..count + usize::from(with_intruder))
+        let total = count + usize::from(extras.intruder) + usize::from(extras.admin);
+        let new_users: Vec<NewUser> = (0..total)
             .map(|i| NewUser {
                 facility_id: Some(facility),
                 login: login(i),
                 name: format!("負荷 {i}"),
                 profession: "nurse".into(),
-                role: Role::Staff,
+                role: if Some(i) == admin_at {
+                    Role::Admin
+                } else {
+                    Role::Staff
+                },
                 password_hash: hash.clone(),
                 ..NewUser::default()
             })
@@ -156,12 +174,16 @@ impl Population {
                 token: renkei::session::random_token(),
             })
             .collect();
-        let intruder = users.get(count).map(|user| Member {
-            user: *user,
-            login: login(count),
-            group: group_ids[0],
-            token: renkei::session::random_token(),
-        });
+        let extra = |at: Option<usize>| {
+            at.and_then(|i| users.get(i)).map(|user| Member {
+                user: *user,
+                login: login(at.unwrap_or_default()),
+                group: group_ids[0],
+                token: renkei::session::random_token(),
+            })
+        };
+        let intruder = extra(intruder_at);
+        let admin = extra(admin_at);
         let mut memberships: Vec<_> = people.iter().map(|m| (m.group, m.user)).collect();
         if let Some(intruder) = &intruder {
             memberships.extend(group_ids.iter().map(|g| (*g, intruder.user)));
@@ -170,6 +192,7 @@ impl Population {
         let sessions: Vec<_> = people
             .iter()
             .chain(&intruder)
+            .chain(&admin)
             .map(|m| NewSession {
                 token_hash: renkei::session::token_hash(&m.token),
                 user_id: m.user,
@@ -184,6 +207,7 @@ impl Population {
             members,
             people,
             intruder,
+            admin,
         })
     }
 }
