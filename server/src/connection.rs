@@ -853,6 +853,83 @@ fn read_error(err: axum::Error) -> Stop {
 mod tests {
     use super::*;
 
+    /// The seed corpus (`tests/corpus/*.frame`): one frame per file, read once.
+    fn corpus() -> &'static [(String, String)] {
+        static CORPUS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        CORPUS.get_or_init(read_corpus)
+    }
+
+    fn read_corpus() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        let mut frames: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("tests/corpus")
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "frame"))
+            .map(|entry| {
+                let text = std::fs::read_to_string(entry.path()).expect("a UTF-8 frame");
+                (entry.file_name().to_string_lossy().into_owned(), text)
+            })
+            .collect();
+        frames.sort();
+        assert!(frames.len() >= 30, "the corpus is there");
+        frames
+    }
+
+    /// Applies `edits` (position, kind, character) to `text`: insert, delete, replace, or
+    /// repeat a stretch.
+    fn mutate(text: &str, edits: &[(usize, u8, char)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for &(at, kind, c) in edits {
+            let at = if chars.is_empty() {
+                0
+            } else {
+                at % (chars.len() + 1)
+            };
+            match kind % 4 {
+                0 => chars.insert(at, c),
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                2 if at < chars.len() => chars[at] = c,
+                _ => {
+                    let end = (at + 16).min(chars.len());
+                    let stretch: Vec<char> = chars[at..end].to_vec();
+                    chars.splice(at..at, stretch);
+                }
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    #[test]
+    fn every_corpus_frame_decodes_or_is_refused_with_a_documented_code() {
+        for (name, text) in corpus() {
+            match decode(text) {
+                Ok(message) => {
+                    let again = serde_json::to_string(&message).expect("encodes");
+                    assert_eq!(decode(&again).ok(), Some(message), "{name}");
+                }
+                Err(body) => assert!(
+                    matches!(
+                        body.code,
+                        ErrorCode::InvalidMessage | ErrorCode::UnknownType
+                    ),
+                    "{name}: {body:?}"
+                ),
+            }
+        }
+        // The documented forms decode; the rest is refused.
+        let decoded: Vec<&str> = corpus()
+            .iter()
+            .filter(|(_, text)| decode(text).is_ok())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for name in ["post.frame", "sync.frame", "history.frame", "read.frame"] {
+            assert!(decoded.contains(&name), "{name} decodes");
+        }
+        assert!(!decoded.contains(&"deep-nesting.frame"));
+    }
+
     /// Any JSON value, a few levels deep.
     fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
         use proptest::prelude::*;
@@ -893,6 +970,21 @@ mod tests {
         /// `tests/hostile.rs`.)
         #[test]
         fn any_text_decodes_or_is_refused_with_a_documented_code(text in ".{0,200}") {
+            if let Err(body) = decode(&text) {
+                proptest::prop_assert!(matches!(body.code, ErrorCode::InvalidMessage | ErrorCode::UnknownType));
+            }
+        }
+
+        /// Mutations of the seed corpus: the frames most likely to reach deep into the
+        /// decoder, bent a little (a fuzzer's first move).
+        #[test]
+        fn mutated_corpus_frames_decode_or_are_refused_with_a_documented_code(
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), 0u8..4, proptest::prelude::any::<char>()), 0..8),
+        ) {
+            let frames = corpus();
+            let (_, text) = &frames[pick.index(frames.len())];
+            let text = mutate(text, &edits);
             if let Err(body) = decode(&text) {
                 proptest::prop_assert!(matches!(body.code, ErrorCode::InvalidMessage | ErrorCode::UnknownType));
             }

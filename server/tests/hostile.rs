@@ -58,6 +58,26 @@ fn frame(rng: &mut StdRng, group: i64) -> String {
     }
 }
 
+/// The seed corpus (`tests/corpus/*.frame`), aimed at `group`.
+fn corpus(group: i64) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("tests/corpus")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "frame"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .expect("a UTF-8 frame")
+                .replace(r#""group":1,"#, &format!(r#""group":{group},"#))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_get_documented_answers_and_others_are_served() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -68,8 +88,14 @@ async fn random_frames_get_documented_answers_and_others_are_served() {
     bystander.sync(g, 0).await;
     let mut rng = StdRng::seed_from_u64(20_261_124);
     let mut errors = 0;
-    for i in 0..400 {
-        let text = frame(&mut rng, g);
+    // The seed corpus first (its group ids become this test's group), then random frames.
+    let corpus = corpus(g);
+    let frames: Vec<String> = corpus
+        .iter()
+        .cloned()
+        .chain((0..400).map(|_| frame(&mut rng, g)))
+        .collect();
+    for (i, text) in frames.into_iter().enumerate() {
         hostile.send_raw(Message::text(text.clone())).await;
         // A request with a known answer follows each frame: everything before that answer
         // was the server's reply to the frame, and each is a protocol message (reading
@@ -89,6 +115,7 @@ async fn random_frames_get_documented_answers_and_others_are_served() {
         }
     }
     assert!(errors > 100, "most random frames are refused: {errors}");
+    assert!(corpus.len() >= 30);
     // The bystander was served all along: a post now reaches them after whatever the
     // random frames posted.
     let mut writer = app.client(f.dave).await;
