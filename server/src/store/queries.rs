@@ -818,24 +818,28 @@ macro_rules! sql_store {
                     let authors: HashSet<i64> = posts.iter().map(|p| p.author.id).collect();
                     let groups: std::collections::BTreeSet<GroupId> =
                         posts.iter().map(|p| p.group).collect();
-                    // Two IN lists, not a row-value IN: both engines then seek the unique
-                    // index instead of scanning it. The few extra rows (an author's other
-                    // ids) never match a lookup, which is by exact (author, client id).
-                    let client_ids: HashSet<&str> = posts.iter().map(|p| p.client_id.as_str()).collect();
+                    // The batch's exact (author, client id) pairs joined to the unique
+                    // index: one seek per post. (Two IN lists seek every author × every
+                    // client id: quadratic in the batch, which at saturation — batches of
+                    // hundreds — made these lookups most of SQLite's time. A row-value IN
+                    // is scanned instead of sought.) The casts type the parameters for
+                    // PostgreSQL.
                     let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT author_id, client_id, group_id, seq, created_at, content_hash \
-                         FROM events WHERE client_id IS NOT NULL AND author_id IN (",
+                        "WITH batch (author_id, client_id) AS (",
                     );
-                    let mut list = query.separated(", ");
-                    for author in &authors {
-                        list.push_bind(*author);
-                    }
-                    query.push(") AND client_id IN (");
-                    let mut list = query.separated(", ");
-                    for client_id in client_ids {
-                        list.push_bind(client_id);
-                    }
-                    query.push(")");
+                    query.push_values(posts, |mut row, post| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(post.author.id)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(post.client_id.as_str())
+                            .push_unseparated(" AS TEXT)");
+                    });
+                    query.push(
+                        ") SELECT e.author_id, e.client_id, e.group_id, e.seq, e.created_at, \
+                         e.content_hash FROM batch JOIN events e ON e.author_id = batch.author_id \
+                         AND e.client_id = batch.client_id WHERE e.client_id IS NOT NULL",
+                    );
                     let rows: Vec<(i64, String, i64, i64, i64, Option<Vec<u8>>)> =
                         query.build_query_as().fetch_all(&mut *tx).await?;
                     for (author, client_id, group, seq, at, hash) in rows {
@@ -868,22 +872,25 @@ macro_rules! sql_store {
 
                     // Under the groups' locks (a new statement: it sees every removal
                     // committed before them): who is still a member with an account that
-                    // may post. Shaped so that every engine seeks the primary keys by the
-                    // IN lists, with or without statistics.
+                    // may post. The batch's distinct (group, author) pairs joined to the
+                    // primary key: one seek per pair, not per group × author.
+                    let pairs: std::collections::BTreeSet<(GroupId, i64)> =
+                        posts.iter().map(|p| (p.group, p.author.id)).collect();
                     let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT m.group_id, m.user_id FROM memberships m WHERE m.group_id IN (",
+                        "WITH batch (group_id, user_id) AS (",
                     );
-                    let mut list = query.separated(", ");
-                    for group in &groups {
-                        list.push_bind(*group);
-                    }
-                    query.push(") AND m.user_id IN (");
-                    let mut list = query.separated(", ");
-                    for author in &authors {
-                        list.push_bind(*author);
-                    }
+                    query.push_values(pairs, |mut row, (group, author)| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(group)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(author)
+                            .push_unseparated(" AS BIGINT)");
+                    });
                     query.push(
-                        ") AND m.user_id IN (SELECT u.id FROM users u \
+                        ") SELECT m.group_id, m.user_id FROM batch JOIN memberships m \
+                         ON m.group_id = batch.group_id AND m.user_id = batch.user_id \
+                         WHERE m.user_id IN (SELECT u.id FROM users u \
                          LEFT JOIN facilities f ON f.id = u.facility_id \
                          WHERE u.status = 'active' AND (f.id IS NULL OR f.status = 'approved') \
                          AND u.id IN (",
@@ -901,18 +908,23 @@ macro_rules! sql_store {
 
                 let mut next_seq: HashMap<GroupId, Seq> = HashMap::new();
                 if !plan.new_per_group.is_empty() {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE care_groups SET last_seq = last_seq + CASE id",
+                    // Each group's count joined in (a CASE with a branch per group would be
+                    // evaluated for every group: quadratic in the batch again).
+                    let mut query = sqlx::QueryBuilder::<$db>::new("WITH counts (id, n) AS (");
+                    query.push_values(&plan.new_per_group, |mut row, (group, count)| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(*group)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(*count)
+                            .push_unseparated(" AS BIGINT)");
+                    });
+                    query.push(
+                        ") UPDATE care_groups SET last_seq = care_groups.last_seq + counts.n \
+                         FROM counts WHERE care_groups.id = counts.id \
+                         AND care_groups.archived_at IS NULL \
+                         RETURNING care_groups.id, care_groups.last_seq",
                     );
-                    for (group, count) in &plan.new_per_group {
-                        query.push(" WHEN ").push_bind(*group).push(" THEN ").push_bind(*count);
-                    }
-                    query.push(" ELSE 0 END WHERE archived_at IS NULL AND id IN (");
-                    let mut ids = query.separated(", ");
-                    for group in plan.new_per_group.keys() {
-                        ids.push_bind(*group);
-                    }
-                    query.push(") RETURNING id, last_seq");
                     let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
                     for (group, last) in rows {
                         let count = plan.new_per_group.get(&group).copied().unwrap_or(0);
