@@ -140,14 +140,13 @@
 
   async function loadInvitations() {
     try {
-      const response = await fetch("/api/v1/invitations", { credentials: "same-origin" });
-      if (response.ok) state.invitations = await response.json();
+      state.invitations = await ui.api("GET", "/api/v1/invitations");
     } catch { /* shown again on the next notice */ }
     renderInvitations();
   }
 
   async function answerInvitation(id, step) {
-    await fetch(`/api/v1/invitations/${id}/${step}`, { method: "POST", credentials: "same-origin" }).catch(() => {});
+    await ui.api("POST", `/api/v1/invitations/${id}/${step}`).catch(() => {});
     await loadInvitations();
   }
 
@@ -353,10 +352,8 @@
     button.textContent = t("post.delete");
     button.addEventListener("click", async () => {
       if (!window.confirm(t("post.delete_confirm"))) return;
-      const response = await fetch(`/api/v1/groups/${group}/posts/${seq}/delete`, {
-        method: "POST", headers: { "content-type": "application/json" }, credentials: "same-origin", body: "{}",
-      }).catch(() => null);
-      if (!response || !response.ok) window.alert(t("post.delete_failed"));
+      await ui.api("POST", `/api/v1/groups/${group}/posts/${seq}/delete`, {})
+        .catch(() => window.alert(t("post.delete_failed")));
     });
     return button;
   }
@@ -649,45 +646,35 @@
   // ---- sessions ------------------------------------------------------------------------
   // "ok", "none" (no valid session: 401) or "unreachable" (network, server down).
   async function whoAmI() {
+    let info;
     try {
-      const response = await fetch("/api/v1/session", { credentials: "same-origin" });
-      if (response.status === 401) return "none";
-      if (!response.ok) return "unreachable";
-      const info = await response.json();
-      state.login = info.login;
-      state.name = info.user?.name || "";
-      state.mustChange = !!info.password_change_required;
-      state.mustEnroll = !!info.second_factor_enrollment_required;
-      state.status = info.status || "active";
-      state.role = info.user?.role || "staff";
-      sessionStorage.setItem("renkei.login", info.login);
-      if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
-      return "ok";
-    } catch { return "unreachable"; }
+      info = await ui.api("GET", "/api/v1/session");
+    } catch (error) {
+      return error.status === 401 ? "none" : "unreachable";
+    }
+    state.login = info.login;
+    state.name = info.user?.name || "";
+    state.mustChange = !!info.password_change_required;
+    state.mustEnroll = !!info.second_factor_enrollment_required;
+    state.status = info.status || "active";
+    state.role = info.user?.role || "staff";
+    sessionStorage.setItem("renkei.login", info.login);
+    if (info.idle_lock_seconds) state.idleLimitMs = info.idle_lock_seconds * 1000;
+    return "ok";
   }
 
   async function logIn(login, password, code) {
-    const response = await fetch("/api/v1/session", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      credentials: "same-origin",
-      body: JSON.stringify(code ? { login, password, code } : { login, password }),
-    });
-    if (response.ok) {
-      state.login = login;
-      sessionStorage.setItem("renkei.login", login);
-      return null;
+    try {
+      await ui.api("POST", "/api/v1/session", code ? { login, password, code } : { login, password });
+    } catch (error) {
+      if (error.code === "second_factor_required") return "code";
+      if (error.status === 401) return t("login.failed");
+      if (error.status === 429) return t(error.code === "rate_limited" ? "login.wait" : "login.busy");
+      return t("login.error");
     }
-    if (response.status === 401) {
-      const body = await response.json().catch(() => ({}));
-      if (body.error?.code === "second_factor_required") return "code";
-      return t("login.failed");
-    }
-    if (response.status === 429) {
-      const body = await response.json().catch(() => ({}));
-      return t(body.error?.code === "rate_limited" ? "login.wait" : "login.busy");
-    }
-    return t("login.error");
+    state.login = login;
+    sessionStorage.setItem("renkei.login", login);
+    return null;
   }
 
   async function submitLogin(e) {
@@ -757,7 +744,7 @@
   async function logOut() {
     const socket = state.socket;
     state.socket = null;
-    await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    await ui.api("DELETE", "/api/v1/session").catch(() => {});
     socket?.close();
     sessionStorage.removeItem("renkei.login");
     state.login = "";
@@ -775,7 +762,7 @@
     state.locked = true;
     const socket = state.socket;
     state.socket = null;
-    await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    await ui.api("DELETE", "/api/v1/session").catch(() => {});
     socket?.close();
     state.groups.forEach((g) => g.events.clear());
     $("timeline").replaceChildren();
@@ -869,10 +856,7 @@
     $("password-login").value = state.login;
     $("password-error").textContent = "";
     $("password-done").textContent = "";
-    try {
-      const response = await fetch("/api/v1/password-policy");
-      if (response.ok) state.policy = await response.json();
-    } catch { /* the default rules stay */ }
+    state.policy = await ui.api("GET", "/api/v1/password-policy").catch(() => state.policy);
     await loadTwoFactor();
     renderRules();
     if (!dialog.open) dialog.showModal();
@@ -882,9 +866,8 @@
 
   // ---- second factor (TOTP) ------------------------------------------------------------
   async function loadTwoFactor() {
-    const response = await fetch("/api/v1/session/two-factor", { credentials: "same-origin" }).catch(() => null);
-    if (!response?.ok) return;
-    const status = await response.json();
+    const status = await ui.api("GET", "/api/v1/session/two-factor").catch(() => null);
+    if (!status) return;
     state.secondFactor = status.enabled;
     $("two-factor-state").textContent = (status.enabled
       ? t("twofactor.on", { n: status.recovery_codes_left })
@@ -895,9 +878,8 @@
   }
 
   async function startTwoFactor() {
-    const response = await fetch("/api/v1/session/two-factor", { method: "POST", credentials: "same-origin" }).catch(() => null);
-    if (!response?.ok) { $("two-factor-error").textContent = t("password.failed"); return; }
-    const setup = await response.json();
+    const setup = await ui.api("POST", "/api/v1/session/two-factor").catch(() => null);
+    if (!setup) { $("two-factor-error").textContent = t("password.failed"); return; }
     $("two-factor-secret").textContent = setup.secret.replace(/(.{4})/g, "$1 ").trim();
     $("two-factor-uri").textContent = setup.uri;
     $("two-factor-setup").hidden = false;
@@ -907,14 +889,10 @@
 
   async function confirmTwoFactor(e) {
     e.preventDefault();
-    const response = await fetch("/api/v1/session/two-factor", {
-      method: "PUT",
-      headers: { "content-type": "application/json" },
-      credentials: "same-origin",
-      body: JSON.stringify({ code: $("two-factor-code").value.trim() }),
-    }).catch(() => null);
-    if (!response?.ok) { $("two-factor-error").textContent = t("twofactor.wrong"); return; }
-    const { codes } = await response.json();
+    const confirmed = await ui.api("PUT", "/api/v1/session/two-factor", { code: $("two-factor-code").value.trim() })
+      .catch(() => null);
+    if (!confirmed) { $("two-factor-error").textContent = t("twofactor.wrong"); return; }
+    const { codes } = confirmed;
     $("two-factor-code").value = "";
     $("two-factor-setup").hidden = true;
     const list = $("two-factor-code-list");
@@ -932,14 +910,14 @@
 
   async function disableTwoFactor(e) {
     e.preventDefault();
-    const response = await fetch("/api/v1/session/two-factor", {
-      method: "DELETE",
-      headers: { "content-type": "application/json" },
-      credentials: "same-origin",
-      body: JSON.stringify({ password: $("two-factor-password").value }),
-    }).catch(() => null);
+    const password = $("two-factor-password").value;
     $("two-factor-password").value = "";
-    if (response?.status !== 204) { $("two-factor-error").textContent = t("password.wrong"); return; }
+    try {
+      await ui.api("DELETE", "/api/v1/session/two-factor", { password });
+    } catch {
+      $("two-factor-error").textContent = t("password.wrong");
+      return;
+    }
     await loadTwoFactor();
   }
 
@@ -948,38 +926,31 @@
     $("password-error").textContent = "";
     $("password-done").textContent = "";
     const body = { current: $("password-current").value, new: $("password-new").value };
-    const response = await fetch("/api/v1/session/password", {
-      method: "PUT",
-      headers: { "content-type": "application/json" },
-      credentials: "same-origin",
-      body: JSON.stringify(body),
-    }).catch(() => null);
-    if (response?.status === 204) {
-      $("password-current").value = "";
-      $("password-new").value = "";
-      renderRules();
-      $("password-done").textContent = t("password.done");
-      if (state.mustChange) {
-        state.mustChange = false;
-        $("account").close();
-        start();
-      } else {
-        loadSessions();
-      }
+    try {
+      await ui.api("PUT", "/api/v1/session/password", body);
+    } catch (error) {
+      if (error.code === "weak_password") { renderRules(error.rules); return; }
+      $("password-error").textContent = t(error.code === "invalid_credentials" ? "password.wrong" : "password.failed");
       return;
     }
-    const error = (await response?.json().catch(() => null))?.error;
-    if (error?.code === "weak_password") { renderRules(error.rules || []); return; }
-    $("password-error").textContent =
-      t(error?.code === "invalid_credentials" ? "password.wrong" : "password.failed");
+    $("password-current").value = "";
+    $("password-new").value = "";
+    renderRules();
+    $("password-done").textContent = t("password.done");
+    if (state.mustChange) {
+      state.mustChange = false;
+      $("account").close();
+      start();
+    } else {
+      loadSessions();
+    }
   }
 
   async function loadSessions() {
     const list = $("sessions");
     list.replaceChildren();
-    const response = await fetch("/api/v1/sessions", { credentials: "same-origin" }).catch(() => null);
-    if (!response?.ok) return;
-    for (const session of await response.json()) {
+    const sessions = await ui.api("GET", "/api/v1/sessions").catch(() => []);
+    for (const session of sessions) {
       const li = document.createElement("li");
       const what = document.createElement("span");
       const time = formatTime(session.last_used_at);
@@ -990,7 +961,7 @@
         end.type = "button";
         end.textContent = t("sessions.end");
         end.addEventListener("click", async () => {
-          await fetch(`/api/v1/sessions/${session.id}`, { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+          await ui.api("DELETE", `/api/v1/sessions/${session.id}`).catch(() => {});
           loadSessions();
         });
         li.append(end);
@@ -1000,7 +971,7 @@
   }
 
   async function endAllSessions() {
-    await fetch("/api/v1/sessions", { method: "DELETE", credentials: "same-origin" }).catch(() => {});
+    await ui.api("DELETE", "/api/v1/sessions").catch(() => {});
     $("account").close();
     const socket = state.socket;
     state.socket = null;
