@@ -12,51 +12,38 @@ use axum::Router;
 
 use crate::app::App;
 
-const INDEX: &str = include_str!("../../client-web/index.html");
-const APP_JS: &str = include_str!("../../client-web/app.js");
-const I18N_JS: &str = include_str!("../../client-web/i18n.js");
-const UI_JS: &str = include_str!("../../client-web/ui.js");
-const ADMIN_JS: &str = include_str!("../../client-web/admin.js");
-const APP_CSS: &str = include_str!("../../client-web/app.css");
-const FACILITIES: &str = include_str!("../../client-web/facilities.html");
-const FACILITIES_JS: &str = include_str!("../../client-web/facilities.js");
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every file of the client: its path, type and content.
+const FILES: [(&str, &str, &str); 8] = [
+    ("/", HTML, include_str!("../../client-web/index.html")),
+    ("/app.js", JS, include_str!("../../client-web/app.js")),
+    ("/ui.js", JS, include_str!("../../client-web/ui.js")),
+    ("/admin.js", JS, include_str!("../../client-web/admin.js")),
+    ("/i18n.js", JS, include_str!("../../client-web/i18n.js")),
+    ("/app.css", CSS, include_str!("../../client-web/app.css")),
+    // The public list of participating facilities (公示).
+    (
+        "/facilities",
+        HTML,
+        include_str!("../../client-web/facilities.html"),
+    ),
+    (
+        "/facilities.js",
+        JS,
+        include_str!("../../client-web/facilities.js"),
+    ),
+];
 
 /// The client's files.
 pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { file("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { file("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/i18n.js",
-            get(|| async { file("text/javascript; charset=utf-8", I18N_JS) }),
-        )
-        .route(
-            "/ui.js",
-            get(|| async { file("text/javascript; charset=utf-8", UI_JS) }),
-        )
-        .route(
-            "/admin.js",
-            get(|| async { file("text/javascript; charset=utf-8", ADMIN_JS) }),
-        )
-        .route(
-            "/app.css",
-            get(|| async { file("text/css; charset=utf-8", APP_CSS) }),
-        )
-        // The public list of participating facilities (公示).
-        .route(
-            "/facilities",
-            get(|| async { file("text/html; charset=utf-8", FACILITIES) }),
-        )
-        .route(
-            "/facilities.js",
-            get(|| async { file("text/javascript; charset=utf-8", FACILITIES_JS) }),
-        )
+    FILES
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(path, get(move || async move { file(content_type, body) }))
+        })
 }
 
 fn file(content_type: &'static str, body: &'static str) -> Response {
