@@ -5,7 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { env, logIn, newContext, openGroup, post, screenshot, send, startServer, stopServer, url, useServer } from "./harness.mjs";
+import {
+  env, logIn, newContext, openGroup, post, screenshot, send, startServer, stopServer, submitLogin, url, useServer,
+} from "./harness.mjs";
 
 useServer();
 
@@ -42,8 +44,7 @@ test("external links open only after a warning naming the sender", async () => {
   const doctor = await logIn("sakura.dr.tanaka");
   await openGroup(nurse.page, "山田 太郎 様");
   await openGroup(doctor.page, "山田 太郎 様");
-  await post(nurse.page, "資料: https://example.org/guide");
-  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  await send(nurse.page, "資料: https://example.org/guide");
   const link = doctor.page.getByRole("button", { name: /外部リンク: https:\/\/example.org\/guide/ });
   await link.click();
   await doctor.page.locator("#link-warning").waitFor({ state: "visible" });
@@ -166,8 +167,7 @@ test("an author deletes a post and every member sees its place marked at once", 
   const helper = await logIn("midori.hp.yoshida");
   await openGroup(nurse.page, "中村 次郎 様");
   await openGroup(helper.page, "中村 次郎 様");
-  await post(nurse.page, "間違えて送った内容 QX-1");
-  await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
+  await send(nurse.page, "間違えて送った内容 QX-1");
   const seen = helper.page.locator("#timeline .post", { hasText: "QX-1" });
   await seen.waitFor();
 
@@ -252,10 +252,8 @@ test("two-step verification is set up in the account screen and asked at the nex
   const context = await newContext();
   const next = await context.newPage();
   await next.goto(url());
+  await submitLogin(next, user);
   const form = next.locator("#login-form");
-  await form.getByLabel("ログインID").fill(user);
-  await form.getByLabel("パスワード").fill(env.logins[user]);
-  await form.getByRole("button", { name: "ログイン" }).click();
   await form.locator("#login-code").waitFor({ state: "visible" });
   await form.locator("#login-code").fill(totp(secret, 1));
   await form.getByRole("button", { name: "ログイン" }).click();

@@ -86,15 +86,20 @@ export function newContext(options = {}) {
   return env.browser.newContext({ viewport: { width: 390, height: 844 }, locale: "ja-JP", timezoneId: "Asia/Tokyo", ...options });
 }
 
+// Fills the login form and submits it (a second factor, if asked, is the caller's).
+export async function submitLogin(page, login, password = env.logins[login]) {
+  const form = page.locator("#login-form");
+  await form.getByLabel("ログインID").fill(login);
+  await form.getByLabel("パスワード").fill(password);
+  await form.getByRole("button", { name: "ログイン" }).click();
+}
+
 export async function logIn(login, options = {}, prepare = async () => {}) {
   const context = await newContext(options);
   await prepare(context);
   const page = await context.newPage();
   await page.goto(url());
-  const form = page.locator("#login-form");
-  await form.getByLabel("ログインID").fill(login);
-  await form.getByLabel("パスワード").fill(env.logins[login]);
-  await form.getByRole("button", { name: "ログイン" }).click();
+  await submitLogin(page, login);
   await page.getByText("接続中").waitFor();
   return { context, page };
 }

@@ -279,13 +279,7 @@ fn main() -> ExitCode {
                 let bin = server_bin.unwrap_or_else(target::default_server_bin);
                 return match soak::run(&spec, &bin).await {
                     Ok(report) => {
-                        let value = serde_json::to_value(&report).unwrap_or_default();
-                        if let Some(map) = value.as_object() {
-                            println!("soak against {}:", report.target);
-                            for (key, v) in map {
-                                println!("  {key:<26} {v}");
-                            }
-                        }
+                        println!("soak against {}:\n{}", report.target, report::table(&report));
                         if json {
                             println!("{}", serde_json::to_string(&report).unwrap_or_default());
                         }

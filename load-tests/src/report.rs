@@ -68,13 +68,18 @@ impl Report {
 
     /// The report as aligned `key value` lines.
     pub fn table(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or_default();
-        let mut out = String::new();
-        if let Some(map) = value.as_object() {
-            for (key, v) in map {
-                out.push_str(&format!("  {key:<26} {v}\n"));
-            }
-        }
-        out
+        table(self)
     }
+}
+
+/// Any report as aligned `key value` lines, one per field.
+pub fn table(report: &impl Serialize) -> String {
+    let value = serde_json::to_value(report).unwrap_or_default();
+    let mut out = String::new();
+    if let Some(map) = value.as_object() {
+        for (key, v) in map {
+            out.push_str(&format!("  {key:<26} {v}\n"));
+        }
+    }
+    out
 }
