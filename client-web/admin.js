@@ -388,7 +388,16 @@ window.RenkeiAdmin = (shell) => {
           button(t("group.cancel_invitation"), () => act(() => api("POST", `/api/v1/invitations/${i.id}/cancel`)))))));
       }
     }
+    parts.push(exportLinks(s));
     return h("article", { class: "card group-card", dataset: { group: s.id } }, parts);
+  }
+
+  // The group's whole timeline for continuity of care (art. 13(16)): a document to keep
+  // or print, and the same as JSON. The server audits every export.
+  function exportLinks(s) {
+    const link = (format) => h("a", { href: `/api/v1/groups/${s.id}/export?format=${format}`, download: "", class: "export" },
+      t(`export.${format}`));
+    return h("p", { class: "row-actions" }, link("html"), " ", link("json"));
   }
 
   function consentForm(s) {
@@ -493,6 +502,7 @@ window.RenkeiAdmin = (shell) => {
               if (!window.confirm(t("archive.restore_confirm", { group: groupLabel(s) }))) return;
               await act(() => api("POST", `/api/v1/groups/${s.id}/restore`));
             }) : null),
+          owned.has(s.id) ? exportLinks(s) : null,
           history);
       }));
     return [h("h3", {}, t("archive.candidates")), candidates, h("h3", {}, t("archive.heading", { n: groups.length })), list];

@@ -12,7 +12,9 @@
     role: "staff",       // the account's role (admins and the operator see 管理)
     invitations: { received: [], to_approve: [] },
     login: sessionStorage.getItem("renkei.login") || "",
-    groups: new Map(),   // id -> {summary, events: Map(seq -> event), synced, unread, oldest, hasOlder}
+    // id -> {summary, events: Map(seq -> event), hasOlder, readSeq, counted: {unread, upto},
+    //        reads: Map(user id -> {user, seq}) once the group was opened}
+    groups: new Map(),
     selected: null,      // group id
     socket: null,
     connected: false,
@@ -164,6 +166,7 @@
       case "group_archived": return t("event.archived", { by: data.by ? data.by.name : t("event.process") });
       case "archive_notice": return t("event.notice", { date: new Date(data.archive_after).toLocaleDateString(state.lang) });
       case "group_restored": return t("event.restored", { by: data.by.name });
+      case "post_confirmed": return t("event.confirmed", { name: data.by.name });
       default: return "";
     }
   }
@@ -216,11 +219,12 @@
           preview.textContent = `${formatTime(last.at)} ${describe(last.data)}`;
           button.append(preview);
         }
-        if (g.unread > 0) {
+        const unread = unreadCount(g);
+        if (unread > 0) {
           const badge = document.createElement("span");
           badge.className = "badge";
-          badge.textContent = String(g.unread);
-          badge.setAttribute("aria-label", t("groups.unread", { n: g.unread }));
+          badge.textContent = String(unread);
+          badge.setAttribute("aria-label", t("groups.unread", { n: unread }));
           button.append(badge);
         }
         button.addEventListener("click", () => select(g.summary.id));
@@ -229,6 +233,24 @@
       }
       list.append(heading, ul);
     }
+  }
+
+  // The server counts unread posts up to `counted.upto` (at the welcome, or when this user
+  // last read the group on any device); posts by others that arrived after it are counted
+  // here.
+  function unreadCount(g) {
+    let n = g.counted.unread;
+    for (const e of g.events.values()) {
+      if (e.seq > g.counted.upto && e.seq > g.readSeq && e.data.kind === "post" && e.data.author.id !== state.user.id) n += 1;
+    }
+    return n;
+  }
+
+  function newGroup(summary) {
+    return {
+      summary, events: new Map(), hasOlder: summary.last_seq > 50,
+      readSeq: summary.read_seq ?? 0, counted: { unread: summary.unread ?? 0, upto: summary.last_seq },
+    };
   }
 
   function lastEvent(g) {
@@ -240,7 +262,7 @@
   function select(id) {
     state.selected = id;
     const g = state.groups.get(id);
-    if (g) g.unread = 0;
+    if (g && !g.reads) loadReads(g);
     document.body.dataset.pane = "timeline";
     renderGroups();
     renderTimeline();
@@ -293,6 +315,14 @@
     $("composer").querySelector("button[type=submit]").disabled = closed !== null;
     $("composer-note").textContent = closed ? t(closed) : "";
     const events = [...g.events.values()].sort((a, b) => a.seq - b.seq);
+    // 確認しました, by post.
+    const confirmations = new Map();
+    for (const e of events) {
+      if (e.data.kind !== "post_confirmed") continue;
+      if (!confirmations.has(e.data.seq)) confirmations.set(e.data.seq, []);
+      confirmations.get(e.data.seq).push(e.data.by);
+    }
+    const open = !g.summary.archived && state.status !== "restricted";
     if (events.length === 0) {
       const li = document.createElement("li");
       li.className = "muted";
@@ -303,15 +333,23 @@
       if (e.data.kind === "post") {
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
+        li.dataset.seq = e.seq;
+        const confirmedBy = confirmations.get(e.seq) ?? [];
+        if (confirmedBy.length > 0) {
+          li.append(ui.h("p", { class: "confirmations" },
+            t("post.confirmed", { n: confirmedBy.length, names: confirmedBy.map((u) => u.name).join("、") })));
+        }
+        if (mine) li.append(readByButton(g, e.seq));
         if (mine && !g.summary.archived) li.append(deleteButton(g.summary.id, e.seq));
+        if (!mine && open && !confirmedBy.some((u) => u.id === state.user.id)) li.append(confirmButton(g.summary.id, e.seq));
         if (!mine) li.append(reportButton(g.summary.id, e.seq));
         list.append(li);
       } else if (e.data.kind === "deleted_post") {
         const li = renderPost(e.data.author, "", e.at, false, t("post.deleted", { by: e.data.deleted_by.name }));
         li.classList.add("deleted");
         list.append(li);
-      } else if (e.data.kind === "post_deleted") {
-        // Shown at the deleted post's own place.
+      } else if (e.data.kind === "post_deleted" || e.data.kind === "post_confirmed") {
+        // Shown at the post's own place.
       } else {
         const li = document.createElement("li");
         li.className = "system";
@@ -333,8 +371,8 @@
     return !document.hidden && !$("chat-view").hidden;
   }
 
-  // Tells the server how far this member has read the group on screen (for the admins'
-  // membership review), once per new position.
+  // Tells the server how far this member has read the group on screen (既読: the other
+  // members see it, the user's other devices clear their count), once per new position.
   function reportRead(g) {
     if (!state.connected || !onScreen() || g.events.size === 0) return;
     const seq = Math.max(...g.events.keys());
@@ -356,6 +394,42 @@
         .catch(() => window.alert(t("post.delete_failed")));
     });
     return button;
+  }
+
+  // 既読 n on one's own post: how many other members have read up to it; the names on click.
+  function readByButton(g, seq) {
+    const readers = [...(g.reads?.values() ?? [])].filter((r) => r.user.id !== state.user.id);
+    const read = readers.filter((r) => r.seq >= seq);
+    return ui.button(t("post.read_by", { n: read.length }), () => {
+      const list = $("reader-list");
+      list.replaceChildren();
+      $("readers-heading").textContent = t("readers.heading", { group: groupLabel(g.summary) });
+      for (const r of readers) {
+        const done = r.seq >= seq;
+        list.append(ui.h("li", { class: done ? "person read" : "person unread" },
+          ui.h("strong", {}, r.user.name), " ",
+          ui.h("span", { class: "tag" }, t(done ? "readers.read" : "readers.unread")), " ",
+          ui.h("span", { class: "muted" }, r.user.facility ? r.user.facility.name : "")));
+      }
+      $("readers").showModal();
+    }, { class: "link-button read-by" });
+  }
+
+  async function loadReads(g) {
+    try {
+      const list = await ui.api("GET", `/api/v1/groups/${g.summary.id}/reads`);
+      g.reads = new Map(list.members.map((m) => [m.user.id, m]));
+    } catch { return; } // shown without read counts; tried again on the next opening
+    if (state.selected === g.summary.id) renderTimeline();
+  }
+
+  // 確認しました: the member confirms they have read and acted on the post.
+  function confirmButton(group, seq) {
+    return ui.button(t("post.confirm"), async () => {
+      try {
+        await ui.api("POST", `/api/v1/groups/${group}/posts/${seq}/confirm`);
+      } catch (error) { window.alert(t("post.confirm_failed", { reason: ui.explain(error) })); }
+    }, { class: "confirm-post" });
   }
 
   // A member asks the admins to look at a post (別紙(2)), with a reason.
@@ -428,6 +502,48 @@
       li.append(n);
     }
     return li;
+  }
+
+  // ---- search (検索): posts in the groups this user may read, any part of a word --------
+  async function search(event, before) {
+    event?.preventDefault();
+    const q = $("search-q").value.trim();
+    if (q === "") return;
+    const list = $("search-results");
+    if (!before) list.replaceChildren();
+    $("search-heading").textContent = t("search.heading", { q });
+    if (!$("search").open) $("search").showModal();
+    const more = $("search-more");
+    more.hidden = true;
+    let result;
+    try {
+      result = await ui.api("GET", `/api/v1/search?${new URLSearchParams({ q, ...(before ? { before } : {}) })}`);
+    } catch (error) {
+      list.append(ui.h("li", { class: "error" }, ui.explain(error)));
+      return;
+    }
+    if (result.hits.length === 0 && !before) list.append(ui.h("li", { class: "muted" }, t("search.none")));
+    for (const hit of result.hits) {
+      const li = renderPost(hit.author, hit.text, hit.at, hit.author.id === state.user.id, null);
+      li.prepend(ui.h("p", { class: "group-name" }, groupLabel({ patient_name: hit.patient_name, name: hit.group_name })));
+      li.classList.add("hit");
+      li.tabIndex = 0;
+      li.addEventListener("click", () => openHit(hit));
+      list.append(li);
+    }
+    more.hidden = !result.has_more;
+    more.onclick = () => search(null, result.hits[result.hits.length - 1].at);
+  }
+
+  // Opens the group of a hit, with the history around the post loaded.
+  function openHit(hit) {
+    $("search").close();
+    const g = state.groups.get(hit.group);
+    if (!g) return;
+    select(hit.group);
+    if (!g.events.has(hit.seq) && state.connected) {
+      state.socket.send(JSON.stringify({ type: "history", group: hit.group, before: hit.seq + 25, limit: 50 }));
+    }
   }
 
   // ---- dialogs -------------------------------------------------------------------------
@@ -525,14 +641,34 @@
       case "invitation": return loadInvitations();
       case "account": return account(m);
       case "account_locked": return locked(m);
+      case "read_position": return readPosition(m);
+      case "receipt": return receipt(m);
     }
+  }
+
+  // This user read a group up to m.seq, here or on another device.
+  function readPosition(m) {
+    const g = state.groups.get(m.group);
+    if (!g) return;
+    g.readSeq = Math.max(g.readSeq, m.seq);
+    g.reported = Math.max(g.reported ?? 0, m.seq);
+    g.counted = { unread: m.unread, upto: m.last_seq };
+    renderGroups();
+  }
+
+  // A member read the group up to m.seq: the 既読 counts of the posts up to it grow.
+  function receipt(m) {
+    const g = state.groups.get(m.group);
+    if (!g || !g.reads) return;
+    const known = g.reads.get(m.user);
+    if (!known) { loadReads(g); return; } // a member this page has not seen yet
+    known.seq = Math.max(known.seq, m.seq);
+    if (m.group === state.selected) renderTimeline();
   }
 
   // A group appeared (an invitation completed): read it from the start.
   function joined(summary) {
-    if (!state.groups.has(summary.id)) {
-      state.groups.set(summary.id, { summary, events: new Map(), unread: 0, hasOlder: summary.last_seq > 50 });
-    }
+    if (!state.groups.has(summary.id)) state.groups.set(summary.id, newGroup(summary));
     state.socket.send(JSON.stringify({ type: "sync", groups: [{ group: summary.id, after: Math.max(0, summary.last_seq - 50) }] }));
     loadInvitations();
     renderGroups();
@@ -562,10 +698,12 @@
       seen.add(summary.id);
       let g = state.groups.get(summary.id);
       if (!g) {
-        g = { summary, events: new Map(), unread: 0, hasOlder: summary.last_seq > 50 };
+        g = newGroup(summary);
         state.groups.set(summary.id, g);
       }
       g.summary = summary;
+      g.readSeq = summary.read_seq;
+      g.counted = { unread: summary.unread, upto: summary.last_seq };
       // Catch up from what we hold; a group new to this page starts with its last 50 posts.
       const held = g.events.size > 0 ? Math.max(...g.events.keys()) : Math.max(0, summary.last_seq - 50);
       cursors.push({ group: summary.id, after: held });
@@ -594,13 +732,9 @@
         deleted.data = { kind: "deleted_post", author: deleted.data.author, deleted_by: m.data.by, deleted_at: m.at };
       }
     }
-    if (m.data.kind !== "post") {
-      // Membership and group changes are shown in place, not counted as unread.
-    } else if (m.data.author.id === state.user.id) {
+    if (m.data.kind === "post" && m.data.author.id === state.user.id) {
       const p = state.pending.get(m.data.client_id);
       if (p) p.state = "sent";
-    } else if (m.group !== state.selected || !onScreen()) {
-      g.unread += 1;
     }
     renderGroups();
     if (m.group === state.selected) renderTimeline();
@@ -731,7 +865,8 @@
     state.invitations = { received: [], to_approve: [], sent: [] };
     state.notices = [];
     // Nothing of the last account stays in the page, even hidden.
-    for (const id of ["group-list", "timeline", "invitations", "notices", "member-list"]) $(id).replaceChildren();
+    for (const id of ["group-list", "timeline", "invitations", "notices", "member-list", "reader-list", "search-results"]) $(id).replaceChildren();
+    $("search-q").value = "";
     $("invitations").hidden = true;
     $("notices").hidden = true;
     admin.reset();
@@ -1032,6 +1167,7 @@
     $("setup-back").addEventListener("click", () => { $("setup-form").hidden = true; $("login-form").hidden = false; });
     $("setup-form").addEventListener("submit", setUpPassword);
     $("older").addEventListener("click", loadOlder);
+    $("search-form").addEventListener("submit", search);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
     for (const kind of ["keydown", "pointerdown", "touchstart"]) {
       document.addEventListener(kind, resetIdle, { passive: true });

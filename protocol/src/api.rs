@@ -613,3 +613,54 @@ pub struct AuditRecord {
     /// SHA-256 chaining this record to the one before, hex.
     pub hash: String,
 }
+
+/// `GET /api/v1/groups/{id}/reads`: how far each member has read the group (既読). A post
+/// at `seq` has been read by the members whose `seq` is at least its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReadList {
+    pub group: GroupId,
+    pub members: Vec<MemberRead>,
+}
+
+/// One member's read position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MemberRead {
+    pub user: UserProfile,
+    /// 0 when they have read nothing yet.
+    pub seq: crate::Seq,
+    pub at: Option<Millis>,
+}
+
+/// `GET /api/v1/search?q=&before=&limit=`: posts that contain the text, in the groups the
+/// caller may read, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    /// More hits exist before the last one: ask again with `before` set to its `at`.
+    pub has_more: bool,
+}
+
+/// A post that matched a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchHit {
+    pub group: GroupId,
+    pub group_name: String,
+    pub patient_name: Option<String>,
+    pub seq: crate::Seq,
+    pub at: Millis,
+    pub author: UserProfile,
+    pub text: String,
+}
+
+/// `GET /api/v1/groups/{id}/export?format=json`: a group's whole timeline for continuity of
+/// care and records (art. 13(16)). The same content as a self-contained HTML document with
+/// `format=html`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupExport {
+    pub exported_at: Millis,
+    pub exported_by: UserProfile,
+    pub group: GroupDetails,
+    /// Every event from the first, in order: posts, deletions as tombstones
+    /// (`deleted_post`), confirmations (`post_confirmed`), membership changes.
+    pub events: Vec<crate::GroupEvent>,
+}

@@ -49,7 +49,9 @@ pub enum ClientMessage {
         limit: Option<u32>,
     },
     /// The user has read the group up to `seq` (the client shows it on screen). Kept as
-    /// the member's read position for the membership review; not answered unless wrong.
+    /// the member's read position (既読): when it moves forward, the user's sockets get
+    /// [`ServerMessage::ReadPosition`] and the group's members a
+    /// [`ServerMessage::Receipt`]. Answered only when wrong.
     Read { group: GroupId, seq: Seq },
 }
 
@@ -97,6 +99,18 @@ pub enum ServerMessage {
         user: UserProfile,
         status: AccountStatus,
     },
+    /// Notice, to every socket of the reader: they have read `group` up to `seq` (on this
+    /// device or another), which leaves `unread` posts by others unread up to `last_seq`;
+    /// posts after `last_seq` are the client's to count.
+    ReadPosition {
+        group: GroupId,
+        seq: Seq,
+        unread: u32,
+        last_seq: Seq,
+    },
+    /// Notice, to every member of `group`: `user` has read it up to `seq` (既読). Posts up
+    /// to `seq` count them among their readers.
+    Receipt(Receipt),
     /// Notice, to the admins of the account's facility (the operator for a facility's
     /// last admin and for operators): repeated wrong passwords locked an account until
     /// `until`. A password reset by an admin lifts the lock.
@@ -159,6 +173,13 @@ pub struct GroupSummary {
     pub admins_room: bool,
     /// The group's latest sequence number (0 when the group has no events yet).
     pub last_seq: Seq,
+    /// How far the user has read the group (既読), on any of their devices.
+    #[serde(default)]
+    pub read_seq: Seq,
+    /// Posts by others after `read_seq` up to `last_seq`, not deleted: the unread count.
+    /// The client counts the posts by others that arrive after `last_seq`.
+    #[serde(default)]
+    pub unread: u32,
 }
 
 /// The two kinds of group.
@@ -238,6 +259,17 @@ pub enum EventData {
     ArchiveNotice { archive_after: Millis },
     /// The group came back from the archive.
     GroupRestored { by: UserProfile },
+    /// 確認しました: `by` confirmed the post at `seq` (they read it and acted on it).
+    PostConfirmed { seq: Seq, by: UserProfile },
+}
+
+/// A member's read position in a group (既読).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Receipt {
+    pub group: GroupId,
+    pub user: UserId,
+    pub seq: Seq,
+    pub at: Millis,
 }
 
 /// The acknowledgement of a committed post.

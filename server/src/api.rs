@@ -23,7 +23,9 @@ use crate::http::HttpError;
 use crate::policy::{self, Action, Actor};
 use crate::session::{authenticate, AnySession};
 use crate::store::UserRecord;
-use crate::{account, archive, audit, facility, group, invitation, moderation};
+use crate::{
+    account, archive, audit, export, facility, group, invitation, moderation, reading, search,
+};
 
 /// The logged-in user a request acts for.
 pub struct Caller {
@@ -672,6 +674,48 @@ pub fn endpoints() -> Vec<Endpoint> {
         .takes::<types::ReportRequest>()
         .gives::<types::ReportView>()
         .status(201),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/groups/{id}/posts/{seq}/confirm",
+            "確認しました: confirm having read and acted on another member's post",
+            post(reading::confirm),
+        )
+        .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/groups/{id}/reads",
+            "How far each member has read the group (既読)",
+            get(reading::reads),
+        )
+        .gives::<types::ReadList>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/search",
+            "Posts containing a text (Japanese: any part of a word), in the caller's groups, newest first",
+            get(search::search),
+        )
+        .query(&[
+            ("q", "string", "the text to find (1 to 100 characters)"),
+            (
+                "before",
+                "integer",
+                "hits before this time (ms): the `at` of the previous page's last hit",
+            ),
+            (
+                "limit",
+                "integer",
+                "at most this many (default 50, at most 100)",
+            ),
+        ])
+        .gives::<types::SearchResults>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/groups/{id}/export",
+            "Export a group's whole timeline for continuity of care (art. 13(16)), as JSON or a self-contained HTML document",
+            get(export::export),
+        )
+        .query(&[("format", "string", "json (the default) or html")])
+        .gives::<types::GroupExport>(),
         Endpoint::new(
             M::GET,
             "/api/v1/facilities/{id}/reports",

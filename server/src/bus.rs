@@ -58,6 +58,18 @@ impl Bus {
         self.control(Control::SessionEnded(session.to_vec()));
     }
 
+    /// Sends a notice to every socket of every member of `group`, on every node.
+    pub fn notify_group(
+        &self,
+        group: renkei_protocol::GroupId,
+        message: &renkei_protocol::ServerMessage,
+    ) {
+        self.control(Control::GroupNotice {
+            group,
+            frame: crate::wire::frame(message).as_str().to_string(),
+        });
+    }
+
     /// Sends a notice to every socket of `user`, on every node.
     pub fn notify(&self, user: renkei_protocol::UserId, message: &renkei_protocol::ServerMessage) {
         self.control(Control::Notice {

@@ -31,7 +31,7 @@ use crate::policy::{self, Action, Actor, GroupFacts};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
-use crate::wire;
+use crate::{reading, wire};
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
 const MAX_IN_FLIGHT: usize = 64;
@@ -216,7 +216,8 @@ impl Connection {
             queued: Vec::new(),
             queued_bytes: 0,
         };
-        let stop = match writer.send(&self.welcome()).await {
+        let welcome = self.welcome().await;
+        let stop = match writer.send(&welcome).await {
             Ok(()) => self.serve(&mut writer, &mut stream).await,
             Err(stop) => stop,
         };
@@ -263,17 +264,12 @@ impl Connection {
         }
     }
 
-    fn welcome(&self) -> ServerMessage {
+    async fn welcome(&self) -> ServerMessage {
         let limits = &self.app.config.limits;
         ServerMessage::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,
             user: wire::profile(&self.user),
-            groups: self
-                .registration
-                .groups
-                .iter()
-                .map(wire::group_summary)
-                .collect(),
+            groups: reading::summaries(&self.app, &self.user, &self.registration.groups).await,
             limits: renkei_protocol::Limits {
                 max_frame_bytes: limits.max_frame_bytes,
                 max_post_chars: limits.max_post_chars,
@@ -478,7 +474,7 @@ impl Connection {
         }
     }
 
-    /// Keeps how far the user has read a group (for the membership review).
+    /// Keeps how far the user has read a group (既読; the membership review uses it too).
     async fn on_read(&mut self, writer: &mut Writer, group: GroupId, seq: Seq) -> Result<(), Stop> {
         if seq < 0 {
             return writer
@@ -494,12 +490,7 @@ impl Connection {
         }
         // Nobody reads what does not exist yet.
         let seq = seq.min(self.app.hub.last_seq(group));
-        let marked = self
-            .app
-            .store
-            .mark_read(group, self.user.id, seq, crate::clock::now_ms())
-            .await;
-        if let Err(err) = marked {
+        if let Err(err) = reading::mark(&self.app, &self.user, group, seq).await {
             tracing::warn!(error = %err, group, "read position not stored");
             return writer
                 .error(wire::group_error(

@@ -47,7 +47,8 @@ pub async fn target(
     Ok((details, facts))
 }
 
-fn view(details: GroupDetailsRecord) -> GroupDetails {
+/// A group's details as the API shows them.
+pub fn view(details: GroupDetailsRecord) -> GroupDetails {
     GroupDetails {
         summary: wire::group_summary(&details.group),
         owner: details.owner,

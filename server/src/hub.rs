@@ -82,6 +82,8 @@ pub enum Control {
     Notice { user: UserId, frame: String },
     /// A group was purged for good (retention): it no longer exists.
     GroupPurged { group: GroupId },
+    /// A notice (a serialized server message) for every socket of every member of a group.
+    GroupNotice { group: GroupId, frame: String },
 }
 
 /// Events missing from a group's sequence: `after < seq <= upto` has not arrived.
@@ -90,6 +92,21 @@ pub struct Gap {
     pub group: GroupId,
     pub after: Seq,
     pub upto: Seq,
+}
+
+/// The records of `ids`, by id, with their latest sequence numbers.
+fn records_of(groups: &HashMap<GroupId, GroupEntry>, ids: &HashSet<GroupId>) -> Vec<GroupRecord> {
+    let mut records: Vec<GroupRecord> = ids
+        .iter()
+        .filter_map(|g| {
+            groups.get(g).map(|e| GroupRecord {
+                last_seq: e.last_seq.load(Ordering::SeqCst),
+                ..e.record.clone()
+            })
+        })
+        .collect();
+    records.sort_by_key(|g| g.id);
+    records
 }
 
 /// Events a group holds back waiting for a missing one; beyond this they are dropped
@@ -229,17 +246,7 @@ impl Hub {
                 )))
             })
             .clone();
-        let mut mine: Vec<GroupRecord> = entry
-            .groups
-            .iter()
-            .filter_map(|g| {
-                groups.get(g).map(|e| GroupRecord {
-                    last_seq: e.last_seq.load(Ordering::SeqCst),
-                    ..e.record.clone()
-                })
-            })
-            .collect();
-        mine.sort_by_key(|g| g.id);
+        let mine = records_of(groups, &entry.groups);
         self.metrics.connections.inc();
         Ok(Registration {
             hub: Arc::clone(self),
@@ -249,6 +256,15 @@ impl Hub {
             groups: mine,
             posts,
         })
+    }
+
+    /// The groups `user` is a member of, by id, with their latest sequence numbers.
+    pub fn groups_of(&self, user: UserId) -> Vec<GroupRecord> {
+        let state = self.read();
+        state
+            .users
+            .get(&user)
+            .map_or_else(Vec::new, |entry| records_of(&state.groups, &entry.groups))
     }
 
     fn unregister(&self, user: UserId, socket: u64) {
@@ -302,12 +318,26 @@ impl Hub {
             }
             Control::Notice { user, frame } => {
                 let notice = Arc::new(Delivery::notice(frame.as_str().into()));
-                self.each_socket(*user, |outbox| {
-                    if !outbox.push(&notice) {
-                        self.metrics.slow_consumers.inc();
-                    }
-                });
+                self.each_socket(*user, |outbox| self.push_notice(outbox, &notice));
             }
+            Control::GroupNotice { group, frame } => {
+                let notice = Arc::new(Delivery::notice(frame.as_str().into()));
+                let state = self.read();
+                let Some(entry) = state.groups.get(group) else {
+                    return;
+                };
+                for member in &entry.members {
+                    for socket in state.users.get(member).map_or(&[][..], |u| &u.sockets[..]) {
+                        self.push_notice(&socket.outbox, &notice);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_notice(&self, outbox: &Outbox, notice: &Arc<Delivery>) {
+        if !outbox.push(notice) {
+            self.metrics.slow_consumers.inc();
         }
     }
 

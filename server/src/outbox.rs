@@ -91,6 +91,7 @@ impl Effect {
             EventBody::GroupRestored { .. } => Some(Effect::Restored),
             EventBody::DeletedPost { .. }
             | EventBody::PostDeleted { .. }
+            | EventBody::PostConfirmed { .. }
             | EventBody::ArchiveNotice { .. } => None,
         }
     }

@@ -126,6 +126,10 @@ pub enum Action {
     ViewArchive(GroupFacts),
     /// Report a post to the admins (別紙(2)(3)).
     ReportPost(GroupFacts),
+    /// 確認しました: confirm having read and acted on someone else's post.
+    ConfirmPost(PostFacts),
+    /// Export a group's whole timeline (art. 13(16)): continuity of care, records.
+    ExportGroup(GroupFacts),
     /// Watch a facility's groups: the report queue and the monitoring view.
     Moderate {
         facility: i64,
@@ -179,6 +183,8 @@ pub enum Denial {
     NotArchived,
     #[error("the group is archived; its history is open to the owning facility's admins")]
     ArchiveClosed,
+    #[error("one confirms others' posts, not one's own")]
+    OwnPost,
 }
 
 impl Action {
@@ -194,6 +200,7 @@ impl Action {
                 | Action::ViewArchive(_)
                 | Action::Moderate { .. }
                 | Action::ViewAudit { .. }
+                | Action::ExportGroup(_)
         )
     }
 }
@@ -322,6 +329,15 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
             allow(owning_admin(&group), Denial::NotOwningAdmin)
         }
         Action::ReportPost(group) => member(&group),
+        Action::ConfirmPost(post) => {
+            member(&post.group)?;
+            allow(!post.group.archived, Denial::GroupArchived)?;
+            allow(post.author != actor.id, Denial::OwnPost)
+        }
+        Action::ExportGroup(group) => {
+            allow(group.exists, Denial::NotMember)?;
+            allow(owning_admin(&group) || operator, Denial::NotOwningAdmin)
+        }
         Action::ViewArchive(group) => {
             allow(group.exists, Denial::NotMember)?;
             let as_member = group.actor_is_member && group.members_read_archive;
@@ -559,6 +575,14 @@ mod tests {
             "delete a post" => Action::DeletePost(post(actor, relationship)),
             "archive or restore a group" => Action::ArchiveGroup(group(actor, relationship)),
             "report a post" => Action::ReportPost(group(actor, relationship)),
+            "confirm a post" => Action::ConfirmPost(match relationship {
+                "member, archived" => PostFacts {
+                    group: group(actor, relationship),
+                    ..post(actor, "member")
+                },
+                _ => post(actor, relationship),
+            }),
+            "export a group" => Action::ExportGroup(group(actor, relationship)),
             "moderate" => Action::Moderate {
                 facility: facility(relationship),
             },
@@ -616,7 +640,7 @@ mod tests {
             }
         }
         assert!(cells > 150, "the table was read ({cells} cells)");
-        assert_eq!(actions.len(), 27, "every action has rows: {actions:?}");
+        assert_eq!(actions.len(), 29, "every action has rows: {actions:?}");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use futures::FutureExt as _;
 use renkei_protocol::{EventData, GroupEvent, GroupId, ServerMessage};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -126,14 +125,12 @@ impl Sequencer {
     pub async fn submit(&self, request: PostRequest) -> Result<Placement, PostError> {
         let shard = self.shard(request.group);
         let (reply, answer) = oneshot::channel();
-        let post = NewPost {
-            content_hash: Sha256::digest(request.text.as_bytes()).to_vec(),
-            group: request.group,
-            author: request.author,
-            client_id: request.client_id,
-            text: request.text,
-            at: 0,
-        };
+        let post = NewPost::new(
+            request.group,
+            request.author,
+            request.client_id,
+            request.text,
+        );
         self.shards[shard]
             .send(Job::Post(PostJob { post, reply }))
             .await

@@ -84,6 +84,10 @@ pub fn event(record: &EventRecord) -> GroupEvent {
             archive_after: *archive_after,
         },
         EventBody::GroupRestored { by } => EventData::GroupRestored { by: profile(by) },
+        EventBody::PostConfirmed { seq, by } => EventData::PostConfirmed {
+            seq: *seq,
+            by: profile(by),
+        },
     };
     GroupEvent {
         group: record.group,
@@ -104,6 +108,8 @@ pub fn group_summary(group: &GroupRecord) -> GroupSummary {
         needs_consent: group.needs_consent,
         admins_room: group.admins_room,
         last_seq: group.last_seq,
+        read_seq: 0,
+        unread: 0,
     }
 }
 
@@ -144,7 +150,8 @@ pub fn denial_code(denial: Denial) -> ErrorCode {
         | Denial::OwnAccount
         | Denial::NotDeleter
         | Denial::NotArchived
-        | Denial::ArchiveClosed => ErrorCode::Forbidden,
+        | Denial::ArchiveClosed
+        | Denial::OwnPost => ErrorCode::Forbidden,
     }
 }
 

@@ -134,12 +134,8 @@ async fn a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry(
     let text = "夜間の訪問で発熱なし";
     // Committed behind the node's back, as a commit whose answer never came back.
     let post = renkei::store::NewPost {
-        group: g,
-        author: std::sync::Arc::new(alice),
-        client_id: "lost-1".into(),
-        text: text.into(),
-        content_hash: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).to_vec(),
         at: renkei::clock::now_ms(),
+        ..renkei::store::NewPost::new(g, std::sync::Arc::new(alice), "lost-1".into(), text.into())
     };
     app.store.append_posts(&[post]).await.expect("stored");
 

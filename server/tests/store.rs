@@ -12,7 +12,6 @@ use renkei::store::{
 };
 use renkei_protocol::api::FacilityKind;
 use renkei_protocol::{GroupKind, Role};
-use sha2::{Digest as _, Sha256};
 
 on_both_backends!(
     users_and_credentials,
@@ -82,12 +81,13 @@ async fn group(store: &dyn Store, kind: GroupKind, members: &[&UserRecord]) -> i
 
 fn post(group: i64, author: &UserRecord, client_id: &str, text: &str) -> NewPost {
     NewPost {
-        group,
-        author: Arc::new(author.clone()),
-        client_id: client_id.into(),
-        text: text.into(),
-        content_hash: Sha256::digest(text.as_bytes()).to_vec(),
         at: 1_000,
+        ..NewPost::new(
+            group,
+            Arc::new(author.clone()),
+            client_id.into(),
+            text.into(),
+        )
     }
 }
 

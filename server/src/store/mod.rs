@@ -9,6 +9,7 @@ mod access;
 mod audit_log;
 mod postgres;
 mod queries;
+mod reading;
 mod registry;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, User
 pub use access::{Access, PasswordState, SessionRecord};
 pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
 pub use postgres::PgStore;
+pub use reading::{MemberRead, PostSearch, ReadState, Reading};
 pub use registry::{
     ArchiveCandidate, GroupDetailsRecord, InvitationStep, PostFilter, Registry, ReportRow,
     ReviewRow, StatusChange,
@@ -187,7 +189,26 @@ pub struct NewPost {
     pub text: String,
     /// SHA-256 of `text`.
     pub content_hash: Vec<u8>,
+    /// `text` folded for search ([`crate::search::fold`]) when that differs from it.
+    pub search_text: Option<String>,
     pub at: Millis,
+}
+
+impl NewPost {
+    /// A post with its text's hash and folded copy; `at` is set by the commit.
+    pub fn new(group: GroupId, author: Arc<UserRecord>, client_id: String, text: String) -> Self {
+        use sha2::Digest;
+        let folded = crate::search::fold(&text);
+        NewPost {
+            content_hash: sha2::Sha256::digest(text.as_bytes()).to_vec(),
+            search_text: (folded != text).then_some(folded),
+            group,
+            author,
+            client_id,
+            text,
+            at: 0,
+        }
+    }
 }
 
 /// Where a committed post stands in its group's sequence.
@@ -280,6 +301,10 @@ pub enum EventBody {
     GroupRestored {
         by: UserRecord,
     },
+    PostConfirmed {
+        seq: Seq,
+        by: UserRecord,
+    },
 }
 
 /// A change to a group that takes the next place in its sequence, like a post.
@@ -328,6 +353,12 @@ pub enum Change {
     Restore {
         by: UserId,
     },
+    /// 確認しました: `by` confirms the post at `seq`. `NotFound` when it is not a post
+    /// (or deleted), `Conflict` when they wrote it or confirmed it already.
+    Confirm {
+        seq: Seq,
+        by: UserId,
+    },
 }
 
 /// What a change did: its event, and the group as it is after it.
@@ -340,7 +371,7 @@ pub struct Changed {
 /// The storage interface of the messaging core; [`Registry`] holds the rest. Every method
 /// is one transaction.
 #[async_trait]
-pub trait Store: Registry + AuditLog + Access + Send + Sync + 'static {
+pub trait Store: Registry + Reading + AuditLog + Access + Send + Sync + 'static {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// True when no user exists yet (the demo refuses to fill a used database).

@@ -213,6 +213,10 @@ pub(super) fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
         "group_restored" => EventBody::GroupRestored {
             by: author.ok_or_else(|| missing("author"))?,
         },
+        "post_confirmed" => EventBody::PostConfirmed {
+            seq: row.target_seq.ok_or_else(|| missing("confirmed post"))?,
+            by: author.ok_or_else(|| missing("confirmer"))?,
+        },
         "member_joined" => EventBody::MemberJoined {
             member: subject.ok_or_else(|| missing("member"))?,
             by: author,
@@ -283,6 +287,10 @@ fn change_columns(change: &Change) -> ChangeColumns<'_> {
             ..columns("archive_notice", None, None)
         },
         Change::Restore { by } => columns("group_restored", Some(*by), None),
+        Change::Confirm { seq, by } => ChangeColumns {
+            target_seq: Some(*seq),
+            ..columns("post_confirmed", Some(*by), None)
+        },
     }
 }
 
@@ -678,7 +686,8 @@ macro_rules! sql_store {
                         };
                         // The text leaves; who deleted it (the subject) and when stay.
                         sqlx::query(
-                            "UPDATE events SET text = NULL, subject_id = $3, deleted_at = $4 \
+                            "UPDATE events SET text = NULL, search_text = NULL, subject_id = $3, \
+                             deleted_at = $4 \
                              WHERE group_id = $1 AND seq = $2",
                         )
                         .bind(group)
@@ -711,6 +720,36 @@ macro_rules! sql_store {
                         .bind(hash.unwrap_or_default())
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    Change::Confirm { seq, by } => {
+                        let post: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                            "SELECT kind, author_id, deleted_at FROM events \
+                             WHERE group_id = $1 AND seq = $2",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        match post {
+                            Some((kind, Some(author), None)) if kind == "post" => {
+                                if author == *by {
+                                    return Err(StoreError::Conflict("one's own post"));
+                                }
+                            }
+                            _ => return Err(StoreError::NotFound("post")),
+                        }
+                        let confirmed: Option<(i64,)> = sqlx::query_as(
+                            "SELECT seq FROM events WHERE group_id = $1 AND target_seq = $2 \
+                             AND author_id = $3 AND kind = 'post_confirmed'",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .bind(by)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if confirmed.is_some() {
+                            return Err(StoreError::Conflict("confirmed already"));
+                        }
                     }
                     Change::Archive { .. } | Change::Restore { .. } => {
                         let archive = matches!(change, Change::Archive { .. });
@@ -946,7 +985,7 @@ macro_rules! sql_store {
                 if !rows.is_empty() {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
-                         content_hash, created_at) ",
+                         content_hash, search_text, created_at) ",
                     );
                     query.push_values(rows, |mut row, (post, seq)| {
                         row.push_bind(post.group)
@@ -956,6 +995,7 @@ macro_rules! sql_store {
                             .push_bind(&post.client_id)
                             .push_bind(&post.text)
                             .push_bind(&post.content_hash)
+                            .push_bind(&post.search_text)
                             .push_bind(post.at);
                     });
                     query.build().execute(&mut *tx).await?;

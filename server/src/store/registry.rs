@@ -195,15 +195,6 @@ pub trait Registry: Send + Sync {
     async fn admins_room(&self) -> Result<GroupId, StoreError>;
     /// Every member of every group a facility owns, by group then user.
     async fn review(&self, facility: i64) -> Result<Vec<ReviewRow>, StoreError>;
-    /// Moves a member's read position forward to `seq` (never back); `false` when they
-    /// are not a member.
-    async fn mark_read(
-        &self,
-        group: GroupId,
-        user: UserId,
-        seq: i64,
-        at: Millis,
-    ) -> Result<bool, StoreError>;
     /// The archived groups `user` may view: those they are a member of, those `facility`
     /// owns (for its admins), or all of them (`all`, for the operator), by id.
     async fn archived_groups(
@@ -971,27 +962,6 @@ macro_rules! registry_store {
                     .collect()
             }
 
-            async fn mark_read(
-                &self,
-                group: GroupId,
-                user: UserId,
-                seq: i64,
-                at: Millis,
-            ) -> Result<bool, StoreError> {
-                let updated = sqlx::query(
-                    "UPDATE memberships SET last_read_at = $4, last_read_seq = \
-                     CASE WHEN $3 > last_read_seq THEN $3 ELSE last_read_seq END \
-                     WHERE group_id = $1 AND user_id = $2",
-                )
-                .bind(group)
-                .bind(user)
-                .bind(seq)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                Ok(updated.rows_affected() > 0)
-            }
-
             async fn archived_groups(
                 &self,
                 user: UserId,
@@ -1103,12 +1073,7 @@ macro_rules! registry_store {
                     query.push(" AND e.created_at < ").push_bind(until);
                 }
                 if let Some(text) = &filter.text {
-                    // The text as typed: its LIKE wildcards are escaped.
-                    let pattern = format!(
-                        "%{}%",
-                        text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-                    );
-                    query.push(" AND e.text LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+                    super::reading::push_contains(&mut query, &crate::search::fold(text));
                 }
                 query
                     .push(" ORDER BY e.created_at DESC, e.seq DESC LIMIT ")

@@ -1,0 +1,13 @@
+-- Working together on a post (issue 8): 確認しました acknowledgements join each group's
+-- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`), and
+-- search reads a folded copy of each post's text.
+ALTER TABLE events DROP CONSTRAINT events_kind_check;
+ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN ('post', 'member_joined',
+    'member_left', 'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
+    'group_archived', 'group_restored', 'archive_notice', 'post_confirmed'));
+-- The post's text folded for search (NFKC, lower case) when that differs from the text;
+-- erased with the text when the post is deleted.
+ALTER TABLE events ADD COLUMN search_text TEXT;
+-- A member confirms a post once.
+CREATE UNIQUE INDEX events_confirmation ON events (group_id, target_seq, author_id)
+    WHERE kind = 'post_confirmed';

@@ -1,0 +1,35 @@
+-- Working together on a post (issue 8): 確認しました acknowledgements join each group's
+-- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`), and
+-- search reads a folded copy of each post's text.
+--
+-- SQLite cannot change a CHECK constraint in place, so the events table is rebuilt once.
+CREATE TABLE events_v3 (
+    group_id      INTEGER NOT NULL REFERENCES care_groups (id),
+    seq           INTEGER NOT NULL,
+    kind          TEXT    NOT NULL CHECK (kind IN ('post', 'member_joined', 'member_left',
+                      'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
+                      'group_archived', 'group_restored', 'archive_notice', 'post_confirmed')),
+    author_id     INTEGER REFERENCES users (id),
+    subject_id    INTEGER REFERENCES users (id),
+    client_id     TEXT,
+    text          TEXT,
+    content_hash  BLOB,
+    target_seq    INTEGER,
+    deleted_at    INTEGER,
+    due_at        INTEGER,
+    created_at    INTEGER NOT NULL,
+    -- The post's text folded for search (NFKC, lower case) when that differs from the
+    -- text; erased with the text when the post is deleted.
+    search_text   TEXT,
+    PRIMARY KEY (group_id, seq)
+);
+INSERT INTO events_v3 (group_id, seq, kind, author_id, subject_id, client_id, text,
+    content_hash, target_seq, deleted_at, due_at, created_at)
+SELECT group_id, seq, kind, author_id, subject_id, client_id, text, content_hash, target_seq,
+    deleted_at, due_at, created_at FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE UNIQUE INDEX events_client_id ON events (author_id, client_id) WHERE client_id IS NOT NULL;
+-- A member confirms a post once.
+CREATE UNIQUE INDEX events_confirmation ON events (group_id, target_seq, author_id)
+    WHERE kind = 'post_confirmed';
