@@ -45,6 +45,13 @@ pub enum Command {
     /// The audit trail (監査証跡).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write a consistent copy of the SQLite database to a new file while the server runs
+    /// (PostgreSQL: use pg_dump, see docs/operations.md).
+    Backup {
+        /// The file to create; it must not exist.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
 }
 
 /// What `renkei audit` does.

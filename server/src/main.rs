@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             Command::Archive { dry_run } => archive(cli.config, dry_run).await,
             Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
             Command::Audit(AuditCommand::Verify) => verify_audit(cli.config).await,
+            Command::Backup { to } => backup(cli.config, &to).await,
         }
     });
     match result {
@@ -85,6 +86,17 @@ async fn demo(config: renkei::config::Config) -> Result<(), Box<dyn std::error::
     let store = renkei::app::open_store(&config).await?;
     let logins = renkei::demo::seed(store.as_ref()).await?;
     print!("{}", renkei::demo::table(&logins));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn backup(
+    config: renkei::config::Config,
+    to: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = renkei::app::open_store(&config).await?;
+    store.backup(to).await?;
+    println!("Backup written to {}", to.display());
     Ok(())
 }
 

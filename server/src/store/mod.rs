@@ -50,6 +50,9 @@ pub enum StoreError {
     /// The change would leave an approved facility without an active admin.
     #[error("the facility's last active admin cannot lose the role or the account")]
     LastAdmin,
+    /// A backup could not be written.
+    #[error("backup failed: {0}")]
+    Backup(String),
     /// The database URL names no engine Renkei supports.
     #[error("unsupported database URL (use sqlite:// or postgres://)")]
     UnsupportedUrl,
@@ -374,6 +377,9 @@ pub struct Changed {
 pub trait Store: Registry + Reading + AuditLog + Access + Send + Sync + 'static {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Writes a consistent copy of the database to a new file `to` while serving
+    /// (SQLite); PostgreSQL is backed up with its own tools.
+    async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
     /// True when no user exists yet (the demo refuses to fill a used database).
     async fn is_empty(&self) -> Result<bool, StoreError>;
 

@@ -32,6 +32,14 @@ impl PgStore {
     /// reclaims it (autovacuum does, in time); what SQL can read is erased at commit.
     pub(super) async fn erase_residue(&self) {}
 
+    /// PostgreSQL's own tools back it up (`pg_dump`, or the cluster's base backups and
+    /// WAL archive): see `docs/operations.md`.
+    pub(super) async fn backup_to(&self, _to: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Backup(
+            "on PostgreSQL use pg_dump --format=custom (docs/operations.md)".into(),
+        ))
+    }
+
     /// Begins a transaction that reads, then writes. The row lock of the group's sequence
     /// orders concurrent writers; nothing more is needed.
     pub(super) async fn begin_write(

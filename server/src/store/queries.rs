@@ -413,6 +413,10 @@ macro_rules! sql_store {
     ($store:ty, $db:ty, $lock:literal) => {
         #[async_trait::async_trait]
         impl Store for $store {
+            async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError> {
+                self.backup_to(to).await
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -49,6 +49,22 @@ impl SqliteStore {
         }
     }
 
+    /// A consistent copy of the whole database in one new file, taken while the server
+    /// runs (`VACUUM INTO`: a read transaction, so writers go on). Written beside `to`
+    /// first and renamed, so `to` is either complete or absent.
+    pub(super) async fn backup_to(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Conflict("the backup file exists already"));
+        }
+        let partial = to.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        sqlx::query("VACUUM INTO $1")
+            .bind(partial.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await?;
+        std::fs::rename(&partial, to).map_err(|err| StoreError::Backup(err.to_string()))
+    }
+
     /// Begins a transaction that reads, then writes. `BEGIN IMMEDIATE` takes the write lock
     /// first: a deferred transaction that read before another connection wrote could not
     /// upgrade (SQLITE_BUSY_SNAPSHOT) and `busy_timeout` would not help.
