@@ -29,6 +29,7 @@
     secondFactor: false, // the account has one (the mfa policy then asks fewer characters)
     policy: { min_length: 13 },
     notices: [],         // admins: accounts locked after wrong passwords
+    mentionsNew: 0,      // mention notices since the list was last opened
   };
 
   const ui = window.RenkeiUI(t);
@@ -51,7 +52,7 @@
     });
     document.title = `${t("app.title")} Renkei`;
     renderConnection();
-    if (state.user) { renderGroups(); renderTimeline(); }
+    if (state.user) { renderGroups(); renderTimeline(); renderMentions(); }
     if (!$("admin-view").hidden) { show("admin"); admin.refresh(); } else if (state.user) show("chat");
     renderNotices();
     if ($("account").open) renderRules();
@@ -334,6 +335,7 @@
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
         li.dataset.seq = e.seq;
+        if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
         const confirmedBy = confirmations.get(e.seq) ?? [];
         if (confirmedBy.length > 0) {
           li.append(ui.h("p", { class: "confirmations" },
@@ -461,8 +463,15 @@
         const photo = ui.h("img", { src: `/api/v1/users/${m.user.id}/photo`, alt: "" });
         photo.addEventListener("error", () => photo.remove());
         face.append(photo);
+        // "@": name them in the post being written (a mention).
+        const name = m.user.id === state.user.id ? null : ui.button("@", () => {
+          const box = $("composer-text");
+          box.value = `${box.value}${box.value && !box.value.endsWith(" ") ? " " : ""}@${m.user.name} `;
+          $("members").close();
+          box.focus();
+        }, { class: "link-button mention", "aria-label": t("members.mention", { name: m.user.name }) });
         list.append(ui.h("li", { class: "person" }, face, ui.h("div", {},
-          ui.h("p", {}, ui.h("strong", {}, m.user.name), " ", ui.h("span", { class: "tag" }, professionLabel(m.user.profession))),
+          ui.h("p", {}, ui.h("strong", {}, m.user.name), " ", ui.h("span", { class: "tag" }, professionLabel(m.user.profession)), " ", name),
           ui.h("p", { class: "muted" }, m.user.facility ? m.user.facility.name : t("members.city")))));
       }
     } catch (error) {
@@ -504,35 +513,70 @@
     return li;
   }
 
-  // ---- search (検索): posts in the groups this user may read, any part of a word --------
-  async function search(event, before) {
-    event?.preventDefault();
-    const q = $("search-q").value.trim();
-    if (q === "") return;
+  // ---- search (検索) and mentions: lists of posts that open their group ----------------
+  // `load(before)` gives {hits, more}; `before` pages back from the last hit's time.
+  async function showPosts(heading, load, before) {
     const list = $("search-results");
     if (!before) list.replaceChildren();
-    $("search-heading").textContent = t("search.heading", { q });
+    $("search-heading").textContent = heading;
     if (!$("search").open) $("search").showModal();
     const more = $("search-more");
     more.hidden = true;
-    let result;
+    let page;
     try {
-      result = await ui.api("GET", `/api/v1/search?${new URLSearchParams({ q, ...(before ? { before } : {}) })}`);
+      page = await load(before);
     } catch (error) {
       list.append(ui.h("li", { class: "error" }, ui.explain(error)));
       return;
     }
-    if (result.hits.length === 0 && !before) list.append(ui.h("li", { class: "muted" }, t("search.none")));
-    for (const hit of result.hits) {
+    if (page.hits.length === 0 && !before) list.append(ui.h("li", { class: "muted" }, t("search.none")));
+    for (const hit of page.hits) {
       const li = renderPost(hit.author, hit.text, hit.at, hit.author.id === state.user.id, null);
-      li.prepend(ui.h("p", { class: "group-name" }, groupLabel({ patient_name: hit.patient_name, name: hit.group_name })));
+      const group = state.groups.get(hit.group)?.summary ?? { patient_name: hit.patient_name, name: hit.group_name };
+      li.prepend(ui.h("p", { class: "group-name" }, groupLabel(group)));
       li.classList.add("hit");
       li.tabIndex = 0;
       li.addEventListener("click", () => openHit(hit));
       list.append(li);
     }
-    more.hidden = !result.has_more;
-    more.onclick = () => search(null, result.hits[result.hits.length - 1].at);
+    more.hidden = !page.more || page.hits.length === 0;
+    more.onclick = () => showPosts(heading, load, page.hits[page.hits.length - 1].at);
+  }
+
+  // Posts containing the text, in the groups this user may read, any part of a word.
+  function search(event) {
+    event.preventDefault();
+    const q = $("search-q").value.trim();
+    if (q === "") return;
+    showPosts(t("search.heading", { q }), async (before) => {
+      const result = await ui.api("GET", `/api/v1/search?${new URLSearchParams({ q, ...(before ? { before } : {}) })}`);
+      return { hits: result.hits, more: result.has_more };
+    });
+  }
+
+  // Posts that name this user (@name).
+  function openMentions() {
+    state.mentionsNew = 0;
+    renderMentions();
+    showPosts(t("mentions.heading"), async (before) => {
+      const hits = await ui.api("GET", `/api/v1/mentions?limit=50${before ? `&before=${before}` : ""}`);
+      return { hits, more: hits.length === 50 };
+    });
+  }
+
+  function renderMentions() {
+    const button = $("mentions-open");
+    button.textContent = state.mentionsNew > 0 ? t("mentions.new", { n: state.mentionsNew }) : t("mentions.open");
+    button.classList.toggle("has-new", state.mentionsNew > 0);
+  }
+
+  // Whether a post names this user, by the server's rule (docs/protocol.md, mention).
+  function mentionsMe(text) {
+    const fold = (x) => x.normalize("NFKC").toLowerCase();
+    const name = fold(state.user.name.trim());
+    if (name === "") return false;
+    const folded = fold(text);
+    return folded.includes(`@${name}`) || folded.includes(`@${name.replace(/\s/g, "")}`);
   }
 
   // Opens the group of a hit, with the history around the post loaded.
@@ -643,6 +687,7 @@
       case "account_locked": return locked(m);
       case "read_position": return readPosition(m);
       case "receipt": return receipt(m);
+      case "mention": return mentioned(m);
     }
   }
 
@@ -664,6 +709,13 @@
     if (!known) { loadReads(g); return; } // a member this page has not seen yet
     known.seq = Math.max(known.seq, m.seq);
     if (m.group === state.selected) renderTimeline();
+  }
+
+  // A post named this user: counted until the list is opened, unless it is on screen.
+  function mentioned(m) {
+    if (m.group === state.selected && onScreen()) return;
+    state.mentionsNew += 1;
+    renderMentions();
   }
 
   // A group appeared (an invitation completed): read it from the start.
@@ -867,6 +919,7 @@
     // Nothing of the last account stays in the page, even hidden.
     for (const id of ["group-list", "timeline", "invitations", "notices", "member-list", "reader-list", "search-results"]) $(id).replaceChildren();
     $("search-q").value = "";
+    state.mentionsNew = 0;
     $("invitations").hidden = true;
     $("notices").hidden = true;
     admin.reset();
@@ -1168,6 +1221,7 @@
     $("setup-form").addEventListener("submit", setUpPassword);
     $("older").addEventListener("click", loadOlder);
     $("search-form").addEventListener("submit", search);
+    $("mentions-open").addEventListener("click", openMentions);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
     for (const kind of ["keydown", "pointerdown", "touchstart"]) {
       document.addEventListener(kind, resetIdle, { passive: true });

@@ -1,6 +1,7 @@
 -- Working together on a post (issue 8): 確認しました acknowledgements join each group's
--- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`), and
--- search reads a folded copy of each post's text.
+-- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`),
+-- search reads a folded copy of each post's text, and mentions (`@name`) are kept per
+-- named member.
 ALTER TABLE events DROP CONSTRAINT events_kind_check;
 ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN ('post', 'member_joined',
     'member_left', 'member_removed', 'group_renamed', 'consent_recorded', 'post_deleted',
@@ -11,3 +12,14 @@ ALTER TABLE events ADD COLUMN search_text TEXT;
 -- A member confirms a post once.
 CREATE UNIQUE INDEX events_confirmation ON events (group_id, target_seq, author_id)
     WHERE kind = 'post_confirmed';
+
+-- Who a post mentions, stored in the post's commit; a member's list of mentions reads it.
+CREATE TABLE mentions (
+    group_id    BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    user_id     BIGINT NOT NULL REFERENCES users (id),
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (user_id, group_id, seq),
+    FOREIGN KEY (group_id, seq) REFERENCES events (group_id, seq) ON DELETE CASCADE
+);
+CREATE INDEX mentions_user_time ON mentions (user_id, created_at);

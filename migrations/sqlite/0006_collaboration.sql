@@ -1,6 +1,7 @@
 -- Working together on a post (issue 8): 確認しました acknowledgements join each group's
--- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`), and
--- search reads a folded copy of each post's text.
+-- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`),
+-- search reads a folded copy of each post's text, and mentions (`@name`) are kept per
+-- named member.
 --
 -- SQLite cannot change a CHECK constraint in place, so the events table is rebuilt once.
 CREATE TABLE events_v3 (
@@ -33,3 +34,14 @@ CREATE UNIQUE INDEX events_client_id ON events (author_id, client_id) WHERE clie
 -- A member confirms a post once.
 CREATE UNIQUE INDEX events_confirmation ON events (group_id, target_seq, author_id)
     WHERE kind = 'post_confirmed';
+
+-- Who a post mentions, stored in the post's commit; a member's list of mentions reads it.
+CREATE TABLE mentions (
+    group_id    INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    user_id     INTEGER NOT NULL REFERENCES users (id),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, group_id, seq),
+    FOREIGN KEY (group_id, seq) REFERENCES events (group_id, seq) ON DELETE CASCADE
+);
+CREATE INDEX mentions_user_time ON mentions (user_id, created_at);

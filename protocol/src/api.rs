@@ -664,3 +664,14 @@ pub struct GroupExport {
     /// (`deleted_post`), confirmations (`post_confirmed`), membership changes.
     pub events: Vec<crate::GroupEvent>,
 }
+
+/// A post that mentions the user (`@name`): the `mention` notice, and
+/// `GET /api/v1/mentions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MentionView {
+    pub group: GroupId,
+    pub seq: crate::Seq,
+    pub at: Millis,
+    pub author: UserProfile,
+    pub text: String,
+}

@@ -111,6 +111,8 @@ pub enum ServerMessage {
     /// Notice, to every member of `group`: `user` has read it up to `seq` (既読). Posts up
     /// to `seq` count them among their readers.
     Receipt(Receipt),
+    /// Notice: a post in one of the user's groups names them (`@name`).
+    Mention(api::MentionView),
     /// Notice, to the admins of the account's facility (the operator for a facility's
     /// last admin and for operators): repeated wrong passwords locked an account until
     /// `until`. A password reset by an admin lifts the lock.

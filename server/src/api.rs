@@ -24,7 +24,8 @@ use crate::policy::{self, Action, Actor};
 use crate::session::{authenticate, AnySession};
 use crate::store::UserRecord;
 use crate::{
-    account, archive, audit, export, facility, group, invitation, moderation, reading, search,
+    account, archive, audit, export, facility, group, invitation, mention, moderation, reading,
+    search,
 };
 
 /// The logged-in user a request acts for.
@@ -708,6 +709,25 @@ pub fn endpoints() -> Vec<Endpoint> {
             ),
         ])
         .gives::<types::SearchResults>(),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/mentions",
+            "Posts that mention the caller (@name), newest first, in the groups they may read",
+            get(mention::list),
+        )
+        .query(&[
+            (
+                "before",
+                "integer",
+                "mentions before this time (ms): the `at` of the previous page's last one",
+            ),
+            (
+                "limit",
+                "integer",
+                "at most this many (default 50, at most 200)",
+            ),
+        ])
+        .gives::<Vec<types::MentionView>>(),
         Endpoint::new(
             M::GET,
             "/api/v1/groups/{id}/export",

@@ -23,6 +23,7 @@ pub mod invitation;
 pub mod job;
 pub mod login;
 pub mod membership;
+pub mod mention;
 pub mod metrics;
 pub mod moderation;
 pub mod outbox;

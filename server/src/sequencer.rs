@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt as _;
+use renkei_protocol::api::MentionView;
 use renkei_protocol::{EventData, GroupEvent, GroupId, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -245,6 +246,19 @@ impl Shard {
                     self.metrics.posts.inc();
                     self.bus
                         .publish(Arc::new(delivery(post, placement, committed)));
+                    if crate::mention::may_mention(&post.text) {
+                        tokio::spawn(notify_mentioned(
+                            Arc::clone(&self.store),
+                            self.bus.clone(),
+                            MentionView {
+                                group: placement.group,
+                                seq: placement.seq,
+                                at: placement.at,
+                                author: wire::profile(&post.author),
+                                text: post.text.clone(),
+                            },
+                        ));
+                    }
                     Ok(placement)
                 }
                 AppendOutcome::Duplicate(placement) => {
@@ -260,6 +274,21 @@ impl Shard {
             };
             let _ = reply.send(answer);
         }
+    }
+}
+
+/// Tells each member a committed post names that it does (the commit stored who; off
+/// the shard's path). Without the store just now, the notice is skipped: the mention is
+/// in their list.
+async fn notify_mentioned(store: Arc<dyn Store>, bus: Bus, mention: MentionView) {
+    match store.mentioned(mention.group, mention.seq).await {
+        Ok(users) => {
+            let notice = ServerMessage::Mention(mention);
+            for user in users {
+                bus.notify(user, &notice);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "mention notices not sent"),
     }
 }
 

@@ -411,6 +411,61 @@ fn place_batch(
 /// PostgreSQL; empty on SQLite, whose `BEGIN IMMEDIATE` holds the one write lock already.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// Stores who each new post mentions (`@name`, [`crate::mention`]), in the
+            /// commit's transaction. Posts without an `@` cost nothing.
+            async fn record_mentions(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                rows: &[(&NewPost, Seq)],
+            ) -> Result<(), StoreError> {
+                let named: Vec<&(&NewPost, Seq)> = rows
+                    .iter()
+                    .filter(|(post, _)| crate::mention::may_mention(&post.text))
+                    .collect();
+                if named.is_empty() {
+                    return Ok(());
+                }
+                let groups: std::collections::BTreeSet<GroupId> =
+                    named.iter().map(|(post, _)| post.group).collect();
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT m.group_id, u.id, u.display_name FROM memberships m \
+                     JOIN users u ON u.id = m.user_id WHERE m.group_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for group in &groups {
+                    list.push_bind(*group);
+                }
+                query.push(")");
+                let members: Vec<(i64, i64, String)> =
+                    query.build_query_as().fetch_all(&mut **tx).await?;
+                let mut mentions = Vec::new();
+                for (post, seq) in named {
+                    let in_group: Vec<(UserId, String)> = members
+                        .iter()
+                        .filter(|(group, _, _)| *group == post.group)
+                        .map(|(_, id, name)| (*id, name.clone()))
+                        .collect();
+                    for user in crate::mention::find(&post.text, post.author.id, &in_group) {
+                        mentions.push((post.group, *seq, user, post.at));
+                    }
+                }
+                if mentions.is_empty() {
+                    return Ok(());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO mentions (group_id, seq, user_id, created_at) ",
+                );
+                query.push_values(mentions, |mut row, (group, seq, user, at)| {
+                    row.push_bind(group)
+                        .push_bind(seq)
+                        .push_bind(user)
+                        .push_bind(at);
+                });
+                query.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
             async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError> {
@@ -991,7 +1046,7 @@ macro_rules! sql_store {
                         "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
                          content_hash, search_text, created_at) ",
                     );
-                    query.push_values(rows, |mut row, (post, seq)| {
+                    query.push_values(&rows, |mut row, &(post, seq)| {
                         row.push_bind(post.group)
                             .push_bind(seq)
                             .push_bind("post")
@@ -1003,6 +1058,7 @@ macro_rules! sql_store {
                             .push_bind(post.at);
                     });
                     query.build().execute(&mut *tx).await?;
+                    Self::record_mentions(&mut tx, &rows).await?;
                 }
                 tx.commit().await?;
                 Ok(outcomes)

@@ -1,5 +1,5 @@
-//! Storage of what members read: read positions (既読) with unread counts, and search of
-//! the posts a user may read. One body of SQL for both engines.
+//! Storage of what members read: read positions (既読) with unread counts, search of the
+//! posts a user may read, and the posts that mention them. One body of SQL for both engines.
 
 use async_trait::async_trait;
 use renkei_protocol::{GroupId, Millis, Seq, UserId};
@@ -59,6 +59,17 @@ pub trait Reading: Send + Sync {
     async fn group_reads(&self, group: GroupId) -> Result<Vec<MemberRead>, StoreError>;
     /// Posts that are not deleted and contain the searched text, newest first.
     async fn search_posts(&self, search: &PostSearch) -> Result<Vec<EventRecord>, StoreError>;
+    /// Who the post at (`group`, `seq`) mentions.
+    async fn mentioned(&self, group: GroupId, seq: Seq) -> Result<Vec<UserId>, StoreError>;
+    /// The posts that mention `user` in `groups`, not deleted, committed before `before`,
+    /// newest first.
+    async fn mentions_of(
+        &self,
+        user: UserId,
+        groups: &[GroupId],
+        before: Option<Millis>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
 }
 
 /// Adds the condition that a post's folded text contains `folded` (its LIKE wildcards
@@ -183,6 +194,47 @@ macro_rules! reading_store {
                 query
                     .push(" ORDER BY e.created_at DESC, e.group_id, e.seq DESC LIMIT ")
                     .push_bind(i64::from(search.limit));
+                let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(event_record).collect()
+            }
+
+            async fn mentioned(&self, group: GroupId, seq: Seq) -> Result<Vec<UserId>, StoreError> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT user_id FROM mentions WHERE group_id = $1 AND seq = $2 ORDER BY user_id",
+                )
+                .bind(group)
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(user,)| user).collect())
+            }
+
+            async fn mentions_of(
+                &self,
+                user: UserId,
+                groups: &[GroupId],
+                before: Option<Millis>,
+                limit: u32,
+            ) -> Result<Vec<EventRecord>, StoreError> {
+                if groups.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(EVENT_SELECT);
+                query
+                    .push(" JOIN mentions m ON m.group_id = e.group_id AND m.seq = e.seq WHERE m.user_id = ")
+                    .push_bind(user)
+                    .push(" AND e.deleted_at IS NULL AND e.group_id IN (");
+                let mut list = query.separated(", ");
+                for group in groups {
+                    list.push_bind(*group);
+                }
+                query.push(")");
+                if let Some(before) = before {
+                    query.push(" AND m.created_at < ").push_bind(before);
+                }
+                query
+                    .push(" ORDER BY m.created_at DESC, e.group_id, e.seq DESC LIMIT ")
+                    .push_bind(i64::from(limit));
                 let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(event_record).collect()
             }
