@@ -29,7 +29,8 @@
     secondFactor: false, // the account has one (the mfa policy then asks fewer characters)
     policy: { min_length: 13 },
     notices: [],         // admins: accounts locked after wrong passwords
-    mentionsNew: 0,      // mention notices since the list was last opened
+        mentionsNew: 0,      // mention notices since the list was last opened
+    thumbnails: new Map(), // file id -> object URL of its fetched thumbnail
   };
 
   const ui = window.RenkeiUI(t);
@@ -312,7 +313,8 @@
     const closed = g.summary.archived ? "composer.archived"
       : g.summary.needs_consent ? "composer.consent"
         : state.status === "restricted" ? "composer.restricted" : null;
-    $("composer-text").disabled = closed !== null;
+        $("composer-text").disabled = closed !== null;
+    $("composer-file").disabled = closed !== null;
     $("composer").querySelector("button[type=submit]").disabled = closed !== null;
     $("composer-note").textContent = closed ? t(closed) : "";
     const events = [...g.events.values()].sort((a, b) => a.seq - b.seq);
@@ -335,7 +337,8 @@
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
         li.dataset.seq = e.seq;
-        if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
+                if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
+        if (e.data.file) li.append(attachmentView(e.data.file));
         const confirmedBy = confirmations.get(e.seq) ?? [];
         if (confirmedBy.length > 0) {
           li.append(ui.h("p", { class: "confirmations" },
@@ -604,32 +607,101 @@
   }
 
   // 確定操作 (art. 13(9)): the author confirms the text and, unmistakably, the patient.
-  function review(event) {
+    function review(event) {
     event.preventDefault();
     const g = state.groups.get(state.selected);
     const text = $("composer-text").value;
-    if (!g || text.trim() === "") return;
+    const file = chosenFile();
+    if (!g || (text.trim() === "" && !file)) return;
     $("confirm-patient").textContent = g.summary.patient_name ? groupLabel(g.summary) : t("confirm.free");
     $("confirm-group").textContent = g.summary.name;
     $("confirm-text").textContent = text;
+    $("confirm-file").textContent = file ? t("post.file", { name: file.name, size: formatSize(file.size) }) : "";
+    $("confirm-file").hidden = !file;
+    $("confirm-file-label").hidden = !file;
     $("confirm-send").textContent = g.summary.patient_name ? t("confirm.send") : t("confirm.send_free");
     const dialog = $("confirm");
     dialog.onclose = () => {
       if (dialog.returnValue !== "send") { $("composer-text").focus(); return; }
-      $("composer-text").value = "";
+            $("composer-text").value = "";
+      $("composer-file").value = "";
+      renderAttachment();
       const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
-      state.pending.set(clientId, { group: g.summary.id, text, state: "pending", error: "" });
-      sendPost(clientId);
+      // A file goes with its name as the caption when nothing else was written.
+      const caption = text.trim() === "" ? file.name : text;
+      state.pending.set(clientId, { group: g.summary.id, text: caption, state: file ? "uploading" : "pending", error: "", file: null });
+      if (file) uploadThenPost(clientId, file); else sendPost(clientId);
       renderTimeline();
     };
     dialog.returnValue = "";
     dialog.showModal();
   }
 
-  function sendPost(clientId) {
+    function sendPost(clientId) {
     const p = state.pending.get(clientId);
-    if (!p || !state.connected) return; // sent again after the next sync
-    state.socket.send(JSON.stringify({ type: "post", group: p.group, client_id: clientId, text: p.text }));
+    if (!p || !state.connected || p.state === "uploading") return; // sent again after the next sync
+    state.socket.send(JSON.stringify({ type: "post", group: p.group, client_id: clientId, text: p.text, file: p.file ?? undefined }));
+  }
+
+    // ---- files (添付ファイル) ---------------------------------------------------------------
+  function chosenFile() {
+    return $("composer-file").files[0] ?? null;
+  }
+
+  function renderAttachment() {
+    const file = chosenFile();
+    $("composer-file-name").textContent = file ? t("post.file", { name: file.name, size: formatSize(file.size) }) : "";
+    $("composer-file-clear").hidden = !file;
+  }
+
+  function formatSize(bytes) {
+    if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+    return bytes >= 1024 ? `${Math.round(bytes / 1024)} KB` : `${bytes} B`;
+  }
+
+  // The file is uploaded once the post is confirmed, then posted with it (its id).
+  async function uploadThenPost(clientId, file) {
+    const p = state.pending.get(clientId);
+    try {
+      const uploaded = await ui.api("POST", `/api/v1/groups/${p.group}/files?name=${encodeURIComponent(file.name)}`, file);
+      p.file = uploaded.id;
+      p.state = "pending";
+      sendPost(clientId);
+    } catch (error) {
+      p.state = "failed";
+      p.error = t("post.upload_failed", { reason: ui.explain(error) });
+    }
+    if (p.group === state.selected) renderTimeline();
+  }
+
+  // A posted file: an image's preview opens the image; other files download.
+  function attachmentView(file) {
+    const label = t("post.file", { name: file.name, size: formatSize(file.size) });
+    if (!file.thumbnail) {
+      return ui.h("p", { class: "file" }, ui.h("a", { href: `/api/v1/files/${file.id}`, download: file.name }, label));
+    }
+    const image = ui.h("img", { alt: label, class: "thumbnail" });
+    showThumbnail(file.id, image);
+    return ui.h("p", { class: "file" },
+      ui.h("a", { href: `/api/v1/files/${file.id}?inline=true`, target: "_blank", rel: "noopener", title: label }, image));
+  }
+
+  // Thumbnails are fetched once per page and kept as object URLs (the server sends files
+  // with no-store: nothing of them stays in the browser's cache after logout).
+  async function showThumbnail(id, image) {
+    let src = state.thumbnails.get(id);
+    if (!src) {
+      const response = await fetch(`/api/v1/files/${id}/thumbnail`, { credentials: "same-origin" }).catch(() => null);
+      if (!response?.ok) return;
+      src = URL.createObjectURL(await response.blob());
+      state.thumbnails.set(id, src);
+    }
+    image.src = src;
+  }
+
+  function forgetThumbnails() {
+    for (const src of state.thumbnails.values()) URL.revokeObjectURL(src);
+    state.thumbnails.clear();
   }
 
   // ---- the connection ------------------------------------------------------------------
@@ -918,7 +990,10 @@
     state.notices = [];
     // Nothing of the last account stays in the page, even hidden.
     for (const id of ["group-list", "timeline", "invitations", "notices", "member-list", "reader-list", "search-results"]) $(id).replaceChildren();
-    $("search-q").value = "";
+        $("search-q").value = "";
+    $("composer-file").value = "";
+    renderAttachment();
+    forgetThumbnails();
     state.mentionsNew = 0;
     $("invitations").hidden = true;
     $("notices").hidden = true;
@@ -952,7 +1027,8 @@
     state.socket = null;
     await ui.api("DELETE", "/api/v1/session").catch(() => {});
     socket?.close();
-    state.groups.forEach((g) => g.events.clear());
+        state.groups.forEach((g) => g.events.clear());
+    forgetThumbnails();
     $("timeline").replaceChildren();
     // Nothing stays on an unattended screen: open dialogs close, the admin screens empty.
     document.querySelectorAll("dialog[open]").forEach((dialog) => dialog.close());
@@ -1220,7 +1296,9 @@
     $("setup-back").addEventListener("click", () => { $("setup-form").hidden = true; $("login-form").hidden = false; });
     $("setup-form").addEventListener("submit", setUpPassword);
     $("older").addEventListener("click", loadOlder);
-    $("search-form").addEventListener("submit", search);
+        $("search-form").addEventListener("submit", search);
+    $("composer-file").addEventListener("change", renderAttachment);
+    $("composer-file-clear").addEventListener("click", () => { $("composer-file").value = ""; renderAttachment(); });
     $("mentions-open").addEventListener("click", openMentions);
     $("back").addEventListener("click", () => { document.body.dataset.pane = "groups"; });
     for (const kind of ["keydown", "pointerdown", "touchstart"]) {

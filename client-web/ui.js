@@ -36,9 +36,13 @@ window.RenkeiUI = (t) => {
     }
   }
 
+    // A REST call: a JSON body, or a Blob (a file) sent as its raw bytes.
   async function api(method, path, body) {
     const init = { method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
+    if (body instanceof Blob) {
+      init.headers["content-type"] = "application/octet-stream";
+      init.body = body;
+    } else if (body !== undefined) {
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
     }

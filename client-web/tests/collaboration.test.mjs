@@ -1,7 +1,9 @@
 // Working together on a post in a real browser: unread counts that clear on every device,
-// 既読 with who read, 確認しました, @mentions, search in Japanese and the record export.
+// 既読 with who read, 確認しました, @mentions, search in Japanese, photos and the record
+// export.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { logIn, openGroup, post, screenshot, send, url, useServer } from "./harness.mjs";
 
 useServer();
@@ -112,4 +114,32 @@ test("the owning facility's admin exports a patient's record as a document", asy
   assert.match(html, /山田 太郎/);
   assert.doesNotMatch(html, /<script/);
   await admin.context.close();
+});
+
+test("a photo is attached, confirmed against the patient and shown to members as a preview", async () => {
+  const nurse = await logIn("sakura.ns.suzuki", WIDE);
+  const doctor = await logIn("sakura.dr.tanaka", WIDE);
+  await openGroup(nurse.page, YAMADA);
+  await openGroup(doctor.page, YAMADA);
+
+  const photo = readFileSync(new URL("../../docs/screenshots/members.png", import.meta.url));
+  await nurse.page.setInputFiles("#composer-file", { name: "仙骨部.png", mimeType: "image/png", buffer: photo });
+  await nurse.page.locator("#composer-file-name", { hasText: "仙骨部.png" }).waitFor();
+  await post(nurse.page, "仙骨部の褥瘡の写真です FX-1");
+  assert.match(await nurse.page.locator("#confirm-file").textContent(), /仙骨部\.png/);
+  await nurse.page.locator("#confirm-send").click();
+
+  const seen = doctor.page.locator("#timeline .post", { hasText: "FX-1" });
+  const preview = seen.locator("img.thumbnail");
+  await preview.waitFor();
+  await doctor.page.waitForFunction(() => document.querySelector("#timeline img.thumbnail")?.naturalWidth > 0);
+  assert.match(await preview.getAttribute("src"), /^blob:/);
+  const link = await seen.locator("a:has(img.thumbnail)").getAttribute("href");
+  const response = await doctor.page.request.get(url(link));
+  assert.equal(response.status(), 200);
+  assert.equal(response.headers()["content-type"], "image/png");
+  assert.deepEqual(Buffer.from(await response.body()), photo);
+  await screenshot(doctor.page, "photo");
+  await nurse.context.close();
+  await doctor.context.close();
 });

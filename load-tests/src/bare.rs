@@ -105,6 +105,7 @@ async fn connection(
                 group,
                 client_id,
                 text: body,
+                ..
             }) => {
                 let at = renkei::clock::now_ms();
                 let ack = {
@@ -119,6 +120,7 @@ async fn connection(
                             author: author.clone(),
                             client_id: client_id.clone(),
                             text: body,
+                            file: None,
                         },
                     }));
                     for member in &entry.members {

@@ -299,6 +299,7 @@ fn post(group: GroupId, client_id: String, text: String) -> String {
         group,
         client_id,
         text,
+        file: None,
     })
     .unwrap_or_default()
 }

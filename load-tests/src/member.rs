@@ -154,6 +154,7 @@ pub async fn run(
                         group: member.group,
                         client_id: format!("p{id}"),
                         text: format!("{scheduled_us}|{padding}"),
+                        file: None,
                     };
                     let text = serde_json::to_string(&post).unwrap_or_default();
                     if sink.send(Message::text(text)).await.is_err() {

@@ -443,7 +443,12 @@ async fn member(
                         pending.insert(client_id.clone(), text.clone());
                         if synced {
                             out.sent += 1;
-                            let post = ClientMessage::Post { group: me.group, client_id, text };
+                            let post = ClientMessage::Post {
+                                group: me.group,
+                                client_id,
+                                text,
+                                file: None,
+                            };
                             if sink.send(frame(&post)).await.is_err() {
                                 break;
                             }
@@ -563,6 +568,7 @@ async fn resend(
             group,
             client_id: client_id.clone(),
             text: text.clone(),
+            file: None,
         };
         if sink.send(frame(&post)).await.is_err() {
             return false;

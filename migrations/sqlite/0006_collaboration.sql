@@ -1,8 +1,26 @@
 -- Working together on a post (issue 8): 確認しました acknowledgements join each group's
 -- sequence as `post_confirmed` events (`author_id` confirmed the post at `target_seq`),
--- search reads a folded copy of each post's text, and mentions (`@name`) are kept per
--- named member.
+-- search reads a folded copy of each post's text, mentions (`@name`) are kept per named
+-- member, and a post may carry a file (an image, a PDF).
 --
+-- Files uploaded into a group (添付ファイル); the bytes are in the file store, not here. A
+-- file is attached to at most one post (`events.file_id`); deleting the post erases it.
+CREATE TABLE files (
+    id             INTEGER PRIMARY KEY,
+    group_id       INTEGER NOT NULL REFERENCES care_groups (id),
+    uploader_id    INTEGER NOT NULL REFERENCES users (id),
+    name           TEXT    NOT NULL,
+    -- Recognised from the content, never from the name.
+    media_type     TEXT    NOT NULL,
+    size           INTEGER NOT NULL,
+    -- SHA-256 of the bytes: an audit can confirm what was stored, and deleted.
+    content_hash   BLOB    NOT NULL,
+    has_thumbnail  INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    deleted_at     INTEGER
+);
+CREATE INDEX files_group ON files (group_id);
+
 -- SQLite cannot change a CHECK constraint in place, so the events table is rebuilt once.
 CREATE TABLE events_v3 (
     group_id      INTEGER NOT NULL REFERENCES care_groups (id),
@@ -22,6 +40,8 @@ CREATE TABLE events_v3 (
     -- The post's text folded for search (NFKC, lower case) when that differs from the
     -- text; erased with the text when the post is deleted.
     search_text   TEXT,
+    -- The file the post carries.
+    file_id       INTEGER REFERENCES files (id),
     PRIMARY KEY (group_id, seq)
 );
 INSERT INTO events_v3 (group_id, seq, kind, author_id, subject_id, client_id, text,
@@ -34,6 +54,8 @@ CREATE UNIQUE INDEX events_client_id ON events (author_id, client_id) WHERE clie
 -- A member confirms a post once.
 CREATE UNIQUE INDEX events_confirmation ON events (group_id, target_seq, author_id)
     WHERE kind = 'post_confirmed';
+-- A file belongs to one post.
+CREATE UNIQUE INDEX events_file ON events (file_id) WHERE file_id IS NOT NULL;
 
 -- Who a post mentions, stored in the post's commit; a member's list of mentions reads it.
 CREATE TABLE mentions (

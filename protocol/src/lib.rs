@@ -34,7 +34,12 @@ pub enum ClientMessage {
         /// Chosen by the client, unique per author: 1 to 64 printable ASCII characters.
         /// A retry with the same id is stored once and answered with the original ack.
         client_id: String,
+        /// The text; with a file, its caption (the file's name if nothing else).
         text: String,
+        /// A file uploaded into this group by this user (`POST /api/v1/groups/{id}/files`)
+        /// and not attached to a post yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<i64>,
     },
     /// Catch up: for each group, every event after `after`, in order, then
     /// [`ServerMessage::Synced`]. Live events of that group wait until the catch-up is done.
@@ -227,6 +232,9 @@ pub enum EventData {
         author: UserProfile,
         client_id: String,
         text: String,
+        /// The file attached to it, if any (`GET /api/v1/files/{id}`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileRef>,
     },
     /// A member joined; `by` invited them (absent when they created the group).
     MemberJoined {
@@ -263,6 +271,20 @@ pub enum EventData {
     GroupRestored { by: UserProfile },
     /// 確認しました: `by` confirmed the post at `seq` (they read it and acted on it).
     PostConfirmed { seq: Seq, by: UserProfile },
+}
+
+/// A file attached to a post (an image, a PDF…), as members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileRef {
+    pub id: i64,
+    /// The name it was uploaded with.
+    pub name: String,
+    /// The type recognised from its content (never from its name).
+    pub media_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// An image has a small JPEG preview at `GET /api/v1/files/{id}/thumbnail`.
+    pub thumbnail: bool,
 }
 
 /// A member's read position in a group (既読).
@@ -496,7 +518,8 @@ mod tests {
             ClientMessage::Post {
                 group: 3,
                 client_id: "c-1".into(),
-                text: "血圧 128/80".into()
+                text: "血圧 128/80".into(),
+                file: None,
             }
         );
         assert_eq!(serde_json::to_string(&parsed).expect("serializes"), json);
@@ -524,6 +547,7 @@ mod tests {
                 },
                 client_id: "c".into(),
                 text: "t".into(),
+                file: None,
             },
         });
         let value = serde_json::to_value(&event).expect("serializes");

@@ -521,18 +521,13 @@ pub async fn reinstate(
     ))
 }
 
-/// The image types accepted, recognised by their first bytes (the declared type must
+/// The image types a photo may be, recognised by their first bytes (the declared type must
 /// agree): a photo is never served as anything but an image.
 fn image_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some("image/jpeg")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
+    use crate::attachment::Kind;
+    crate::attachment::detect(bytes)
+        .filter(|kind| matches!(kind, Kind::Png | Kind::Jpeg | Kind::Webp))
+        .map(Kind::media_type)
 }
 
 /// `PUT /api/v1/users/{id}/photo`.

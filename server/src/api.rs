@@ -24,8 +24,8 @@ use crate::policy::{self, Action, Actor};
 use crate::session::{authenticate, AnySession};
 use crate::store::UserRecord;
 use crate::{
-    account, archive, audit, export, facility, group, invitation, mention, moderation, reading,
-    search,
+    account, archive, attachment, audit, export, facility, group, invitation, mention, moderation,
+    reading, search,
 };
 
 /// The logged-in user a request acts for.
@@ -236,10 +236,12 @@ impl Endpoint {
     }
 
     fn takes_image(mut self) -> Self {
-        fn binary(_: &mut SchemaGenerator) -> Schema {
-            schemars::json_schema!({ "type": "string", "format": "binary" })
-        }
         self.request = Some((binary, "image/*"));
+        self
+    }
+
+    fn takes_file(mut self) -> Self {
+        self.request = Some((binary, "application/octet-stream"));
         self
     }
 
@@ -677,6 +679,29 @@ pub fn endpoints() -> Vec<Endpoint> {
         .status(201),
         Endpoint::new(
             M::POST,
+            "/api/v1/groups/{id}/files",
+            "Upload a file into a group (the body: its bytes), to post it with `post.file`",
+            post(attachment::upload),
+        )
+        .query(&[("name", "string", "the file's name as shown to members")])
+        .takes_file()
+        .gives::<renkei_protocol::FileRef>()
+        .status(201),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/files/{id}",
+            "A posted file, to members who may read its group (as an attachment; images inline on request)",
+            get(attachment::download),
+        )
+        .query(&[("inline", "boolean", "show an image in the browser")]),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/files/{id}/thumbnail",
+            "An image's JPEG preview",
+            get(attachment::thumbnail_of),
+        ),
+        Endpoint::new(
+            M::POST,
             "/api/v1/groups/{id}/posts/{seq}/confirm",
             "確認しました: confirm having read and acted on another member's post",
             post(reading::confirm),
@@ -867,6 +892,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .gives::<types::InvitationView>(),
     ]
+}
+
+/// A request body of raw bytes.
+fn binary(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({ "type": "string", "format": "binary" })
 }
 
 /// The router of every endpoint, each audited call behind the audit layer.

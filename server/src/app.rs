@@ -36,6 +36,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The audit trail's writer.
     pub audit: crate::audit::Auditor,
+    /// The bytes of uploaded files.
+    pub files: crate::attachment::FileStore,
     /// Cancelled when the server stops: sockets finish their posts and close.
     pub shutdown: CancellationToken,
     /// The socket tasks, so that shutdown can wait for them.
@@ -132,7 +134,9 @@ pub async fn run(
     )?;
     let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let requests = crate::throttle::RequestLimits::new(&config.limits);
+    let files = crate::attachment::FileStore::new(config.data_dir.join("files"));
     let app = Arc::new(App {
+        files,
         config,
         store,
         hub,

@@ -207,6 +207,7 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
                 .purge_group(group, before, crate::clock::now_ms())
                 .await?;
             app.bus.control(crate::hub::Control::GroupPurged { group });
+            app.files.remove_group(group).await;
             tracing::info!(group, "archived group purged (retention)");
             app.audit
                 .record(system_entry("archive process: purge", group))
@@ -214,7 +215,11 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
             purged += 1;
         }
     }
-    Ok(steps.len() + purged)
+    let abandoned = crate::attachment::erase_abandoned(app).await?;
+    if abandoned > 0 {
+        tracing::info!(files = abandoned, "uploads never posted erased");
+    }
+    Ok(steps.len() + purged + abandoned)
 }
 
 /// The audit record of a step the archive process (the system, no actor) took.

@@ -164,6 +164,18 @@ pub struct Config {
     /// admins and the operator always can).
     #[arg(long, env = "RENKEI_ARCHIVE_READABLE_BY_MEMBERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub archive_readable_by_members: bool,
+    /// The largest file a member may upload into a group, in bytes.
+    #[arg(long, env = "RENKEI_MAX_FILE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// The kinds of file members may upload, recognised by content: any of jpeg, png,
+    /// gif, webp, pdf.
+    #[arg(
+        long,
+        env = "RENKEI_FILE_TYPES",
+        value_delimiter = ',',
+        default_value = "jpeg,png,gif,webp,pdf"
+    )]
+    pub file_types: Vec<String>,
     /// Retention: archived groups archived this many days ago are purged for good by the
     /// archive process, with the erase guarantees of deletion; 0 (the default) keeps them.
     #[arg(long, env = "RENKEI_RETENTION_DAYS", default_value_t = 0)]
@@ -253,6 +265,20 @@ impl Config {
 
     /// Refuses settings that contradict each other.
     pub fn validate(&self) -> Result<(), String> {
+        let known: Vec<&str> = crate::attachment::Kind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        if let Some(unknown) = self
+            .file_types
+            .iter()
+            .find(|t| !known.contains(&t.as_str()))
+        {
+            return Err(format!(
+                "RENKEI_FILE_TYPES: unknown type {unknown:?} (known: {})",
+                known.join(", ")
+            ));
+        }
         let l = &self.limits;
         // A post's event carries its text (up to 4 bytes a character) and its author.
         let largest_event = u64::from(l.max_post_chars) * 4 + 4096;

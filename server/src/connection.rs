@@ -31,7 +31,7 @@ use crate::policy::{self, Action, Actor, GroupFacts};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
-use crate::{reading, wire};
+use crate::{attachment, reading, wire};
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
 const MAX_IN_FLIGHT: usize = 64;
@@ -463,7 +463,11 @@ impl Connection {
                 group,
                 client_id,
                 text,
-            }) => self.on_post(writer, pending, group, client_id, text).await,
+                file,
+            }) => {
+                self.on_post(writer, pending, group, client_id, text, file)
+                    .await
+            }
             Ok(ClientMessage::Sync { groups }) => self.on_sync(writer, groups).await,
             Ok(ClientMessage::History {
                 group,
@@ -510,6 +514,7 @@ impl Connection {
         group: GroupId,
         client_id: String,
         text: String,
+        file: Option<i64>,
     ) -> Result<(), Stop> {
         let refuse = |code, message: &str| ErrorBody {
             client_id: Some(client_id.clone()),
@@ -562,12 +567,20 @@ impl Connection {
                 ))
                 .await;
         }
+        let file = match file {
+            None => None,
+            Some(id) => match attachment::attachable(&self.app, id, group, self.user.id).await {
+                Ok(file) => Some(file),
+                Err(err) => return writer.error(refuse(err.code(), &err.to_string())).await,
+            },
+        };
         let sequencer = self.app.sequencer.clone();
         let request = PostRequest {
             group,
             author: Arc::clone(&self.user),
             client_id: client_id.clone(),
             text,
+            file,
         };
         // A post's record is its event row (author, time, group, seq), committed with it;
         // an audit record per post cost target 2 its latency bar (load-tests/RESULTS.md).

@@ -1,6 +1,7 @@
 //! Per-patient export (art. 13(16)): an entitled admin takes a group's whole timeline out
 //! of the system for continuity of care and the care record — posts with their authors and
-//! times, 確認しました confirmations, deletions as tombstones, membership changes — as
+//! times, 確認しました confirmations, deletions as tombstones, membership changes, the files
+//! posted (name, type, size; the files themselves stay behind their download check) — as
 //! JSON and as one self-contained HTML document (no script, no external resource, printable
 //! to PDF from any browser). The export is an audited endpoint like every other.
 
@@ -128,12 +129,25 @@ fn person(user: &UserProfile) -> String {
 /// One line for what happened at an event.
 fn line(data: &EventData) -> String {
     match data {
-        EventData::Post { author, text, .. } => format!(
-            "<strong>{}</strong> <span class=\"role\">{}</span><p class=\"text\">{}</p>",
-            person(author),
-            escape(&author.profession),
-            escape(text)
-        ),
+        EventData::Post {
+            author, text, file, ..
+        } => {
+            let attached = file.as_ref().map_or(String::new(), |file| {
+                format!(
+                    "<p class=\"file\">添付 / file: {} ({}, {} bytes, #{})</p>",
+                    escape(&file.name),
+                    escape(&file.media_type),
+                    file.size,
+                    file.id
+                )
+            });
+            format!(
+                "<strong>{}</strong> <span class=\"role\">{}</span><p class=\"text\">{}</p>{attached}",
+                person(author),
+                escape(&author.profession),
+                escape(text)
+            )
+        }
         EventData::DeletedPost {
             author,
             deleted_by,

@@ -12,13 +12,13 @@ use renkei_protocol::api::{
     Consent, FacilityStatus, GroupDetails, Member, NewGroupRequest, Patient, RemovalResult,
     RemoveMembers, Rename, Review, ReviewFlag, ReviewGroup, ReviewMember, Skipped,
 };
-use renkei_protocol::{AccountStatus, GroupId, GroupKind};
+use renkei_protocol::{AccountStatus, GroupId, GroupKind, Seq};
 
 use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, GroupFacts};
-use crate::store::{Change, GroupDetailsRecord, NewGroup};
+use crate::store::{Change, EventBody, GroupDetailsRecord, GroupRecord, NewGroup};
 use crate::{account, clock, input, membership, wire};
 
 /// The most members one bulk removal names.
@@ -45,6 +45,31 @@ pub async fn target(
         members_read_archive: app.config.archive_readable_by_members,
     };
     Ok((details, facts))
+}
+
+/// The groups `caller` may read now, by id: their memberships the policy lets them read
+/// (an archived one only while members may read the archive). Search and mentions look
+/// only there.
+pub fn readable(app: &App, caller: &Caller) -> Vec<GroupRecord> {
+    app.hub
+        .groups_of(caller.user.id)
+        .into_iter()
+        .filter(|record| {
+            let (_, facts) = app.hub.facts(caller.user.id, record.id);
+            caller.may(Action::ReadGroup(facts)).is_ok()
+        })
+        .collect()
+}
+
+/// The event at (`group`, `seq`), if any: the post an action names.
+pub async fn event_at(app: &App, group: GroupId, seq: Seq) -> Result<Option<EventBody>, HttpError> {
+    Ok(app
+        .store
+        .events_after(group, seq.saturating_sub(1), seq, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|event| event.body))
 }
 
 /// A group's details as the API shows them.

@@ -7,6 +7,7 @@ pub mod account;
 pub mod api;
 pub mod app;
 pub mod archive;
+pub mod attachment;
 pub mod audit;
 pub mod bus;
 pub mod clock;

@@ -18,10 +18,9 @@ use renkei_protocol::{Millis, UserId};
 use crate::api::Caller;
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::search::fold;
 use crate::store::EventBody;
-use crate::wire;
+use crate::{group, wire};
 
 /// Whether a text may mention anyone (cheap: most posts have no `@`).
 pub fn may_mention(text: &str) -> bool {
@@ -66,15 +65,9 @@ pub async fn list(
 ) -> Result<Json<Vec<MentionView>>, HttpError> {
     let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let groups: Vec<_> = app
-        .hub
-        .groups_of(caller.user.id)
+    let groups: Vec<_> = group::readable(&app, &caller)
         .into_iter()
         .map(|record| record.id)
-        .filter(|group| {
-            let (_, facts) = app.hub.facts(caller.user.id, *group);
-            caller.may(Action::ReadGroup(facts)).is_ok()
-        })
         .collect();
     let records = app
         .store

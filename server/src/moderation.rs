@@ -32,14 +32,8 @@ pub async fn delete_post(
 ) -> Result<StatusCode, HttpError> {
     let Json(request) = body?;
     let (_, facts) = group::target(&app, &caller, group).await?;
-    let event = app
-        .store
-        .events_after(group, seq.saturating_sub(1), seq, 1)
-        .await?
-        .into_iter()
-        .next();
-    let author = match event.map(|e| e.body) {
-        Some(EventBody::Post { author, .. }) => author,
+    let (author, file) = match group::event_at(&app, group, seq).await? {
+        Some(EventBody::Post { author, file, .. }) => (author, file),
         Some(EventBody::DeletedPost { .. }) => {
             return Err(HttpError::conflict("the post is deleted already"))
         }
@@ -61,19 +55,17 @@ pub async fn delete_post(
     };
     let by = caller.user.id;
     membership::change(&app, group, Change::DeletePost { seq, by, reason }).await?;
+    // Its file was marked deleted in the same commit; now its bytes go.
+    if let Some(file) = file {
+        app.files.remove(group, file.id).await;
+    }
     tracing::info!(group, seq, by, "post deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The report of a stored row, with its post and people.
 async fn report_view(app: &App, row: ReportRow) -> Result<ReportView, HttpError> {
-    let post = app
-        .store
-        .events_after(row.group_id, row.seq.saturating_sub(1), row.seq, 1)
-        .await?
-        .into_iter()
-        .next();
-    let (author, text) = match post.map(|e| e.body) {
+    let (author, text) = match group::event_at(app, row.group_id, row.seq).await? {
         Some(EventBody::Post { author, text, .. }) => (wire::profile(&author), Some(text)),
         Some(EventBody::DeletedPost { author, .. }) => (wire::profile(&author), None),
         _ => return Err(HttpError::not_found("post")),

@@ -122,13 +122,7 @@ pub async fn confirm(
     Ids(group, seq): Ids,
 ) -> Result<StatusCode, HttpError> {
     let (_, facts) = group::target(&app, &caller, group).await?;
-    let post = app
-        .store
-        .events_after(group, seq.saturating_sub(1), seq, 1)
-        .await?
-        .into_iter()
-        .next();
-    let author = match post.map(|e| e.body) {
+    let author = match group::event_at(&app, group, seq).await? {
         Some(EventBody::Post { author, .. }) => author,
         _ => return Err(HttpError::not_found("post")),
     };

@@ -24,9 +24,8 @@ use unicode_normalization::UnicodeNormalization;
 use crate::api::Caller;
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::store::{EventBody, PostSearch};
-use crate::wire;
+use crate::{group, wire};
 
 /// The longest query, in characters.
 const MAX_QUERY_CHARS: usize = 100;
@@ -65,15 +64,7 @@ pub async fn search(
         )));
     }
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_HITS);
-    let groups: Vec<_> = app
-        .hub
-        .groups_of(caller.user.id)
-        .into_iter()
-        .filter(|record| {
-            let (_, facts) = app.hub.facts(caller.user.id, record.id);
-            caller.may(Action::ReadGroup(facts)).is_ok()
-        })
-        .collect();
+    let groups = group::readable(&app, &caller);
     let records = app
         .store
         .search_posts(&PostSearch {

@@ -42,6 +42,8 @@ pub enum PostError {
     NoSuchGroup,
     #[error("you may no longer post in this group")]
     Refused,
+    #[error("no such file of yours to attach: upload it into this group first")]
+    FileUnavailable,
     #[error("the database is unavailable; nothing was stored")]
     Unavailable,
     #[error("the server is shutting down")]
@@ -56,6 +58,8 @@ pub struct PostRequest {
     pub author: Arc<UserRecord>,
     pub client_id: String,
     pub text: String,
+    /// The file to attach, as the author uploaded it.
+    pub file: Option<renkei_protocol::FileRef>,
 }
 
 /// Why a change was not committed.
@@ -126,12 +130,15 @@ impl Sequencer {
     pub async fn submit(&self, request: PostRequest) -> Result<Placement, PostError> {
         let shard = self.shard(request.group);
         let (reply, answer) = oneshot::channel();
-        let post = NewPost::new(
-            request.group,
-            request.author,
-            request.client_id,
-            request.text,
-        );
+        let post = NewPost {
+            file: request.file,
+            ..NewPost::new(
+                request.group,
+                request.author,
+                request.client_id,
+                request.text,
+            )
+        };
         self.shards[shard]
             .send(Job::Post(PostJob { post, reply }))
             .await
@@ -271,6 +278,7 @@ impl Shard {
                 AppendOutcome::GroupArchived => Err(PostError::GroupArchived),
                 AppendOutcome::NoSuchGroup => Err(PostError::NoSuchGroup),
                 AppendOutcome::Refused => Err(PostError::Refused),
+                AppendOutcome::FileUnavailable => Err(PostError::FileUnavailable),
             };
             let _ = reply.send(answer);
         }
@@ -302,6 +310,7 @@ fn delivery(post: &NewPost, placement: Placement, committed: Instant) -> Deliver
             author: wire::profile(&post.author),
             client_id: post.client_id.clone(),
             text: post.text.clone(),
+            file: post.file.clone(),
         },
     };
     Delivery {

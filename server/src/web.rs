@@ -72,7 +72,7 @@ pub async fn security_headers(State(app): State<Arc<App>>, mut response: Respons
     let set = [
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
              frame-ancestors 'none'",
         ),
@@ -81,7 +81,10 @@ pub async fn security_headers(State(app): State<Arc<App>>, mut response: Respons
         (header::REFERRER_POLICY, "no-referrer"),
     ];
     for (name, value) in set {
-        headers.insert(name, HeaderValue::from_static(value));
+        // A response that set its own (a file: stricter) keeps it.
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     }
     response
 }

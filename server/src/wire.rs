@@ -43,10 +43,12 @@ pub fn event(record: &EventRecord) -> GroupEvent {
             author,
             client_id,
             text,
+            file,
         } => EventData::Post {
             author: profile(author),
             client_id: client_id.clone(),
             text: text.clone(),
+            file: file.clone(),
         },
         EventBody::MemberJoined { member, by } => EventData::MemberJoined {
             member: profile(member),
@@ -161,6 +163,7 @@ pub fn post_error_code(err: &PostError) -> ErrorCode {
         PostError::ClientIdConflict => ErrorCode::ClientIdConflict,
         PostError::GroupArchived => ErrorCode::GroupArchived,
         PostError::NoSuchGroup => ErrorCode::NotMember,
+        PostError::FileUnavailable => ErrorCode::NotFound,
         PostError::Refused => ErrorCode::Forbidden,
         PostError::Unavailable => ErrorCode::Unavailable,
         PostError::ShuttingDown => ErrorCode::ShuttingDown,

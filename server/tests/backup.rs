@@ -1,6 +1,6 @@
 //! Backup and restore, with the commands `docs/operations.md` gives: a backup taken while
-//! the server runs, restored into an empty instance, holds every post, tombstone and
-//! confirmation, and an audit trail whose chain and seals verify.
+//! the server runs, restored into an empty instance, holds every post, tombstone,
+//! confirmation and file, and an audit trail whose chain and seals verify.
 
 mod common;
 
@@ -34,10 +34,10 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// Backs up the running instance's database and restores it into an empty one, as the
-/// operations guide says.
-async fn backup_and_restore(backend: Backend, url: &str, dir: &Path) -> TestDb {
-    match backend {
+/// Backs up the running instance's database and its file store, and restores them into
+/// an empty instance, as the operations guide says.
+async fn backup_and_restore(backend: Backend, url: &str, data: &Path, dir: &Path) -> TestDb {
+    let restored = match backend {
         Backend::Sqlite => {
             let file = dir.join("renkei-backup.db");
             let file = file.to_str().expect("path");
@@ -68,7 +68,16 @@ async fn backup_and_restore(backend: Backend, url: &str, dir: &Path) -> TestDb {
             );
             restored
         }
-    }
+    };
+    // The file store after the database: every file the copy names is in it.
+    let files = dir.join("files");
+    let (from, to) = (data.join("files"), files.to_str().expect("path"));
+    run("cp", &["-a", from.to_str().expect("path"), to]);
+    run(
+        "cp",
+        &["-a", to, restored.dir.path().to_str().expect("path")],
+    );
+    restored
 }
 
 async fn a_backup_restores_into_an_empty_instance(backend: Backend) {
@@ -88,6 +97,24 @@ async fn a_backup_restores_into_an_empty_instance(backend: Backend) {
     alice
         .post_acked(f.free_group, "a-1", "明日の訪問時間の変更")
         .await;
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/screenshots/members.png"
+    ))
+    .expect("a PNG");
+    let (_, uploaded) = app
+        .upload(f.alice, f.free_group, "photo.png", photo.clone())
+        .await;
+    let file: renkei_protocol::FileRef = serde_json::from_value(uploaded).expect("uploaded");
+    alice
+        .send(&renkei_protocol::ClientMessage::Post {
+            group: f.free_group,
+            client_id: "a-2".into(),
+            text: "写真".into(),
+            file: Some(file.id),
+        })
+        .await;
+    while !matches!(alice.recv().await, renkei_protocol::ServerMessage::Ack(_)) {}
     let alice_api = app.api(f.alice).await;
     alice_api
         .ok(
@@ -96,14 +123,7 @@ async fn a_backup_restores_into_an_empty_instance(backend: Backend) {
             None,
         )
         .await;
-    app.api(f.bob)
-        .await
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{g}/posts/5/delete"),
-            Some(serde_json::json!({})),
-        )
-        .await;
+    app.delete_post(f.bob, g, 5).await;
     // Audited calls, so the trail has records to chain.
     app.api(f.adam)
         .await
@@ -120,7 +140,8 @@ async fn a_backup_restores_into_an_empty_instance(backend: Backend) {
     assert!(records > 0);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let restored_db = backup_and_restore(backend, &app.db.url, dir.path()).await;
+    let restored_db =
+        backup_and_restore(backend, &app.db.url, &app.config.data_dir, dir.path()).await;
     let restored: Arc<dyn Store> = renkei::store::open(&restored_db.url)
         .await
         .expect("open the restored database");
@@ -156,6 +177,11 @@ async fn a_backup_restores_into_an_empty_instance(backend: Backend) {
         .iter()
         .any(|e| matches!(&e.data, renkei_protocol::EventData::DeletedPost { .. })));
     dave.post_acked(g, "d-1", "復元後の最初の記録").await;
+    // The file came back with its record.
+    let token = common::session(restored.as_ref(), f.alice).await;
+    let (_, _, bytes) =
+        common::download(node.addr, &token, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(bytes, photo);
     node.stop().await;
 
     // A second backup to the same file is refused rather than overwriting it.

@@ -5,7 +5,6 @@ mod common;
 
 use common::{code, Backend, TestApp};
 use reqwest::Method;
-use serde_json::{json, Value};
 
 async fn an_owning_admin_exports_a_patient_group(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -25,13 +24,7 @@ async fn an_owning_admin_exports_a_patient_group(backend: Backend) {
             None,
         )
         .await;
-    as_alice
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{g}/posts/{mistaken}/delete"),
-            Some(json!({})),
-        )
-        .await;
+    app.delete_post(f.alice, g, mistaken).await;
 
     let admin = app.api(f.adam).await;
     let export = admin
@@ -111,20 +104,7 @@ async fn an_owning_admin_exports_a_patient_group(backend: Backend) {
     );
 
     // On record: who exported which group, and the refusal.
-    let records: Vec<Value> = serde_json::from_value(
-        admin
-            .ok(
-                Method::GET,
-                &format!("/api/v1/facilities/{}/audit?group={g}", f.facility),
-                None,
-            )
-            .await,
-    )
-    .expect("records");
-    let exports: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["action"] == "GET /api/v1/groups/{id}/export")
-        .collect();
+    let exports = app.audit_records("GET /api/v1/groups/{id}/export").await;
     assert!(exports
         .iter()
         .any(|r| r["actor"] == f.adam && r["result"] == "200"));

@@ -46,6 +46,7 @@ async fn members_see_posts_live_and_outsiders_nothing(backend: Backend) {
             author,
             text,
             client_id,
+            file: None,
         } = event.data
         else {
             panic!("a post");

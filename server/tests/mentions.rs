@@ -63,14 +63,7 @@ async fn a_mention_reaches_the_named_member(backend: Backend) {
     assert!(listed(&app, f.carol).await.is_empty());
 
     // A deleted post leaves the list; so does a group left.
-    app.api(f.bob)
-        .await
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{g}/posts/{seq}/delete"),
-            Some(serde_json::json!({})),
-        )
-        .await;
+    app.delete_post(f.bob, g, seq).await;
     assert_eq!(listed(&app, f.alice).await, ["@看護師 アリス 追加の確認"]);
     app.api(f.alice)
         .await

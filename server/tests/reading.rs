@@ -93,14 +93,7 @@ async fn unread_counts_follow_the_reader_across_devices(backend: Backend) {
     let laptop = app.client(f.alice).await;
     assert_eq!(listed(&laptop, g), (4, 1, 5));
     // Deleted posts are not unread.
-    app.api(f.bob)
-        .await
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{g}/posts/5/delete"),
-            Some(serde_json::json!({})),
-        )
-        .await;
+    app.delete_post(f.bob, g, 5).await;
     let laptop = app.client(f.alice).await;
     assert_eq!(listed(&laptop, g), (4, 0, 6));
 
@@ -180,14 +173,7 @@ async fn confirmations_join_the_sequence(backend: Backend) {
         EventData::PostConfirmed { seq, by } if *seq == report && by.id == f.alice
     )));
     // Deleted posts and archived groups take no confirmation.
-    let bob_api = app.api(f.bob).await;
-    bob_api
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{g}/posts/{report}/delete"),
-            Some(serde_json::json!({})),
-        )
-        .await;
+    app.delete_post(f.bob, g, report).await;
     assert_eq!(confirm(f.dave, report).await.0, 404);
     let later = bob.post_acked(g, "b-2", "往診済み").await;
     app.api(f.adam)

@@ -133,14 +133,7 @@ async fn search_finds_parts_of_japanese_words_where_the_user_may_read(backend: B
     );
     let as_dave = app.api(f.dave).await;
     assert_eq!(hits(&as_dave, "褥瘡").await.len(), 1);
-    app.api(f.bob)
-        .await
-        .ok(
-            Method::POST,
-            &format!("/api/v1/groups/{}/posts/1/delete", f.patient_group),
-            Some(serde_json::json!({})),
-        )
-        .await;
+    app.delete_post(f.bob, f.patient_group, 1).await;
     assert!(hits(&as_dave, "褥瘡").await.is_empty());
 
     // Bad input gets a clear answer.

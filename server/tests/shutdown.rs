@@ -28,6 +28,7 @@ async fn sigterm_loses_no_acknowledged_post(backend: Backend) {
                 group,
                 client_id: format!("s-{i}"),
                 text: format!("記録 {i}"),
+                file: None,
             };
             let text = serde_json::to_string(&post).expect("json");
             if sink.send(Message::text(text)).await.is_err() {

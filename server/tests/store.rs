@@ -569,6 +569,7 @@ async fn reading_after_and_before(backend: Backend) {
         author,
         client_id,
         text,
+        file: None,
     } = &event.body
     else {
         panic!("a post");

@@ -6,6 +6,7 @@
 //! on two engines. Only this module contains SQL.
 
 mod access;
+mod attachment;
 mod audit_log;
 mod postgres;
 mod queries;
@@ -20,6 +21,7 @@ use renkei_protocol::api::{Consent, ConsentSigner, FacilityStatus, Patient};
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, UserId};
 
 pub use access::{Access, PasswordState, SessionRecord};
+pub use attachment::{Attachments, NewFile, StoredFile};
 pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
 pub use postgres::PgStore;
 pub use reading::{MemberRead, PostSearch, ReadState, Reading};
@@ -194,6 +196,8 @@ pub struct NewPost {
     pub content_hash: Vec<u8>,
     /// `text` folded for search ([`crate::search::fold`]) when that differs from it.
     pub search_text: Option<String>,
+    /// A file uploaded by the author into the group, attached in the commit.
+    pub file: Option<renkei_protocol::FileRef>,
     pub at: Millis,
 }
 
@@ -205,6 +209,7 @@ impl NewPost {
         NewPost {
             content_hash: sha2::Sha256::digest(text.as_bytes()).to_vec(),
             search_text: (folded != text).then_some(folded),
+            file: None,
             group,
             author,
             client_id,
@@ -238,6 +243,9 @@ pub enum AppendOutcome {
     Refused,
     /// The group does not exist; nothing stored.
     NoSuchGroup,
+    /// The file is not the author's upload into this group, or is attached or deleted
+    /// already; nothing stored.
+    FileUnavailable,
 }
 
 /// One stored event of a group's sequence.
@@ -266,6 +274,7 @@ pub enum EventBody {
         author: UserRecord,
         client_id: String,
         text: String,
+        file: Option<renkei_protocol::FileRef>,
     },
     MemberJoined {
         member: UserRecord,
@@ -374,7 +383,9 @@ pub struct Changed {
 /// The storage interface of the messaging core; [`Registry`] holds the rest. Every method
 /// is one transaction.
 #[async_trait]
-pub trait Store: Registry + Reading + AuditLog + Access + Send + Sync + 'static {
+pub trait Store:
+    Registry + Reading + Attachments + AuditLog + Access + Send + Sync + 'static
+{
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Writes a consistent copy of the database to a new file `to` while serving

@@ -120,6 +120,11 @@ pub(super) struct EventRow {
     s_status: Option<String>,
     s_facility_id: Option<i64>,
     s_facility_name: Option<String>,
+    f_id: Option<i64>,
+    f_name: Option<String>,
+    f_media_type: Option<String>,
+    f_size: Option<i64>,
+    f_thumbnail: Option<bool>,
 }
 
 pub(super) const EVENT_SELECT: &str =
@@ -130,11 +135,14 @@ pub(super) const EVENT_SELECT: &str =
      af.name AS a_facility_name, \
      s.id AS s_id, s.login AS s_login, s.display_name AS s_name, s.profession AS s_profession, \
      s.role AS s_role, s.status AS s_status, s.facility_id AS s_facility_id, \
-     sf.name AS s_facility_name \
+     sf.name AS s_facility_name, \
+     fl.id AS f_id, fl.name AS f_name, fl.media_type AS f_media_type, fl.size AS f_size, \
+     fl.has_thumbnail AS f_thumbnail \
      FROM events e LEFT JOIN users a ON a.id = e.author_id \
      LEFT JOIN facilities af ON af.id = a.facility_id \
      LEFT JOIN users s ON s.id = e.subject_id \
-     LEFT JOIN facilities sf ON sf.id = s.facility_id";
+     LEFT JOIN facilities sf ON sf.id = s.facility_id \
+     LEFT JOIN files fl ON fl.id = e.file_id";
 
 #[allow(clippy::too_many_arguments)]
 fn optional_user(
@@ -200,6 +208,18 @@ pub(super) fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
                 author: author.ok_or_else(|| missing("author"))?,
                 client_id: row.client_id.unwrap_or_default(),
                 text: row.text.unwrap_or_default(),
+                file: match (row.f_id, row.f_name, row.f_media_type, row.f_size) {
+                    (Some(id), Some(name), Some(media_type), Some(size)) => {
+                        Some(renkei_protocol::FileRef {
+                            id,
+                            name,
+                            media_type,
+                            size,
+                            thumbnail: row.f_thumbnail.unwrap_or(false),
+                        })
+                    }
+                    _ => None,
+                },
             },
         },
         "post_deleted" => EventBody::PostDeleted {
@@ -317,15 +337,20 @@ enum Repeat {
     Conflict,
     /// The author may not post in the group (any more).
     Refused,
+    /// The file is not the author's to attach there.
+    FileUnavailable,
 }
 
 /// Plans a batch, given the earlier uses of its client ids, the groups that exist and take
 /// posts, and the (group, author) pairs whose posts are still allowed there.
+/// `attachable` holds the files the batch may attach, by id, with the group and uploader
+/// they belong to; each is taken by the first post that attaches it.
 fn plan_batch(
     posts: &[NewPost],
     earlier: &mut HashMap<(i64, String), Earlier>,
     open: &HashSet<GroupId>,
     allowed: &HashSet<(GroupId, UserId)>,
+    attachable: &mut HashMap<i64, (GroupId, UserId)>,
 ) -> BatchPlan {
     let mut plan = BatchPlan {
         repeats: Vec::with_capacity(posts.len()),
@@ -358,6 +383,12 @@ fn plan_batch(
             {
                 Some(Repeat::Refused)
             }
+            None if post.file.as_ref().is_some_and(|file| {
+                attachable.remove(&file.id) != Some((post.group, post.author.id))
+            }) =>
+            {
+                Some(Repeat::FileUnavailable)
+            }
             None => {
                 earlier.insert(key, Earlier::InBatch(index));
                 *plan.new_per_group.entry(post.group).or_default() += 1;
@@ -383,6 +414,7 @@ fn place_batch(
             Some(Repeat::Stored(placement)) => AppendOutcome::Duplicate(*placement),
             Some(Repeat::Conflict) => AppendOutcome::ClientIdConflict,
             Some(Repeat::Refused) => AppendOutcome::Refused,
+            Some(Repeat::FileUnavailable) => AppendOutcome::FileUnavailable,
             Some(Repeat::InBatch(first)) => match &outcomes[*first] {
                 AppendOutcome::Committed(placement) => AppendOutcome::Duplicate(*placement),
                 other => other.clone(),
@@ -755,6 +787,16 @@ macro_rules! sql_store {
                         .bind(at)
                         .execute(&mut *tx)
                         .await?;
+                        // Its file goes with it (the bytes leave the file store after).
+                        sqlx::query(
+                            "UPDATE files SET deleted_at = $3 WHERE id IN \
+                             (SELECT file_id FROM events WHERE group_id = $1 AND seq = $2)",
+                        )
+                        .bind(group)
+                        .bind(seq)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
                         // Reports of it are settled by its deletion.
                         sqlx::query(
                             "UPDATE reports SET state = 'deleted', handled_by = $3, handled_at = $4 \
@@ -1002,7 +1044,29 @@ macro_rules! sql_store {
                     // A patient group without its consent takes no post from anyone.
                     allowed.extend(rows.into_iter().filter(|(group, _)| consented.contains(group)));
                 }
-                let plan = plan_batch(posts, &mut earlier, &open, &allowed);
+                // The files the batch attaches: uploaded, not deleted, on no post yet.
+                let files: Vec<i64> = posts.iter().filter_map(|p| p.file.as_ref().map(|f| f.id)).collect();
+                let mut attachable: HashMap<i64, (GroupId, UserId)> = HashMap::new();
+                if !files.is_empty() {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                                                "SELECT f.id, f.group_id, f.uploader_id FROM files f \
+                         WHERE f.deleted_at IS NULL AND NOT EXISTS \
+                         (SELECT 1 FROM events e WHERE e.file_id = f.id) AND f.created_at > ",
+                    );
+                    // Never one the clean-up of abandoned uploads may be taking.
+                    let at = posts.first().map_or(0, |p| p.at);
+                    query
+                        .push_bind(at - crate::attachment::POST_WITHIN_MS)
+                        .push(" AND f.id IN (");
+                    let mut list = query.separated(", ");
+                    for file in &files {
+                        list.push_bind(*file);
+                    }
+                    query.push(")");
+                    let rows: Vec<(i64, i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
+                    attachable.extend(rows.into_iter().map(|(id, group, uploader)| (id, (group, uploader))));
+                }
+                let plan = plan_batch(posts, &mut earlier, &open, &allowed, &mut attachable);
 
                 let mut next_seq: HashMap<GroupId, Seq> = HashMap::new();
                 if !plan.new_per_group.is_empty() {
@@ -1044,7 +1108,7 @@ macro_rules! sql_store {
                 if !rows.is_empty() {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
-                         content_hash, search_text, created_at) ",
+                         content_hash, search_text, file_id, created_at) ",
                     );
                     query.push_values(&rows, |mut row, &(post, seq)| {
                         row.push_bind(post.group)
@@ -1055,6 +1119,7 @@ macro_rules! sql_store {
                             .push_bind(&post.text)
                             .push_bind(&post.content_hash)
                             .push_bind(&post.search_text)
+                            .push_bind(post.file.as_ref().map(|f| f.id))
                             .push_bind(post.at);
                     });
                     query.build().execute(&mut *tx).await?;

@@ -1197,7 +1197,15 @@ macro_rules! registry_store {
                 .bind(digest.finalize().to_vec())
                 .execute(&mut *tx)
                 .await?;
-                for table in ["reports", "invitations", "deletions", "memberships", "mentions", "events"] {
+                for table in [
+                    "reports",
+                    "invitations",
+                    "deletions",
+                    "memberships",
+                    "mentions",
+                    "events",
+                    "files",
+                ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE group_id = $1"))
                         .bind(group)
                         .execute(&mut *tx)

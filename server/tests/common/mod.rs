@@ -60,11 +60,11 @@ fn init_logs() {
     }
 }
 
-/// A fresh, empty database for one test.
+/// A fresh, empty database for one test, and a data directory of its own (the SQLite
+/// file, uploaded files).
 pub struct TestDb {
     pub url: String,
-    /// Keeps the SQLite directory alive.
-    _dir: Option<tempfile::TempDir>,
+    pub dir: tempfile::TempDir,
 }
 
 impl TestDb {
@@ -73,10 +73,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("renkei.db").display());
-                TestDb {
-                    url,
-                    _dir: Some(dir),
-                }
+                TestDb { url, dir }
             }
             Backend::Postgres => {
                 let admin = std::env::var("RENKEI_TEST_POSTGRES_URL")
@@ -107,7 +104,7 @@ impl TestDb {
         let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
         TestDb {
             url: format!("{base}/{name}"),
-            _dir: None,
+            dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 }
@@ -325,6 +322,7 @@ pub fn test_config(db: &TestDb) -> Config {
     let mut config = default_config();
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.database_url = Some(db.url.clone());
+    config.data_dir = db.dir.path().to_path_buf();
     config.limits.posts_per_second = 10_000;
     config.limits.post_burst = 10_000;
     config.limits.frames_per_second = 10_000;
@@ -532,6 +530,7 @@ impl Client {
             group,
             client_id: client_id.into(),
             text: text.into(),
+            file: None,
         })
         .await;
     }
@@ -594,14 +593,18 @@ impl Client {
         }
     }
 
-    /// The next event, skipping acks and notices (invitations, account changes).
+    /// The next event, skipping acks and notices (invitations, account changes, reads,
+    /// mentions).
     pub async fn next_event(&mut self) -> GroupEvent {
         loop {
             match self.recv().await {
                 ServerMessage::Event(event) => return event,
                 ServerMessage::Ack(_)
                 | ServerMessage::Invitation(_)
-                | ServerMessage::Account { .. } => continue,
+                | ServerMessage::Account { .. }
+                | ServerMessage::Receipt(_)
+                | ServerMessage::ReadPosition { .. }
+                | ServerMessage::Mention(_) => continue,
                 other => panic!("expected an event, got {other:?}"),
             }
         }
@@ -814,6 +817,27 @@ impl Api {
     }
 }
 
+/// Downloads `path` from the server at `addr` with `token`: status, headers, bytes.
+pub async fn download(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("download");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
 /// The error code of an error body.
 pub fn code(body: &serde_json::Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
@@ -823,6 +847,56 @@ impl TestApp {
     /// A REST client acting as `user`.
     pub async fn api(&self, user: i64) -> Api {
         Api::new(self.addr, &self.token(user).await)
+    }
+
+    /// `user` deletes the post at (`group`, `seq`) (their own: no reason needed).
+    pub async fn delete_post(&self, user: i64, group: GroupId, seq: Seq) {
+        self.api(user)
+            .await
+            .ok(
+                reqwest::Method::POST,
+                &format!("/api/v1/groups/{group}/posts/{seq}/delete"),
+                Some(serde_json::json!({})),
+            )
+            .await;
+    }
+
+    /// The records of `action` on the fixture facility's audit trail, as its admin sees it.
+    pub async fn audit_records(&self, action: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/facilities/{}/audit", self.fixture.facility);
+        let records = self
+            .api(self.fixture.adam)
+            .await
+            .ok(reqwest::Method::GET, &path, None)
+            .await;
+        records
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter(|r| r["action"] == action)
+            .cloned()
+            .collect()
+    }
+
+    /// Uploads `bytes` as `user` into `group`: the status and the JSON answer.
+    pub async fn upload(
+        &self,
+        user: i64,
+        group: GroupId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(self.url(&format!("/api/v1/groups/{group}/files")))
+            .query(&[("name", name)])
+            .bearer_auth(self.token(user).await)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     /// A REST client with no session.

@@ -1,0 +1,328 @@
+//! Files and images (添付ファイル): uploaded into a group, recognised by content, posted
+//! like a post, downloaded only by those who may read the group (and on record), never
+//! served to run, erased with their post.
+
+mod common;
+
+use common::{code, Backend, Client, TestApp};
+use renkei_protocol::{ClientMessage, EventData, FileRef, ServerMessage};
+use reqwest::header::HeaderMap;
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(width, height, image::Rgb([200, 80, 80]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .expect("png");
+    bytes
+}
+
+const PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+
+/// Downloads `path` as `user`: the status, the headers and the bytes.
+async fn download(app: &TestApp, user: i64, path: &str) -> (u16, HeaderMap, Vec<u8>) {
+    common::download(app.addr, &app.token(user).await, path).await
+}
+
+async fn post_file(client: &mut Client, group: i64, client_id: &str, text: &str, file: i64) {
+    client
+        .send(&ClientMessage::Post {
+            group,
+            client_id: client_id.into(),
+            text: text.into(),
+            file: Some(file),
+        })
+        .await;
+}
+
+async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let photo = png(800, 600);
+
+    // Recognised by content whatever its name; a thumbnail for images.
+    let (status, body) = app
+        .upload(f.alice, g, "褥瘡の写真.txt", photo.clone())
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let file: FileRef = serde_json::from_value(body).expect("file");
+    assert_eq!(
+        (file.media_type.as_str(), file.thumbnail),
+        ("image/png", true)
+    );
+    assert_eq!(file.name, "褥瘡の写真.txt");
+    assert_eq!(file.size, photo.len() as i64);
+
+    // Posted like a post: every member gets it with the file.
+    let mut alice = app.client(f.alice).await;
+    let mut bob = app.client(f.bob).await;
+    bob.sync(g, 0).await;
+    post_file(
+        &mut alice,
+        g,
+        "a-1",
+        "仙骨部の褥瘡、写真を添付します",
+        file.id,
+    )
+    .await;
+    let event = bob.next_event().await;
+    match &event.data {
+        EventData::Post {
+            file: Some(got), ..
+        } => assert_eq!(got, &file),
+        other => panic!("a post with its file, got {other:?}"),
+    }
+    // Once: the same file cannot go on a second post.
+    post_file(&mut alice, g, "a-2", "もう一度", file.id).await;
+    let refused = loop {
+        match alice.recv().await {
+            ServerMessage::Error(e) => break e,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        (refused.code, refused.client_id.as_deref()),
+        (renkei_protocol::ErrorCode::NotFound, Some("a-2"))
+    );
+    // And on catch-up and history.
+    let later = app.client(f.dave).await.sync(g, 0).await;
+    assert!(matches!(&later[0].data, EventData::Post { file: Some(got), .. } if got.id == file.id));
+
+    // Members download it, as an attachment unless an image is asked for inline; it runs
+    // nothing wherever it is opened.
+    let (status, headers, bytes) =
+        download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, photo);
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    assert!(headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .contains("filename*=UTF-8''%E8%A4%A5"));
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let (_, headers, _) = download(
+        &app,
+        f.bob,
+        &format!("/api/v1/files/{}?inline=true", file.id),
+    )
+    .await;
+    assert!(headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("inline"));
+    let (status, headers, thumb) = download(
+        &app,
+        f.dave,
+        &format!("/api/v1/files/{}/thumbnail", file.id),
+    )
+    .await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"image/jpeg".parse().expect("value"))
+    );
+    let small = image::load_from_memory(&thumb).expect("a JPEG");
+    assert_eq!((small.width(), small.height()), (320, 240));
+
+    // Not to others: not a member, not the other group's members.
+    let (status, _, _) = download(&app, f.carol, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 403);
+    // An upload not posted yet is its uploader's alone.
+    let (_, body) = app.upload(f.alice, g, "紹介状.pdf", PDF.to_vec()).await;
+    let letter: FileRef = serde_json::from_value(body).expect("file");
+    assert_eq!(
+        (letter.media_type.as_str(), letter.thumbnail),
+        ("application/pdf", false)
+    );
+    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", letter.id)).await;
+    assert_eq!(status, 404);
+    let (status, headers, _) = download(
+        &app,
+        f.alice,
+        &format!("/api/v1/files/{}?inline=true", letter.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment"),
+        "only images are shown inline"
+    );
+    // Someone else's upload cannot be attached.
+    post_file(&mut bob, g, "b-1", "他人のファイル", letter.id).await;
+    let refused = loop {
+        match bob.recv().await {
+            ServerMessage::Error(e) => break e,
+            _ => continue,
+        }
+    };
+    assert_eq!(refused.code, renkei_protocol::ErrorCode::NotFound);
+
+    // Every download is on record.
+    let downloads = app.audit_records("GET /api/v1/files/{id}").await;
+    assert!(downloads
+        .iter()
+        .any(|r| r["actor"] == f.bob && r["result"] == "200"));
+    assert!(downloads
+        .iter()
+        .any(|r| r["actor"] == f.carol && r["result"] == "403"));
+
+    // Deleting the post erases the file.
+    let stored = app
+        .config
+        .data_dir
+        .join("files")
+        .join(g.to_string())
+        .join(file.id.to_string());
+    assert!(stored.exists());
+    app.delete_post(f.alice, g, event.seq).await;
+    assert!(!stored.exists(), "the bytes are gone");
+    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 404);
+    let (status, _, _) =
+        download(&app, f.bob, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
+    assert_eq!(status, 404);
+}
+
+async fn uploads_are_checked_by_content_size_and_membership(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.max_file_bytes = 50_000;
+        c.file_types = vec!["png".into(), "pdf".into()];
+    })
+    .await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let (status, body) = app
+        .upload(
+            f.alice,
+            g,
+            "page.png",
+            b"<html><script>alert(1)</script>".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (415, "unsupported_media_type"),
+        "not by its name"
+    );
+    let (status, body) = app
+        .upload(
+            f.alice,
+            g,
+            "drawing.svg",
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (415, "unsupported_media_type"));
+    let mut jpeg = Vec::new();
+    image::RgbImage::new(10, 10)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .expect("jpeg");
+    let (status, _) = app.upload(f.alice, g, "photo.jpg", jpeg).await;
+    assert_eq!(status, 415, "not among the configured types");
+    let (status, body) = app
+        .upload(
+            f.alice,
+            g,
+            "broken.png",
+            b"\x89PNG\r\n\x1a\nbroken".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (415, "unsupported_media_type"),
+        "an image must decode"
+    );
+    let (status, body) = app
+        .upload(f.alice, g, "big.pdf", [PDF, &vec![b' '; 60_000]].concat())
+        .await;
+    assert_eq!((status, code(&body)), (413, "too_large"));
+    let (status, body) = app.upload(f.carol, g, "x.pdf", PDF.to_vec()).await;
+    assert_eq!((status, code(&body)), (403, "not_member"));
+    let (status, _) = app
+        .upload(f.alice, f.archived_group, "x.pdf", PDF.to_vec())
+        .await;
+    assert_eq!(status, 403, "an archived group takes no files");
+    let (status, _) = app.upload(f.alice, g, "x.pdf", PDF.to_vec()).await;
+    assert_eq!(status, 201);
+}
+
+on_both_backends!(
+    files_are_posted_read_by_members_and_erased_with_their_post,
+    uploads_are_checked_by_content_size_and_membership
+);
+
+/// Uploads nobody posted are erased by the archive process; an old one cannot be posted.
+async fn abandoned_uploads_are_erased(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.archive_job_seconds = 1).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let (_, body) = app.upload(f.alice, g, "old.pdf", PDF.to_vec()).await;
+    let old: FileRef = serde_json::from_value(body).expect("file");
+    // Uploaded 13 hours ago: too old to post, not yet erased.
+    common::execute(
+        &app.db.url,
+        &format!(
+            "UPDATE files SET created_at = created_at - 46800000 WHERE id = {}",
+            old.id
+        ),
+    )
+    .await;
+    let mut alice = app.client(f.alice).await;
+    post_file(&mut alice, g, "a-1", "古い添付", old.id).await;
+    let refused = loop {
+        match alice.recv().await {
+            ServerMessage::Error(e) => break e,
+            _ => continue,
+        }
+    };
+    assert_eq!(refused.code, renkei_protocol::ErrorCode::NotFound);
+    // A day and more: the archive process erases it, bytes and all.
+    common::execute(
+        &app.db.url,
+        &format!(
+            "UPDATE files SET created_at = created_at - 43200000 WHERE id = {}",
+            old.id
+        ),
+    )
+    .await;
+    let stored = app
+        .config
+        .data_dir
+        .join("files")
+        .join(g.to_string())
+        .join(old.id.to_string());
+    for _ in 0..100 {
+        if !stored.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!stored.exists(), "erased");
+    let (status, _, _) = download(&app, f.alice, &format!("/api/v1/files/{}", old.id)).await;
+    assert_eq!(status, 404);
+    // A fresh upload stays.
+    let (_, body) = app.upload(f.alice, g, "new.pdf", PDF.to_vec()).await;
+    let new: FileRef = serde_json::from_value(body).expect("file");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, _, _) = download(&app, f.alice, &format!("/api/v1/files/{}", new.id)).await;
+    assert_eq!(status, 200);
+}
+
+on_both_backends!(abandoned_uploads_are_erased);
