@@ -134,7 +134,7 @@ pub async fn run(
     )?;
     let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let requests = crate::throttle::RequestLimits::new(&config.limits);
-    let files = crate::attachment::FileStore::new(config.data_dir.join("files"));
+    let files = crate::attachment::FileStore::open(&config).map_err(ServeError::Config)?;
     let app = Arc::new(App {
         files,
         config,

@@ -5,7 +5,8 @@
 //! - The type is recognised from the content's first bytes, never from the name or the
 //!   declared type; only the types in `RENKEI_FILE_TYPES` are taken, up to
 //!   `RENKEI_MAX_FILE_BYTES`. Images must decode: each gets a small JPEG thumbnail.
-//! - The bytes live in the file store (`<data dir>/files/<group>/<id>`), the record in the
+//! - The bytes live in the file store — `<data dir>/files/<group>/<id>` by default, or an
+//!   S3-compatible object store (`RENKEI_FILE_STORE_URL`) — and the record in the
 //!   database. Every download checks that the caller may read the group now, and is on the
 //!   audit trail (every endpoint is).
 //! - Nothing is served so that it could run: a file goes out with its recognised type,
@@ -155,25 +156,68 @@ impl From<AttachError> for HttpError {
     }
 }
 
-/// Where the bytes of files live: a directory of the local filesystem (on several nodes,
-/// one they all mount).
-#[derive(Debug, Clone)]
-pub struct FileStore {
-    dir: PathBuf,
+/// Where the bytes of files live, one interface with two backends.
+#[derive(Clone)]
+pub enum FileStore {
+    /// A directory of the local filesystem, `<data dir>/files` (the default; several nodes
+    /// must all mount it).
+    Local(PathBuf),
+    /// An S3-compatible object store (`RENKEI_FILE_STORE_URL=s3://bucket/prefix`), which
+    /// every node reaches.
+    S3 {
+        store: Arc<dyn object_store::ObjectStore>,
+        prefix: String,
+    },
 }
 
 impl FileStore {
-    pub fn new(dir: PathBuf) -> Self {
-        FileStore { dir }
+    /// The store the settings name.
+    pub fn open(config: &crate::config::Config) -> Result<FileStore, String> {
+        let Some(url) = config.file_store_url.as_deref() else {
+            return Ok(FileStore::Local(config.data_dir.join("files")));
+        };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or("RENKEI_FILE_STORE_URL: use s3://bucket/prefix")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err("RENKEI_FILE_STORE_URL: name the bucket (s3://bucket/prefix)".into());
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&config.s3_region);
+        if let (Some(key), Some(secret)) = (&config.s3_access_key_id, &config.s3_secret_access_key)
+        {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+        }
+        if let Some(endpoint) = &config.s3_endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder.build().map_err(|e| format!("S3 file store: {e}"))?;
+        Ok(FileStore::S3 {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
     }
 
-    fn path(&self, group: GroupId, id: i64, thumbnail: bool) -> PathBuf {
-        let name = if thumbnail {
-            format!("{id}.thumb.jpg")
+    fn name(group: GroupId, id: i64, thumbnail: bool) -> String {
+        if thumbnail {
+            format!("{group}/{id}.thumb.jpg")
         } else {
-            id.to_string()
-        };
-        self.dir.join(group.to_string()).join(name)
+            format!("{group}/{id}")
+        }
+    }
+
+    fn key(prefix: &str, name: &str) -> object_store::path::Path {
+        if prefix.is_empty() {
+            object_store::path::Path::from(name)
+        } else {
+            object_store::path::Path::from(format!("{prefix}/{name}"))
+        }
     }
 
     /// Writes a file's bytes (and its thumbnail), each complete or not at all.
@@ -184,40 +228,93 @@ impl FileStore {
         bytes: &[u8],
         thumbnail: Option<&[u8]>,
     ) -> std::io::Result<()> {
-        tokio::fs::create_dir_all(self.dir.join(group.to_string())).await?;
-        write_whole(&self.path(group, id, false), bytes).await?;
-        if let Some(thumbnail) = thumbnail {
-            write_whole(&self.path(group, id, true), thumbnail).await?;
+        let parts = [(false, Some(bytes)), (true, thumbnail)];
+        for (is_thumbnail, content) in parts {
+            let Some(content) = content else { continue };
+            let name = Self::name(group, id, is_thumbnail);
+            match self {
+                FileStore::Local(dir) => {
+                    tokio::fs::create_dir_all(dir.join(group.to_string())).await?;
+                    write_whole(&dir.join(&name), content).await?;
+                }
+                FileStore::S3 { store, prefix } => {
+                    // An object appears whole when its PUT succeeds.
+                    store
+                        .put(&Self::key(prefix, &name), content.to_vec().into())
+                        .await
+                        .map_err(io_error)?;
+                }
+            }
         }
         Ok(())
     }
 
     async fn get(&self, group: GroupId, id: i64, thumbnail: bool) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.path(group, id, thumbnail)).await
+        let name = Self::name(group, id, thumbnail);
+        match self {
+            FileStore::Local(dir) => tokio::fs::read(dir.join(name)).await,
+            FileStore::S3 { store, prefix } => {
+                let object = store
+                    .get(&Self::key(prefix, &name))
+                    .await
+                    .map_err(io_error)?;
+                Ok(object.bytes().await.map_err(io_error)?.to_vec())
+            }
+        }
     }
 
     /// Removes a file's bytes and thumbnail (a deleted post's).
     pub async fn remove(&self, group: GroupId, id: i64) {
         for thumbnail in [false, true] {
-            let path = self.path(group, id, thumbnail);
-            match tokio::fs::remove_file(&path).await {
+            let name = Self::name(group, id, thumbnail);
+            let removed = match self {
+                FileStore::Local(dir) => tokio::fs::remove_file(dir.join(&name)).await,
+                FileStore::S3 { store, prefix } => store
+                    .delete(&Self::key(prefix, &name))
+                    .await
+                    .map_err(io_error),
+            };
+            match removed {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    tracing::error!(error = %err, path = %path.display(), "file not erased")
-                }
+                Err(err) => tracing::error!(error = %err, file = %name, "file not erased"),
             }
         }
     }
 
     /// Removes every file of a group (purged for good).
     pub async fn remove_group(&self, group: GroupId) {
-        let dir = self.dir.join(group.to_string());
-        match tokio::fs::remove_dir_all(&dir).await {
+        let removed = match self {
+            FileStore::Local(dir) => tokio::fs::remove_dir_all(dir.join(group.to_string())).await,
+            FileStore::S3 { store, prefix } => {
+                use futures::{StreamExt as _, TryStreamExt as _};
+                let listed = store
+                    .list(Some(&Self::key(prefix, &group.to_string())))
+                    .map_ok(|meta| meta.location)
+                    .boxed();
+                store
+                    .delete_stream(listed)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map(|_| ())
+                    .map_err(io_error)
+            }
+        };
+        match removed {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => tracing::error!(error = %err, group, "files of a purged group not erased"),
         }
+    }
+}
+
+/// An object store's error as an I/O error (a missing object is `NotFound`).
+fn io_error(err: object_store::Error) -> std::io::Error {
+    match err {
+        object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, err.to_string())
+        }
+        other => std::io::Error::other(other.to_string()),
     }
 }
 

@@ -176,6 +176,23 @@ pub struct Config {
         default_value = "jpeg,png,gif,webp,pdf"
     )]
     pub file_types: Vec<String>,
+    /// Where uploaded files go: `s3://bucket/prefix` for an S3-compatible object store;
+    /// by default `files/` in the data directory.
+    #[arg(long, env = "RENKEI_FILE_STORE_URL")]
+    pub file_store_url: Option<String>,
+    /// The S3 store's access key.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// The S3 store's secret key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// The S3 endpoint of a service other than AWS (`https://s3.example.jp`, or
+    /// `http://127.0.0.1:9000` on a closed network).
+    #[arg(long, env = "RENKEI_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region.
+    #[arg(long, env = "RENKEI_S3_REGION", default_value = "ap-northeast-1")]
+    pub s3_region: String,
     /// Retention: archived groups archived this many days ago are purged for good by the
     /// archive process, with the erase guarantees of deletion; 0 (the default) keeps them.
     #[arg(long, env = "RENKEI_RETENTION_DAYS", default_value_t = 0)]
@@ -381,10 +398,11 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen={} tls={} data_dir={} database={} redis={} cookie_secure={} session_hours={} {:?}",
+                        "listen={} tls={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} {:?}",
             self.listen,
             self.tls(),
             self.data_dir.display(),
+            self.file_store_url.as_deref().unwrap_or("data_dir/files"),
             mask_password(&self.effective_database_url()),
             self.redis_url
                 .as_deref()

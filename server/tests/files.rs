@@ -6,6 +6,7 @@ mod common;
 
 use common::{code, Backend, Client, TestApp};
 use renkei_protocol::{ClientMessage, EventData, FileRef, ServerMessage};
+use renkei_testbed::OwnS3;
 use reqwest::header::HeaderMap;
 
 fn png(width: u32, height: u32) -> Vec<u8> {
@@ -38,8 +39,52 @@ async fn post_file(client: &mut Client, group: i64, client_id: &str, text: &str,
         .await;
 }
 
+/// Where a test finds a file's bytes.
+enum Place<'a> {
+    Local(&'a std::path::Path),
+    S3(&'a OwnS3),
+}
+
+impl Place<'_> {
+    async fn holds(&self, group: i64, id: i64) -> bool {
+        match self {
+            Place::Local(dir) => dir.join(group.to_string()).join(id.to_string()).exists(),
+            Place::S3(s3) => s3
+                .exists("renkei", &format!("files/{group}/{id}"))
+                .await
+                .expect("moto_server answers"),
+        }
+    }
+}
+
 async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let files = app.config.data_dir.join("files");
+    posted_read_and_erased(&app, Place::Local(&files)).await;
+}
+
+/// The same on an S3-compatible object store (moto's server, on loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_an_s3_compatible_store() {
+    let s3 = OwnS3::start(renkei_testbed::free_port().expect("port"))
+        .await
+        .expect("moto_server (pip install 'moto[server]')");
+    s3.create_bucket("renkei").await.expect("bucket");
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.file_store_url = Some("s3://renkei/files".into());
+        c.s3_endpoint = Some(s3.endpoint());
+        c.s3_access_key_id = Some("renkei-test".into());
+        c.s3_secret_access_key = Some("renkei-test-secret".into());
+    })
+    .await;
+    posted_read_and_erased(&app, Place::S3(&s3)).await;
+    assert!(
+        !app.config.data_dir.join("files").exists(),
+        "nothing on the local disk"
+    );
+}
+
+async fn posted_read_and_erased(app: &TestApp, place: Place<'_>) {
     let f = app.fixture.clone();
     let g = f.patient_group;
     let photo = png(800, 600);
@@ -95,7 +140,7 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
     // Members download it, as an attachment unless an image is asked for inline; it runs
     // nothing wherever it is opened.
     let (status, headers, bytes) =
-        download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+        download(app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, photo);
     assert_eq!(headers["content-type"], "image/png");
@@ -113,7 +158,7 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
     );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     let (_, headers, _) = download(
-        &app,
+        app,
         f.bob,
         &format!("/api/v1/files/{}?inline=true", file.id),
     )
@@ -122,12 +167,8 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
         .to_str()
         .expect("ascii")
         .starts_with("inline"));
-    let (status, headers, thumb) = download(
-        &app,
-        f.dave,
-        &format!("/api/v1/files/{}/thumbnail", file.id),
-    )
-    .await;
+    let (status, headers, thumb) =
+        download(app, f.dave, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
     assert_eq!(
         (status, &headers["content-type"]),
         (200, &"image/jpeg".parse().expect("value"))
@@ -136,7 +177,7 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
     assert_eq!((small.width(), small.height()), (320, 240));
 
     // Not to others: not a member, not the other group's members.
-    let (status, _, _) = download(&app, f.carol, &format!("/api/v1/files/{}", file.id)).await;
+    let (status, _, _) = download(app, f.carol, &format!("/api/v1/files/{}", file.id)).await;
     assert_eq!(status, 403);
     // An upload not posted yet is its uploader's alone.
     let (_, body) = app.upload(f.alice, g, "紹介状.pdf", PDF.to_vec()).await;
@@ -145,10 +186,10 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
         (letter.media_type.as_str(), letter.thumbnail),
         ("application/pdf", false)
     );
-    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", letter.id)).await;
+    let (status, _, _) = download(app, f.bob, &format!("/api/v1/files/{}", letter.id)).await;
     assert_eq!(status, 404);
     let (status, headers, _) = download(
-        &app,
+        app,
         f.alice,
         &format!("/api/v1/files/{}?inline=true", letter.id),
     )
@@ -181,19 +222,13 @@ async fn files_are_posted_read_by_members_and_erased_with_their_post(backend: Ba
         .any(|r| r["actor"] == f.carol && r["result"] == "403"));
 
     // Deleting the post erases the file.
-    let stored = app
-        .config
-        .data_dir
-        .join("files")
-        .join(g.to_string())
-        .join(file.id.to_string());
-    assert!(stored.exists());
+    assert!(place.holds(g, file.id).await);
     app.delete_post(f.alice, g, event.seq).await;
-    assert!(!stored.exists(), "the bytes are gone");
-    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+    assert!(!place.holds(g, file.id).await, "the bytes are gone");
+    let (status, _, _) = download(app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
     assert_eq!(status, 404);
     let (status, _, _) =
-        download(&app, f.bob, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
+        download(app, f.bob, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
     assert_eq!(status, 404);
 }
 

@@ -1,13 +1,16 @@
 //! Services of one's own for fault tests, load runs and the soak: a PostgreSQL cluster
 //! (`initdb` into a temporary directory) and a Redis server, each on a free loopback port,
-//! that can be crashed and started again without disturbing anything else on the machine.
-//! Needs Debian's `postgresql` and `redis-server` packages.
+//! that can be crashed and started again without disturbing anything else on the machine;
+//! and an S3-compatible object store for the file store's tests. Needs Debian's
+//! `postgresql` and `redis-server` packages, and moto (`pip install 'moto[server]'`).
 
 mod postgres;
 mod redis;
+mod s3;
 
 pub use postgres::OwnPostgres;
 pub use redis::OwnRedis;
+pub use s3::OwnS3;
 
 /// Why a service could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
