@@ -371,9 +371,10 @@
     reportRead(g);
   }
 
-  // The timeline is in front of the user: the page is visible and not on the admin screens.
+  // The timeline is in front of the user: the page is visible and the timeline is laid
+  // out (not the admin screens, and on a phone not the group list).
   function onScreen() {
-    return !document.hidden && !$("chat-view").hidden;
+    return !document.hidden && $("timeline").getClientRects().length > 0;
   }
 
   // Tells the server how far this member has read the group on screen (既読: the other
