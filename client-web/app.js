@@ -29,7 +29,7 @@
     secondFactor: false, // the account has one (the mfa policy then asks fewer characters)
     policy: { min_length: 13 },
     notices: [],         // admins: accounts locked after wrong passwords
-        mentionsNew: 0,      // mention notices since the list was last opened
+    mentionsNew: 0,      // mention notices since the list was last opened
     thumbnails: new Map(), // file id -> object URL of its fetched thumbnail
   };
 
@@ -313,7 +313,7 @@
     const closed = g.summary.archived ? "composer.archived"
       : g.summary.needs_consent ? "composer.consent"
         : state.status === "restricted" ? "composer.restricted" : null;
-        $("composer-text").disabled = closed !== null;
+    $("composer-text").disabled = closed !== null;
     $("composer-file").disabled = closed !== null;
     $("composer").querySelector("button[type=submit]").disabled = closed !== null;
     $("composer-note").textContent = closed ? t(closed) : "";
@@ -337,7 +337,7 @@
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
         li.dataset.seq = e.seq;
-                if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
+        if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
         if (e.data.file) li.append(attachmentView(e.data.file));
         const confirmedBy = confirmations.get(e.seq) ?? [];
         if (confirmedBy.length > 0) {

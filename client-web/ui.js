@@ -36,7 +36,7 @@ window.RenkeiUI = (t) => {
     }
   }
 
-    // A REST call: a JSON body, or a Blob (a file) sent as its raw bytes.
+  // A REST call: a JSON body, or a Blob (a file) sent as its raw bytes.
   async function api(method, path, body) {
     const init = { method, credentials: "same-origin", headers: {} };
     if (body instanceof Blob) {
