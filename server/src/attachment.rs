@@ -136,6 +136,16 @@ impl AttachError {
             AttachError::Io(_) | AttachError::Store(_) => ErrorCode::Unavailable,
         }
     }
+
+    /// What a client is told: no internal detail of the store or the database.
+    pub fn public_message(&self) -> String {
+        match self {
+            AttachError::Io(_) | AttachError::Store(_) => {
+                "the file store or the database is unavailable: retry".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 impl From<AttachError> for HttpError {
@@ -152,7 +162,7 @@ impl From<AttachError> for HttpError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        HttpError::new(status, err.code(), err.to_string())
+        HttpError::new(status, err.code(), err.public_message())
     }
 }
 

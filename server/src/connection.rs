@@ -571,7 +571,14 @@ impl Connection {
             None => None,
             Some(id) => match attachment::attachable(&self.app, id, group, self.user.id).await {
                 Ok(file) => Some(file),
-                Err(err) => return writer.error(refuse(err.code(), &err.to_string())).await,
+                Err(err) => {
+                    if matches!(err, attachment::AttachError::Store(_)) {
+                        tracing::warn!(error = %err, "file not checked");
+                    }
+                    return writer
+                        .error(refuse(err.code(), &err.public_message()))
+                        .await;
+                }
             },
         };
         let sequencer = self.app.sequencer.clone();
