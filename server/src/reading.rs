@@ -67,7 +67,9 @@ pub async fn mark(
         return Ok(false);
     };
     if stored != seq || seq == 0 {
-        // Further already (another device): nothing moved.
+        // Further already (another device): nothing moved. (A repeat of the position it
+        // holds is told again: clients send each position once, the frame budget bounds
+        // the rest.)
         return Ok(true);
     }
     if let Some(state) = app.store.read_states(user.id, Some(group)).await?.first() {

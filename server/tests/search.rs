@@ -100,7 +100,9 @@ async fn search_finds_parts_of_japanese_words_where_the_user_may_read(backend: B
         ))
         .await;
     let older: Vec<&Value> = next["hits"].as_array().expect("hits").iter().collect();
-    assert!(older.iter().all(|h| h["at"].as_i64() < Some(before)));
+    assert_eq!(older.len(), 1, "the next page holds the older hit: {next}");
+    assert_eq!(older[0]["text"], vitals);
+    assert!(older[0]["at"].as_i64() < Some(before));
 
     // Never in others' groups.
     let as_carol = app.api(f.carol).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{Backend, TestDb};
 use renkei::store::{
-    AppendOutcome, EventBody, NewFacility, NewGroup, NewPost, NewSession, NewUser, Store,
+    AppendOutcome, EventBody, NewFacility, NewFile, NewGroup, NewPost, NewSession, NewUser, Store,
     StoreError, UserRecord,
 };
 use renkei_protocol::api::FacilityKind;
@@ -23,6 +23,8 @@ on_both_backends!(
     archived_and_unknown_groups_take_nothing,
     reading_after_and_before,
     one_batch_mixes_every_outcome,
+    files_are_attached_once_in_the_commit,
+    mentions_are_stored_with_their_post,
 );
 
 async fn open(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -653,4 +655,113 @@ async fn one_batch_mixes_every_outcome(backend: Backend) {
         })
         .collect();
     assert_eq!(texts, ["前の投稿", "新1", "新5"]);
+}
+
+/// A file goes on one post, its uploader's, in its own group: checked inside the commit,
+/// also between posts of one batch.
+async fn files_are_attached_once_in_the_commit(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    let a = group(store.as_ref(), GroupKind::Free, &[&alice, &bob]).await;
+    let b = group(store.as_ref(), GroupKind::Free, &[&alice]).await;
+    let upload = |group: i64, uploader: &UserRecord| {
+        let store = Arc::clone(&store);
+        let uploader = uploader.id;
+        async move {
+            let file = NewFile {
+                group,
+                uploader,
+                name: "写真.png".into(),
+                media_type: "image/png".into(),
+                size: 10,
+                content_hash: vec![0; 32],
+                thumbnail: true,
+                at: 500,
+            };
+            let id = store.create_file(&file).await.expect("file");
+            renkei_protocol::FileRef {
+                id,
+                name: file.name,
+                media_type: file.media_type,
+                size: file.size,
+                thumbnail: true,
+            }
+        }
+    };
+    let (mine, bobs, elsewhere) = (
+        upload(a, &alice).await,
+        upload(a, &bob).await,
+        upload(b, &alice).await,
+    );
+    let with = |client_id: &str, file: &renkei_protocol::FileRef| NewPost {
+        file: Some(file.clone()),
+        ..post(a, &alice, client_id, "写真")
+    };
+    let outcomes = store
+        .append_posts(&[
+            with("1", &mine),
+            with("2", &mine),
+            with("3", &bobs),
+            with("4", &elsewhere),
+        ])
+        .await
+        .expect("append");
+    assert!(matches!(outcomes[0], AppendOutcome::Committed(p) if p.seq == 1));
+    assert_eq!(
+        outcomes[1..],
+        [
+            AppendOutcome::FileUnavailable,
+            AppendOutcome::FileUnavailable,
+            AppendOutcome::FileUnavailable
+        ]
+    );
+    let again = store
+        .append_posts(&[with("5", &mine)])
+        .await
+        .expect("append");
+    assert_eq!(again, [AppendOutcome::FileUnavailable], "attached already");
+    assert_eq!(
+        store.file(mine.id).await.expect("read").expect("file").seq,
+        Some(1)
+    );
+    let events = store.events_after(a, 0, 10, 10).await.expect("read");
+    assert!(matches!(&events[0].body, EventBody::Post { file: Some(f), .. } if f == &mine));
+    assert_eq!(events.len(), 1, "nothing else was stored");
+}
+
+/// Whom a post names is stored with it; its author and non-members are never named.
+async fn mentions_are_stored_with_their_post(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    let carol = user(store.as_ref(), "carol").await;
+    let a = group(store.as_ref(), GroupKind::Free, &[&alice, &bob]).await;
+    let outcomes = store
+        .append_posts(&[
+            post(
+                a,
+                &alice,
+                "1",
+                "＠bob看護師 @alice 看護師 @carol 看護師 確認を",
+            ),
+            post(a, &alice, "2", "bob 看護師 へ（@ なし）"),
+        ])
+        .await
+        .expect("append");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, AppendOutcome::Committed(_))));
+    assert_eq!(store.mentioned(a, 1).await.expect("read"), [bob.id]);
+    assert!(store.mentioned(a, 2).await.expect("read").is_empty());
+    let listed = store
+        .mentions_of(bob.id, &[a], None, 10)
+        .await
+        .expect("read");
+    assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    assert!(store
+        .mentions_of(carol.id, &[a], None, 10)
+        .await
+        .expect("read")
+        .is_empty());
 }
