@@ -337,6 +337,21 @@ pub struct UserDetails {
     pub status_reason: Option<String>,
     /// `GET /api/v1/users/{id}/photo` returns it.
     pub has_photo: bool,
+    /// How notifications reach them (shown to their own facility's admins and the
+    /// operator, with `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<Reachability>,
+}
+
+/// How a user can be reached away from the page: the staff list flags who cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reachability {
+    /// Push subscriptions of their live sessions.
+    pub push: u32,
+    /// E-mail notices are on, the server sends mail, and the address was not refused.
+    pub email: bool,
+    /// The mail server refused their address (the admins should correct it).
+    pub bounced: bool,
 }
 
 /// The patient (患者・利用者) of a patient group: exactly one.
@@ -674,4 +689,117 @@ pub struct MentionView {
     pub at: Millis,
     pub author: UserProfile,
     pub text: String,
+}
+
+/// `GET /api/v1/push/key`: the installation's VAPID public key (RFC 8292), the
+/// `applicationServerKey` a browser subscribes with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PushKey {
+    /// The uncompressed P-256 point, base64url without padding.
+    pub public_key: String,
+}
+
+/// `POST /api/v1/push/subscriptions`: a browser's push subscription (its
+/// `PushSubscription.toJSON()`), tied to the caller's session: it ends with the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSubscriptionRequest {
+    /// The push service's URL: `https`, on a host of the server's allowlist.
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url (`keys.p256dh`).
+    pub p256dh: String,
+    /// The 16-byte authentication secret, base64url (`keys.auth`).
+    pub auth: String,
+}
+
+/// A stored push subscription; the same endpoint again gives the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PushSubscriptionCreated {
+    pub id: i64,
+}
+
+/// What a push carries, encrypted to the subscription (RFC 8291) and still without any
+/// text, name or patient datum: the service worker shows the kind's fixed text and opens
+/// the group, whose content then loads over the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PushPayload {
+    pub kind: NoticeKind,
+    /// The group to open, for posts and mentions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+    /// The notice's id: a repeat of the same notice replaces the earlier one.
+    pub id: i64,
+}
+
+/// Why someone is told (a push's kind, an e-mail's subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// New posts in a group.
+    Post,
+    /// A post names the user (`@name`).
+    Mention,
+    /// An invitation waits for the user's answer or approval.
+    Invitation,
+    /// Something happened to the user's account (locked, password reset, setup code).
+    Account,
+    /// The user asked for a test notification.
+    Test,
+}
+
+/// Quiet hours (夜間は通知しない), in Japan time: no push between `start` and `end`
+/// (across midnight when `end` is earlier), and e-mail waits until they end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// `HH:MM`.
+    pub start: String,
+    /// `HH:MM`, not equal to `start`.
+    pub end: String,
+}
+
+/// `GET /api/v1/notifications/settings`: how the caller is notified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NotificationSettings {
+    /// Pushes to this user's subscribed devices.
+    pub push: bool,
+    /// E-mail notices (a digest of unread posts, invitations, account events).
+    pub email: bool,
+    pub quiet_hours: Option<QuietHours>,
+    /// Groups whose posts notify nobody of this user.
+    pub muted_groups: Vec<GroupId>,
+    /// The server is configured to send mail (`RENKEI_SMTP_URL`).
+    pub email_available: bool,
+    /// Where mail goes: the user's login address.
+    pub email_address: String,
+    /// The mail server refused that address.
+    pub email_bounced: bool,
+    /// This user's push subscriptions (over all their sessions).
+    pub push_subscriptions: u32,
+}
+
+/// `PUT /api/v1/notifications/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettingsUpdate {
+    pub push: bool,
+    pub email: bool,
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// `PUT /api/v1/groups/{id}/mute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuteRequest {
+    pub muted: bool,
+}
+
+/// `POST /api/v1/notifications/test`: what was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TestNotification {
+    /// Subscriptions a test push was queued for.
+    pub push: u32,
+    /// A test mail was queued.
+    pub email: bool,
 }

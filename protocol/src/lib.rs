@@ -58,6 +58,10 @@ pub enum ClientMessage {
     /// [`ServerMessage::ReadPosition`] and the group's members a
     /// [`ServerMessage::Receipt`]. Answered only when wrong.
     Read { group: GroupId, seq: Seq },
+    /// Whether the page of this socket is visible to its user now (sent after connecting
+    /// and on every change). A user with a visible page gets no push; a socket that never
+    /// says so counts as visible. Never answered.
+    Visibility { visible: bool },
 }
 
 /// The last sequence number a client holds for a group.
@@ -399,6 +403,13 @@ pub enum ErrorCode {
     /// REST / WebSocket upgrade: the account's role requires a second factor that is not
     /// set up yet; this session may only set it up (`/api/v1/session/two-factor`).
     SecondFactorEnrollmentRequired,
+    /// REST: a push subscription is malformed (endpoint, keys).
+    InvalidPushSubscription,
+    /// REST: the push subscription's endpoint is not `https` on a push service of the
+    /// server's allowlist (`RENKEI_PUSH_HOSTS`).
+    PushHostNotAllowed,
+    /// REST: quiet hours are not two different `HH:MM` times.
+    InvalidQuietHours,
 }
 
 impl ErrorCode {

@@ -13,8 +13,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use renkei_protocol::api::{
-    AccountSetup, FacilityStatus, NewStaff, PasswordChange, PasswordPolicy, PasswordRule,
-    PasswordSetup, Pledge, ProfileUpdate, Reason, RoleChange, UserDetails,
+    AccountSetup, FacilityStatus, NewStaff, NoticeKind, PasswordChange, PasswordPolicy,
+    PasswordRule, PasswordSetup, Pledge, ProfileUpdate, Reachability, Reason, RoleChange,
+    UserDetails,
 };
 use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 
@@ -23,8 +24,8 @@ use crate::app::App;
 use crate::http::{ClientIp, HttpError};
 use crate::policy::{Action, UserFacts};
 use crate::session::AnySession;
-use crate::store::{NewUser, Store, StoreError};
-use crate::{clock, input, membership, password, session};
+use crate::store::{MailKind, NewUser, Store, StoreError};
+use crate::{clock, input, membership, notice, password, session};
 
 /// The largest profile photo accepted.
 pub const MAX_PHOTO_BYTES: usize = 512 * 1024;
@@ -94,6 +95,7 @@ pub fn public(details: UserDetails) -> UserDetails {
         email: None,
         pledge_received_on: None,
         status_reason: None,
+        reachable: None,
         ..details
     }
 }
@@ -263,7 +265,16 @@ pub async fn reset_password(
         sessions = ended.len(),
         "password reset"
     );
-    Ok(Json(issue_setup_code(&app, user).await?))
+    let setup = issue_setup_code(&app, user).await?;
+    // Its sessions, and so its push subscriptions, have ended: a mail tells the owner.
+    notice::tell(
+        &app,
+        user,
+        NoticeKind::Account,
+        Some(MailKind::PasswordReset),
+    )
+    .await;
+    Ok(Json(setup))
 }
 
 /// `GET /api/v1/facilities/{id}/users`.
@@ -273,7 +284,25 @@ pub async fn staff(
     Id(facility): Id,
 ) -> Result<Json<Vec<UserDetails>>, HttpError> {
     caller.may(Action::ViewStaff { facility })?;
-    Ok(Json(app.store.facility_users(facility).await?))
+    let mut users = app.store.facility_users(facility).await?;
+    // Who cannot be reached away from the page: no push subscription and no working mail.
+    let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
+    let now = app.config.clock.now();
+    let reach = app
+        .store
+        .reachability(&ids, now, crate::session::idle_since(&app.config, now))
+        .await?;
+    let mailer = app.notices.mailer.is_some();
+    for user in &mut users {
+        if let Some(&(_, push, email, bounced)) = reach.iter().find(|r| r.0 == user.id) {
+            user.reachable = Some(Reachability {
+                push,
+                email: mailer && email && !bounced,
+                bounced,
+            });
+        }
+    }
+    Ok(Json(users))
 }
 
 /// `GET /api/v1/facilities/{id}/directory`: whom one can invite from a facility.
@@ -349,7 +378,9 @@ pub async fn register(
         .copied()
         .ok_or_else(|| HttpError::not_found("user"))?;
     tracing::info!(user = id, facility, by = caller.user.id, "staff registered");
-    Ok((StatusCode::CREATED, Json(issue_setup_code(&app, id).await?)))
+    let setup = issue_setup_code(&app, id).await?;
+    notice::tell(&app, id, NoticeKind::Account, Some(MailKind::SetupCode)).await;
+    Ok((StatusCode::CREATED, Json(setup)))
 }
 
 /// `GET /api/v1/users/{id}`: everything for the user and their admins, the public

@@ -753,6 +753,63 @@ pub fn endpoints() -> Vec<Endpoint> {
             ),
         ])
         .gives::<Vec<types::MentionView>>(),
+        // Reaching people away from the page (issue 18): each user's own, nobody else's.
+        Endpoint::new(
+            M::GET,
+            "/api/v1/push/key",
+            "The installation's VAPID public key, to subscribe a browser to Web Push",
+            get(crate::push::key),
+        )
+        .unaudited()
+        .gives::<types::PushKey>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/push/subscriptions",
+            "Subscribe this browser to Web Push; the subscription ends with the session",
+            post(crate::push::subscribe),
+        )
+        .takes::<types::PushSubscriptionRequest>()
+        .gives::<types::PushSubscriptionCreated>()
+        .status(201),
+        Endpoint::new(
+            M::DELETE,
+            "/api/v1/push/subscriptions/{id}",
+            "Unsubscribe one of one's browsers",
+            delete(crate::push::unsubscribe),
+        )
+        .status(204),
+        Endpoint::new(
+            M::GET,
+            "/api/v1/notifications/settings",
+            "How one is notified: push, e-mail, quiet hours, muted groups",
+            get(crate::notice::settings),
+        )
+        .unaudited()
+        .gives::<types::NotificationSettings>(),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/notifications/settings",
+            "Choose the channels (push, e-mail) and quiet hours (夜間は通知しない)",
+            put(crate::notice::update_settings),
+        )
+        .takes::<types::NotificationSettingsUpdate>()
+        .gives::<types::NotificationSettings>(),
+        Endpoint::new(
+            M::POST,
+            "/api/v1/notifications/test",
+            "Send oneself a test notification on every channel one has",
+            post(crate::notice::test),
+        )
+        .gives::<types::TestNotification>()
+        .status(202),
+        Endpoint::new(
+            M::PUT,
+            "/api/v1/groups/{id}/mute",
+            "Turn one's notifications of a group off or on",
+            put(crate::notice::mute),
+        )
+        .takes::<types::MuteRequest>()
+        .status(204),
         Endpoint::new(
             M::GET,
             "/api/v1/groups/{id}/export",

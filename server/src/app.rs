@@ -38,6 +38,8 @@ pub struct App {
     pub audit: crate::audit::Auditor,
     /// The bytes of uploaded files.
     pub files: crate::attachment::FileStore,
+    /// Reaching people away from the page: push and e-mail.
+    pub notices: crate::notice::Notifications,
     /// Cancelled when the server stops: sockets finish their posts and close.
     pub shutdown: CancellationToken,
     /// The socket tasks, so that shutdown can wait for them.
@@ -55,6 +57,8 @@ pub enum ServeError {
     Bus(#[from] crate::bus::BusError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("notifications: {0}")]
+    Notices(#[from] crate::notice::NoticeError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("I/O: {0}")]
@@ -117,11 +121,15 @@ pub async fn run(
             Arc::clone(&metrics),
         )),
     };
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let notices =
+        crate::notice::Notifications::new(&config, store.as_ref(), Arc::clone(&committed)).await?;
     let (sequencer, writers) = Sequencer::start(
         shards,
         Arc::clone(&store),
         bus.clone(),
         Arc::clone(&metrics),
+        committed,
     );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
@@ -137,6 +145,7 @@ pub async fn run(
     let files = crate::attachment::FileStore::open(&config).map_err(ServeError::Config)?;
     let app = Arc::new(App {
         files,
+        notices,
         config,
         store,
         hub,
@@ -153,6 +162,7 @@ pub async fn run(
     crate::archive::spawn(Arc::clone(&app));
     crate::session::spawn_keepalive(Arc::clone(&app));
     crate::seal::spawn(Arc::clone(&app));
+    crate::notice::spawn(Arc::clone(&app));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let router = crate::http::router(Arc::clone(&app));
     let header_timeout = Duration::from_secs(u64::from(app.config.limits.header_timeout_seconds));

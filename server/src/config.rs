@@ -207,6 +207,64 @@ pub struct Config {
     pub audit_seal_seconds: u32,
     #[command(flatten)]
     pub limits: LimitsConfig,
+    #[command(flatten)]
+    pub notify: NotifyConfig,
+    /// The clock notifications and digests go by: the system's, or a test's.
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
+}
+
+/// How people are reached away from the page: Web Push and e-mail.
+#[derive(Debug, Clone, Args)]
+pub struct NotifyConfig {
+    /// The server's address as people type it (`https://renkei.example.jp`), named in
+    /// e-mails. Default: the first of `RENKEI_ALLOWED_ORIGINS`, else the listen address.
+    #[arg(long, env = "RENKEI_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A file holding the VAPID private key (a PEM `EC PRIVATE KEY`/`PRIVATE KEY`, or the
+    /// 32-byte scalar in base64url). Default: one created at the first start and kept in
+    /// the database, shared by every node.
+    #[arg(long, env = "RENKEI_VAPID_KEY_FILE")]
+    pub vapid_key_file: Option<std::path::PathBuf>,
+    /// Who push services may contact about this server (VAPID `sub`): `mailto:` or
+    /// `https:`. Default: `mailto:` the mail sender, else the public URL.
+    #[arg(long, env = "RENKEI_PUSH_CONTACT")]
+    pub push_contact: Option<String>,
+    /// Push services the server will send to (host names; `*.` for a domain's hosts): a
+    /// subscription naming any other host is refused, so the server cannot be made to
+    /// post to an arbitrary address.
+    #[arg(
+        long,
+        env = "RENKEI_PUSH_HOSTS",
+        value_delimiter = ',',
+        default_value = "fcm.googleapis.com,*.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com"
+    )]
+    pub push_hosts: Vec<String>,
+    /// An extra CA certificate (PEM) to trust for push services (a push service on a
+    /// closed network, or a test's).
+    #[arg(long, env = "RENKEI_PUSH_CA_FILE")]
+    pub push_ca_file: Option<std::path::PathBuf>,
+    /// At most one push per person and group per this many seconds.
+    #[arg(long, env = "RENKEI_PUSH_COALESCE_SECONDS", default_value_t = 60)]
+    pub push_coalesce_seconds: u32,
+    /// The mail server: `smtps://user:password@host:465` or `smtp://…:587` (STARTTLS
+    /// required, except on a loopback address). Without it nothing is mailed.
+    #[arg(long, env = "RENKEI_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of e-mails (`Renkei <renkei@city.example.jp>`).
+    #[arg(long, env = "RENKEI_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Unread posts older than this many minutes, that no push or screen showed, bring a
+    /// digest e-mail.
+    #[arg(long, env = "RENKEI_EMAIL_AFTER_MINUTES", default_value_t = 30)]
+    pub email_after_minutes: u32,
+    /// At most one digest per person per this many minutes.
+    #[arg(long, env = "RENKEI_EMAIL_INTERVAL_MINUTES", default_value_t = 180)]
+    pub email_interval_minutes: u32,
+    /// How often each node looks for notifications to derive and send, in milliseconds
+    /// (a commit on this node wakes it at once).
+    #[arg(long, env = "RENKEI_NOTIFY_TICK_MS", default_value_t = 1000)]
+    pub tick_ms: u32,
 }
 
 /// Limits that protect the server and the other members from one client.
@@ -357,6 +415,7 @@ impl Config {
                     .into(),
             );
         }
+        self.notify.validate()?;
         if let Some(origin) = self
             .allowed_origins
             .iter()
@@ -367,6 +426,20 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The server's address as named in e-mails.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.notify.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        match self.allowed_origins.first() {
+            Some(origin) => origin.clone(),
+            None => {
+                let scheme = if self.tls() { "https" } else { "http" };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
     }
 
     /// Whether the server itself serves HTTPS.
@@ -398,7 +471,7 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-                        "listen={} tls={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} {:?}",
+                        "listen={} tls={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
             self.listen,
             self.tls(),
             self.data_dir.display(),
@@ -409,8 +482,44 @@ impl Config {
                 .map_or("none (in-process bus)".into(), mask_password),
             self.secure_cookies(),
             self.session_hours,
+            self.notify
+                .smtp_url
+                .as_deref()
+                .map_or("off".into(), mask_password),
             self.limits
         )
+    }
+}
+
+impl NotifyConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.tick_ms < 10 || self.tick_ms > 60_000 {
+            return Err("RENKEI_NOTIFY_TICK_MS must be between 10 and 60000".into());
+        }
+        if self.email_interval_minutes == 0 {
+            return Err("RENKEI_EMAIL_INTERVAL_MINUTES must be at least 1".into());
+        }
+        if let Some(host) = self
+            .push_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', ':', '@', ' ']))
+        {
+            return Err(format!(
+                "RENKEI_PUSH_HOSTS: {host:?} is not a host name like fcm.googleapis.com"
+            ));
+        }
+        if let Some(contact) = &self.push_contact {
+            if !contact.starts_with("mailto:") && !contact.starts_with("https:") {
+                return Err("RENKEI_PUSH_CONTACT must start with mailto: or https:".into());
+            }
+        }
+        if self.smtp_url.is_some() && self.mail_from.is_none() {
+            return Err("RENKEI_SMTP_URL needs RENKEI_MAIL_FROM (the sender's address)".into());
+        }
+        if let Some(url) = &self.smtp_url {
+            crate::mail::MailServer::parse(url).map_err(|err| format!("RENKEI_SMTP_URL: {err}"))?;
+        }
+        Ok(())
     }
 }
 

@@ -475,6 +475,10 @@ impl Connection {
                 limit,
             }) => self.on_history(writer, group, before, limit).await,
             Ok(ClientMessage::Read { group, seq }) => self.on_read(writer, group, seq).await,
+            Ok(ClientMessage::Visibility { visible }) => {
+                self.registration.set_visible(visible);
+                Ok(())
+            }
         }
     }
 

@@ -170,6 +170,13 @@ pub async fn approve(
     for user in ids {
         membership::follow_role(&app, user, Role::Admin, caller.user.id).await?;
         setups.push(issue_setup_code(&app, user).await?);
+        crate::notice::tell(
+            &app,
+            user,
+            renkei_protocol::api::NoticeKind::Account,
+            Some(crate::store::MailKind::SetupCode),
+        )
+        .await;
     }
     Ok(Json(ApprovalResult {
         facility: load(&app, id).await?,

@@ -25,6 +25,9 @@ pub struct Hub {
     state: RwLock<State>,
     metrics: Arc<Metrics>,
     limits: HubLimits,
+    /// Woken when whether a user has a visible page here may have changed (a socket said
+    /// so, or closed): the presence writer then tells the other nodes.
+    pub visibility_changed: tokio::sync::Notify,
 }
 
 /// The limits the hub enforces.
@@ -127,6 +130,9 @@ struct Socket {
     id: u64,
     session: Arc<[u8]>,
     outbox: Arc<Outbox>,
+    /// Its page is visible to its user (the client says so); a user with a visible
+    /// socket on any node gets no push. Until told otherwise a socket counts as visible.
+    visible: bool,
 }
 
 /// Why a socket could not be registered.
@@ -147,6 +153,26 @@ pub struct Registration {
     pub groups: Vec<GroupRecord>,
     /// The user's post budget.
     pub posts: Arc<Mutex<TokenBucket>>,
+}
+
+impl Registration {
+    /// Records whether this socket's page is visible.
+    pub fn set_visible(&self, visible: bool) {
+        let changed = {
+            let mut state = self.hub.write();
+            let Some(entry) = state.users.get_mut(&self.user) else {
+                return;
+            };
+            let before = entry.sockets.iter().any(|s| s.visible);
+            if let Some(socket) = entry.sockets.iter_mut().find(|s| s.id == self.socket) {
+                socket.visible = visible;
+            }
+            before != entry.sockets.iter().any(|s| s.visible)
+        };
+        if changed {
+            self.hub.visibility_changed.notify_one();
+        }
+    }
 }
 
 impl Drop for Registration {
@@ -172,6 +198,7 @@ impl Hub {
             state: RwLock::new(state),
             metrics,
             limits,
+            visibility_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -236,6 +263,7 @@ impl Hub {
             id,
             session,
             outbox: Arc::clone(&outbox),
+            visible: true,
         });
         let posts = entry
             .posts
@@ -276,6 +304,18 @@ impl Hub {
                 self.metrics.connections.dec();
             }
         }
+        drop(state);
+        self.visibility_changed.notify_one();
+    }
+
+    /// The users with a visible page on this node.
+    pub fn visible_users(&self) -> Vec<UserId> {
+        self.read()
+            .users
+            .iter()
+            .filter(|(_, entry)| entry.sockets.iter().any(|s| s.visible))
+            .map(|(user, _)| *user)
+            .collect()
     }
 
     /// The sessions of this node's open sockets, each once.

@@ -10,15 +10,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use renkei_protocol::api::{InvitationList, InvitationState, InvitationView, InviteRequest};
-use renkei_protocol::{AccountStatus, Role, ServerMessage};
+use renkei_protocol::api::{
+    InvitationList, InvitationState, InvitationView, InviteRequest, NoticeKind,
+};
+use renkei_protocol::{AccountStatus, Role, ServerMessage, UserId};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, InvitationFacts};
-use crate::store::InvitationStep;
-use crate::{account, clock, group, membership};
+use crate::store::{InvitationStep, MailKind};
+use crate::{account, clock, group, membership, notice};
 
 fn facts(view: &InvitationView) -> InvitationFacts {
     InvitationFacts {
@@ -32,9 +34,23 @@ fn facts(view: &InvitationView) -> InvitationFacts {
 /// Tells everyone concerned (the invitee, the inviter, the admins of the invitee's
 /// facility) how an invitation stands, on every node.
 async fn announce(app: &App, view: &InvitationView) -> Result<(), HttpError> {
+    let admins = approvers(app, view).await?;
     let mut users = vec![view.invitee.id, view.inviter.id];
+    users.extend(&admins);
+    users.sort_unstable();
+    users.dedup();
+    let message = ServerMessage::Invitation(view.clone());
+    for user in users {
+        app.bus.notify(user, &message);
+    }
+    Ok(())
+}
+
+/// The active admins of the invitee's facility.
+async fn approvers(app: &App, view: &InvitationView) -> Result<Vec<UserId>, HttpError> {
+    let mut admins = Vec::new();
     if let Some(facility) = &view.invitee.facility {
-        users.extend(
+        admins.extend(
             app.store
                 .facility_users(facility.id)
                 .await?
@@ -43,11 +59,33 @@ async fn announce(app: &App, view: &InvitationView) -> Result<(), HttpError> {
                 .map(|u| u.id),
         );
     }
-    users.sort_unstable();
-    users.dedup();
-    let message = ServerMessage::Invitation(view.clone());
-    for user in users {
-        app.bus.notify(user, &message);
+    Ok(admins)
+}
+
+/// A new invitation waits for the invitee's answer and, unless the inviter is their
+/// admin, an admin's approval: those it waits for are told away from the page too, by
+/// push and a content-free mail.
+async fn tell_waiting(app: &App, view: &InvitationView) -> Result<(), HttpError> {
+    if view.state != InvitationState::Pending {
+        return Ok(());
+    }
+    let mut waiting_for = Vec::new();
+    if !view.accepted {
+        waiting_for.push(view.invitee.id);
+    }
+    if !view.approved {
+        waiting_for.extend(approvers(app, view).await?);
+    }
+    waiting_for.sort_unstable();
+    waiting_for.dedup();
+    for user in waiting_for {
+        notice::tell(
+            app,
+            user,
+            NoticeKind::Invitation,
+            Some(MailKind::Invitation),
+        )
+        .await;
     }
     Ok(())
 }
@@ -97,6 +135,7 @@ pub async fn invite(
         "invited"
     );
     announce(&app, &view).await?;
+    tell_waiting(&app, &view).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -304,6 +304,14 @@ async fn count_failure(
             app.bus.notify(admin, &notice);
         }
     }
+    // The owner learns of it too, away from the page: someone may be guessing.
+    crate::notice::tell(
+        app,
+        tried.user,
+        renkei_protocol::api::NoticeKind::Account,
+        Some(crate::store::MailKind::Locked),
+    )
+    .await;
     Ok(())
 }
 

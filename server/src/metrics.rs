@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -31,6 +32,12 @@ pub struct Metrics {
     /// that a load run against servers it did not start can still report them.
     resident_memory: Gauge,
     cpu_milliseconds: Counter,
+    /// Push deliveries by outcome (sent, retry, gave_up, gone): fixed labels, no ids.
+    pushes: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Mails by outcome (sent, retry, refused, gave_up).
+    mails: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Runs of the digest job on this node.
+    pub digest_runs: Counter,
 }
 
 impl Metrics {
@@ -91,8 +98,21 @@ impl Metrics {
             "User and system CPU time of this process",
             cpu_milliseconds.clone(),
         );
+        let pushes = Family::default();
+        let mails = Family::default();
+        let digest_runs = Counter::default();
+        registry.register("pushes", "Push deliveries by outcome", pushes.clone());
+        registry.register("mails", "E-mails by outcome", mails.clone());
+        registry.register(
+            "digest_runs",
+            "Runs of the e-mail digest job",
+            digest_runs.clone(),
+        );
         Metrics {
             registry,
+            pushes,
+            mails,
+            digest_runs,
             resident_memory,
             cpu_milliseconds,
             connections,
@@ -105,6 +125,14 @@ impl Metrics {
             bus_received,
             bus_recovered,
         }
+    }
+
+    pub fn count_push(&self, outcome: &'static str) {
+        self.pushes.get_or_create(&vec![("outcome", outcome)]).inc();
+    }
+
+    pub fn count_mail(&self, outcome: &'static str) {
+        self.mails.get_or_create(&vec![("outcome", outcome)]).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -130,6 +130,8 @@ pub enum Action {
     ConfirmPost(PostFacts),
     /// Export a group's whole timeline (art. 13(16)): continuity of care, records.
     ExportGroup(GroupFacts),
+    /// Turn one's own notifications of a group off or on again.
+    MuteGroup(GroupFacts),
     /// Watch a facility's groups: the report queue and the monitoring view.
     Moderate {
         facility: i64,
@@ -225,11 +227,11 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
     let not_admins_room = |group: &GroupFacts| allow(!group.admins_room, Denial::AdminsRoom);
 
     if actor.restricted && !action.reads_only() {
-        // Answering one's own invitations changes nothing of others', and reporting a post
-        // asks the admins to look.
+        // Answering one's own invitations changes nothing of others', reporting a post
+        // asks the admins to look, and muting a group changes only what one is told.
         if !matches!(
             action,
-            Action::RespondToInvitation(_) | Action::ReportPost(_)
+            Action::RespondToInvitation(_) | Action::ReportPost(_) | Action::MuteGroup(_)
         ) {
             return Err(Denial::Restricted);
         }
@@ -328,7 +330,7 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), Denial> {
             not_admins_room(&group)?;
             allow(owning_admin(&group), Denial::NotOwningAdmin)
         }
-        Action::ReportPost(group) => member(&group),
+        Action::ReportPost(group) | Action::MuteGroup(group) => member(&group),
         Action::ConfirmPost(post) => {
             member(&post.group)?;
             allow(!post.group.archived, Denial::GroupArchived)?;
@@ -583,6 +585,7 @@ mod tests {
                 _ => post(actor, relationship),
             }),
             "export a group" => Action::ExportGroup(group(actor, relationship)),
+            "mute a group" => Action::MuteGroup(group(actor, relationship)),
             "moderate" => Action::Moderate {
                 facility: facility(relationship),
             },
@@ -640,7 +643,7 @@ mod tests {
             }
         }
         assert!(cells > 150, "the table was read ({cells} cells)");
-        assert_eq!(actions.len(), 29, "every action has rows: {actions:?}");
+        assert_eq!(actions.len(), 30, "every action has rows: {actions:?}");
     }
 
     #[test]
@@ -664,6 +667,8 @@ mod tests {
             authorize(&actor, Action::RespondToInvitation(invited)),
             Ok(())
         );
+        // Muting changes only what they are told.
+        assert_eq!(authorize(&actor, Action::MuteGroup(mine)), Ok(()));
     }
 
     #[test]

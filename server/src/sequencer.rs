@@ -103,6 +103,7 @@ impl Sequencer {
         store: Arc<dyn Store>,
         bus: Bus,
         metrics: Arc<Metrics>,
+        committed: Arc<tokio::sync::Notify>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
@@ -114,6 +115,7 @@ impl Sequencer {
                 store: Arc::clone(&store),
                 bus: bus.clone(),
                 metrics: Arc::clone(&metrics),
+                committed: Arc::clone(&committed),
             };
             tasks.push(tokio::spawn(shard.run()));
         }
@@ -172,6 +174,9 @@ struct Shard {
     store: Arc<dyn Store>,
     bus: Bus,
     metrics: Arc<Metrics>,
+    /// Woken after each commit of posts: the notifications follower reads what was
+    /// committed (off this path; a wake-up is one atomic operation).
+    committed: Arc<tokio::sync::Notify>,
 }
 
 impl Shard {
@@ -282,6 +287,7 @@ impl Shard {
             };
             let _ = reply.send(answer);
         }
+        self.committed.notify_one();
     }
 }
 

@@ -217,7 +217,7 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Sessions last used before this time have ended (idle timeout).
-fn idle_since(config: &Config, now: Millis) -> Millis {
+pub fn idle_since(config: &Config, now: Millis) -> Millis {
     now - i64::from(config.session_idle_minutes) * 60_000
 }
 

@@ -8,6 +8,7 @@
 mod access;
 mod attachment;
 mod audit_log;
+mod notice;
 mod postgres;
 mod queries;
 mod reading;
@@ -23,6 +24,11 @@ use renkei_protocol::{AccountStatus, GroupId, GroupKind, Millis, Role, Seq, User
 pub use access::{Access, PasswordState, SessionRecord};
 pub use attachment::{Attachments, NewFile, StoredFile};
 pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
+pub use notice::{
+    kind_name as notice_kind_name, ClaimedMail, ClaimedPush, DigestRule, MailKind, MailOutcome,
+    NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, Notices, PushOutcome,
+    QuietMinutes,
+};
 pub use postgres::PgStore;
 pub use reading::{MemberRead, PostSearch, ReadState, Reading};
 pub use registry::{
@@ -384,7 +390,7 @@ pub struct Changed {
 /// is one transaction.
 #[async_trait]
 pub trait Store:
-    Registry + Reading + Attachments + AuditLog + Access + Send + Sync + 'static
+    Registry + Reading + Attachments + AuditLog + Access + Notices + Send + Sync + 'static
 {
     /// Succeeds when the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -383,6 +383,7 @@ fn user_details(row: DetailsRow) -> Result<UserDetails, StoreError> {
         pledge_received_on: row.pledge_received_on,
         status_reason: row.status_reason,
         has_photo: row.photos > 0,
+        reachable: None,
     })
 }
 
