@@ -244,6 +244,10 @@ pub struct NotifyConfig {
     /// closed network, or a test's).
     #[arg(long, env = "RENKEI_PUSH_CA_FILE")]
     pub push_ca_file: Option<std::path::PathBuf>,
+    /// A push service that does not answer within this many seconds is tried again later;
+    /// a node's claim on a push lasts three times as long (then another node may send it).
+    #[arg(long, env = "RENKEI_PUSH_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub push_timeout_seconds: u32,
     /// At most one push per person and group per this many seconds.
     #[arg(long, env = "RENKEI_PUSH_COALESCE_SECONDS", default_value_t = 60)]
     pub push_coalesce_seconds: u32,
@@ -495,6 +499,9 @@ impl NotifyConfig {
     fn validate(&self) -> Result<(), String> {
         if self.tick_ms < 10 || self.tick_ms > 60_000 {
             return Err("RENKEI_NOTIFY_TICK_MS must be between 10 and 60000".into());
+        }
+        if !(1..=120).contains(&self.push_timeout_seconds) {
+            return Err("RENKEI_PUSH_TIMEOUT_SECONDS must be between 1 and 120".into());
         }
         if self.email_interval_minutes == 0 {
             return Err("RENKEI_EMAIL_INTERVAL_MINUTES must be at least 1".into());

@@ -30,11 +30,6 @@ use crate::http::HttpError;
 use crate::session::AnySession;
 use crate::store::{ClaimedPush, PushOutcome, Store, StoreError};
 
-/// How long a node holds claimed deliveries before another may take them (a node killed
-/// mid-send): well past the request timeout.
-const LEASE_MS: Millis = 60_000;
-/// A push service that does not answer within this is tried again later.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries claimed at once, and sent at once.
 const CLAIM_BATCH: u32 = 128;
 const CONCURRENT_SENDS: usize = 32;
@@ -299,12 +294,13 @@ impl Sender {
     /// must not lead the server elsewhere) and trusts the web's roots plus, if given,
     /// `RENKEI_PUSH_CA_FILE`.
     pub fn new(config: &NotifyConfig) -> Result<Sender, PushError> {
+        let timeout = Duration::from_secs(u64::from(config.push_timeout_seconds));
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("renkei/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &config.push_ca_file {
@@ -324,6 +320,9 @@ impl Sender {
 pub fn spawn_sender(app: Arc<App>) {
     tokio::spawn(async move {
         let tick = Duration::from_millis(u64::from(app.config.notify.tick_ms));
+        // How long a node holds claimed deliveries before another may take them (a node
+        // killed mid-send): well past the request timeout.
+        let lease = i64::from(app.config.notify.push_timeout_seconds) * 3_000;
         loop {
             loop {
                 let now = app.config.clock.now();
@@ -332,7 +331,7 @@ pub fn spawn_sender(app: Arc<App>) {
                     .claim_pushes(
                         now,
                         crate::session::idle_since(&app.config, now),
-                        now + LEASE_MS,
+                        now + lease,
                         CLAIM_BATCH,
                     )
                     .await;

@@ -25,9 +25,9 @@ pub use access::{Access, PasswordState, SessionRecord};
 pub use attachment::{Attachments, NewFile, StoredFile};
 pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
 pub use notice::{
-    kind_name as notice_kind_name, ClaimedMail, ClaimedPush, DigestRule, MailKind, MailOutcome,
-    NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, Notices, PushOutcome,
-    QuietMinutes,
+    kind_name as notice_kind_name, ClaimedMail, ClaimedPush, DeliveryState, DigestRule, MailKind,
+    MailOutcome, NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, Notices,
+    PushOutcome, QuietMinutes,
 };
 pub use postgres::PgStore;
 pub use reading::{MemberRead, PostSearch, ReadState, Reading};

@@ -74,6 +74,20 @@ pub struct ClaimedPush {
     pub session_live: bool,
 }
 
+/// A push delivery as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeliveryState {
+    pub id: i64,
+    pub user_id: UserId,
+    pub kind: String,
+    pub subscription_id: i64,
+    pub due_at: Millis,
+    pub attempts: i32,
+    /// `sent`, `gave_up`, or `None` while it waits.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
 /// How a push delivery ended, or when it is tried again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -265,6 +279,9 @@ pub trait Notices: Send + Sync {
         now: Millis,
     ) -> Result<(), StoreError>;
 
+    /// Who has a visible page on any node at `now`.
+    async fn visible_users(&self, now: Millis) -> Result<Vec<UserId>, StoreError>;
+
     /// Groups with events the follower has not turned into notices yet: (group, cursor,
     /// last seq), at most `limit`.
     async fn notice_backlog(&self, limit: u32) -> Result<Vec<(GroupId, Seq, Seq)>, StoreError>;
@@ -310,8 +327,8 @@ pub trait Notices: Send + Sync {
         outcome: &PushOutcome,
         at: Millis,
     ) -> Result<(), StoreError>;
-    /// Push deliveries by outcome (`None`: still waiting), for tests and metrics.
-    async fn push_outcomes(&self) -> Result<Vec<(Option<String>, i64)>, StoreError>;
+    /// Every push delivery as it stands, by id (operations and tests).
+    async fn push_deliveries(&self) -> Result<Vec<DeliveryState>, StoreError>;
 
     /// Queues a mail to `user`, due at `at`.
     async fn create_mail(
@@ -627,6 +644,16 @@ macro_rules! notice_store {
                 Ok(())
             }
 
+            async fn visible_users(&self, now: Millis) -> Result<Vec<UserId>, StoreError> {
+                let rows: Vec<(UserId,)> = sqlx::query_as(
+                    "SELECT DISTINCT user_id FROM presence WHERE until_at > $1 ORDER BY user_id",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(user,)| user).collect())
+            }
+
             async fn notice_backlog(
                 &self,
                 limit: u32,
@@ -879,9 +906,11 @@ macro_rules! notice_store {
                 Ok(())
             }
 
-            async fn push_outcomes(&self) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+            async fn push_deliveries(&self) -> Result<Vec<DeliveryState>, StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT outcome, COUNT(*) FROM push_deliveries GROUP BY outcome ORDER BY outcome",
+                    "SELECT d.id, n.user_id, n.kind, d.subscription_id, d.due_at, d.attempts, \
+                     d.outcome, d.detail FROM push_deliveries d \
+                     JOIN notices n ON n.id = d.notice_id ORDER BY d.id",
                 )
                 .fetch_all(&self.pool)
                 .await?)
