@@ -1,14 +1,24 @@
-//! Services of one's own for fault tests, load runs and the soak: a PostgreSQL cluster
-//! (`initdb` into a temporary directory) and a Redis server, each on a free loopback port,
-//! that can be crashed and started again without disturbing anything else on the machine;
-//! and an S3-compatible object store for the file store's tests. Needs Debian's
-//! `postgresql` and `redis-server` packages, and moto (`pip install 'moto[server]'`).
+//! Services of one's own for fault tests, load runs and the soak, each on a free loopback
+//! port, that the server talks to as it would to the real ones.
+//!
+//! A PostgreSQL cluster (`initdb` into a temporary directory) and a Redis server that can be
+//! crashed and started again without disturbing anything else on the machine; and an
+//! S3-compatible object store for the file store's tests. Needs Debian's `postgresql` and
+//! `redis-server` packages, and moto (`pip install 'moto[server]'`).
+//!
+//! A Web Push service ([`OwnPush`]): HTTPS with a self-signed certificate the server is
+//! told to trust; it makes subscriptions as a browser would, keeps their private keys, and
+//! records every request with its VAPID claims verified (RFC 8292) and its payload
+//! decrypted (RFC 8291), refusing what a real push service would refuse; each subscription
+//! can be told to accept, be gone, throttle, fail or never answer. Needs nothing installed.
 
 mod postgres;
+mod push;
 mod redis;
 mod s3;
 
 pub use postgres::OwnPostgres;
+pub use push::{Behaviour, OwnPush, PushSubscription, Received, VapidClaims};
 pub use redis::OwnRedis;
 pub use s3::OwnS3;
 
@@ -23,6 +33,11 @@ pub enum TestbedError {
     NotReady(&'static str, u16),
     #[error("{0} is not running")]
     NotRunning(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// An argument the service cannot use: an unknown subscription, a malformed key.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A free loopback port (free when asked: a service binds it right after).
