@@ -1,5 +1,5 @@
-//! Services of one's own for fault tests, load runs and the soak, each on a free loopback
-//! port, that the server talks to as it would to the real ones.
+//! Services of one's own for the server's tests, load runs and the soak, each on a free
+//! loopback port, that the server talks to as it would to the real ones.
 //!
 //! A PostgreSQL cluster (`initdb` into a temporary directory) and a Redis server that can be
 //! crashed and started again without disturbing anything else on the machine; and an
@@ -11,16 +11,23 @@
 //! records every request with its VAPID claims verified (RFC 8292) and its payload
 //! decrypted (RFC 8291), refusing what a real push service would refuse; each subscription
 //! can be told to accept, be gone, throttle, fail or never answer. Needs nothing installed.
+//!
+//! An SMTP server ([`OwnSmtp`]): aiosmtpd (Debian's `python3-aiosmtpd`, run by Debian's
+//! `/usr/bin/python3` or `RENKEI_TEST_PYTHON`) that keeps every message with its subject and
+//! text decoded, and can refuse chosen recipients; and [`SilentSmtp`], which accepts
+//! connections and never says a word.
 
 mod postgres;
 mod push;
 mod redis;
 mod s3;
+mod smtp;
 
 pub use postgres::OwnPostgres;
 pub use push::{Behaviour, OwnPush, PushSubscription, Received, VapidClaims};
 pub use redis::OwnRedis;
 pub use s3::OwnS3;
+pub use smtp::{Mail, OwnSmtp, SilentSmtp};
 
 /// Why a service could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
