@@ -237,6 +237,7 @@ impl OwnPush {
     }
 
     fn add(&self, server_key: Option<Vec<u8>>) -> PushSubscription {
+        // OsRng panics only when the OS has no random source: nothing a request can cause.
         let secret = p256::SecretKey::random(&mut OsRng);
         let mut auth = [0u8; 16];
         OsRng.fill_bytes(&mut auth);
