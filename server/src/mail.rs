@@ -17,8 +17,10 @@ use crate::app::App;
 use crate::config::Config;
 use crate::store::{ClaimedMail, DigestRule, MailKind, MailOutcome};
 
-/// A mail server that does not answer within this is tried again later.
+/// A mail server that does not answer a command within this is tried again later.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// One whole mail's exchange, greeting to QUIT.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node holds claimed mails before another may take them.
 const LEASE_MS: Millis = 120_000;
 const CLAIM_BATCH: u32 = 32;
@@ -313,7 +315,12 @@ async fn deliver(mailer: &Mailer, mail: &ClaimedMail) -> Result<(), Failure> {
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|_| Failure::Refused("message".into()))?;
-    match mailer.transport.send(message).await {
+    // lettre's own timeout bounds the connection but not a server that accepts and then
+    // says nothing: the whole exchange is bounded here.
+    let sent = tokio::time::timeout(SEND_TIMEOUT, mailer.transport.send(message))
+        .await
+        .map_err(|_| Failure::Transient("timeout".into()))?;
+    match sent {
         Ok(_) => Ok(()),
         Err(err) if err.is_permanent() => Err(Failure::Refused(match err.status() {
             Some(code) => format!("refused: {code}"),
