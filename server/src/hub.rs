@@ -276,6 +276,9 @@ impl Hub {
             .clone();
         let mine = records_of(groups, &entry.groups);
         self.metrics.connections.inc();
+        drop(state);
+        // A new socket counts as a visible page until it says otherwise.
+        self.visibility_changed.notify_one();
         Ok(Registration {
             hub: Arc::clone(self),
             user,

@@ -80,12 +80,11 @@ impl VapidKey {
                 p256::SecretKey::from_slice(&stored).map_err(|_| PushError::StoredKey)?
             }
         };
-        let contact = config.notify.push_contact.clone().unwrap_or_else(|| {
-            match config.notify.mail_from.as_deref().and_then(mail_address) {
-                Some(address) => format!("mailto:{address}"),
-                None => config.public_url(),
-            }
-        });
+        let contact = config
+            .notify
+            .push_contact
+            .clone()
+            .unwrap_or_else(|| default_contact(config));
         Ok(VapidKey::new(secret, contact))
     }
 
@@ -117,6 +116,25 @@ impl VapidKey {
         let signature = URL_SAFE_NO_PAD.encode(signature.to_bytes());
         format!("vapid t={signed}.{signature}, k={}", self.public)
     }
+}
+
+/// Whom a push service may write to about this server (RFC 8292 `sub`: `mailto:` or
+/// `https:`): the mail sender, else the public URL if it is https, else the postmaster of
+/// its host — said in the log, since a push service may refuse a contact it cannot reach.
+fn default_contact(config: &Config) -> String {
+    if let Some(address) = config.notify.mail_from.as_deref().and_then(mail_address) {
+        return format!("mailto:{address}");
+    }
+    let public = config.public_url();
+    if public.starts_with("https://") {
+        return public;
+    }
+    let host = url::Url::parse(&public)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_else(|| "localhost".into());
+    tracing::warn!("set RENKEI_PUSH_CONTACT (or RENKEI_MAIL_FROM): push services are told mailto:postmaster@{host}");
+    format!("mailto:postmaster@{host}")
 }
 
 /// A P-256 private key from PEM (SEC 1 or PKCS #8) or a base64url 32-byte scalar.
