@@ -130,6 +130,7 @@ pub async fn run(
         bus.clone(),
         Arc::clone(&metrics),
         committed,
+        config.clock.clone(),
     );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),

@@ -104,6 +104,7 @@ impl Sequencer {
         bus: Bus,
         metrics: Arc<Metrics>,
         committed: Arc<tokio::sync::Notify>,
+        clock: crate::clock::Clock,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
@@ -116,6 +117,7 @@ impl Sequencer {
                 bus: bus.clone(),
                 metrics: Arc::clone(&metrics),
                 committed: Arc::clone(&committed),
+                clock: clock.clone(),
             };
             tasks.push(tokio::spawn(shard.run()));
         }
@@ -177,6 +179,8 @@ struct Shard {
     /// Woken after each commit of posts: the notifications follower reads what was
     /// committed (off this path; a wake-up is one atomic operation).
     committed: Arc<tokio::sync::Notify>,
+    /// The time events are stamped with (a test's clock in tests).
+    clock: crate::clock::Clock,
 }
 
 impl Shard {
@@ -210,7 +214,7 @@ impl Shard {
     async fn commit_change(&self, job: ChangeJob) {
         let result = self
             .store
-            .apply_change(job.group, &job.change, crate::clock::now_ms())
+            .apply_change(job.group, &job.change, self.clock.now())
             .await;
         if let Ok(changed) = &result {
             self.bus.publish(Arc::new(Delivery {
@@ -228,7 +232,7 @@ impl Shard {
         if batch.is_empty() {
             return;
         }
-        let at = crate::clock::now_ms();
+        let at = self.clock.now();
         let (posts, replies): (Vec<NewPost>, Vec<_>) = batch
             .into_iter()
             .map(|job| (NewPost { at, ..job.post }, job.reply))

@@ -475,7 +475,69 @@ async fn a_test_notification_reaches_every_device(backend: Backend) {
     app.stop().await;
 }
 
+/// A node killed (SIGKILL) while its push is in flight loses nothing: once its claim
+/// lapses, another node sends the same notice, which the push service accepts once.
+async fn a_killed_node_loses_no_push(backend: Backend) {
+    let push = OwnPush::start().await.expect("push service");
+    let db = common::TestDb::new(backend).await;
+    let store = renkei::store::open(&db.url).await.expect("store");
+    let f = common::seed(store.as_ref()).await;
+    let ca = db.dir.path().join("push-ca.pem");
+    std::fs::write(&ca, push.certificate_pem()).expect("CA");
+    let dir = db.dir.path().display().to_string();
+    let ca = ca.display().to_string();
+    let host = push.host();
+    let env = [
+        ("RENKEI_DATABASE_URL", db.url.as_str()),
+        ("RENKEI_DATA_DIR", dir.as_str()),
+        ("RENKEI_PUSH_HOSTS", host.as_str()),
+        ("RENKEI_PUSH_CA_FILE", ca.as_str()),
+        ("RENKEI_PUSH_TIMEOUT_SECONDS", "1"),
+        ("RENKEI_NOTIFY_TICK_MS", "20"),
+    ];
+    let first = common::Process::start(&env).await;
+    let bob = Api::new(first.addr, &common::session(store.as_ref(), f.bob).await);
+    let subscription = subscribe(&bob, &push).await;
+    push.set_behaviour(subscription.id, Behaviour::Hang)
+        .expect("behaviour");
+    let alice = common::session(store.as_ref(), f.alice).await;
+    let mut client = Client::connect(first.addr, &alice).await;
+    client.post_acked(f.patient_group, "k1", "夜間の急変").await;
+    let hung = push.wait_for(1, WAIT).await;
+    assert_eq!(hung[0].status, 0, "in flight");
+    first.signal("KILL");
+    drop(client);
+    drop(first);
+
+    push.set_behaviour(subscription.id, Behaviour::Accept)
+        .expect("behaviour");
+    let second = common::Process::start(&env).await;
+    let received = push.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        received.len(),
+        2,
+        "sent again after the lease: {received:?}"
+    );
+    assert_eq!(received[1].status, 201);
+    assert_eq!(payload(&received[0])["id"], payload(&received[1])["id"]);
+    // Recorded as sent, and not sent a third time.
+    for _ in 0..400 {
+        let states = store.push_deliveries().await.expect("deliveries");
+        if states.iter().all(|d| d.outcome.as_deref() == Some("sent")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let states = store.push_deliveries().await.expect("deliveries");
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].outcome.as_deref(), Some("sent"));
+    assert_eq!(states[0].attempts, 2);
+    assert_eq!(push.received().len(), 2);
+    drop(second);
+}
+
 on_both_backends!(
+    a_killed_node_loses_no_push,
     an_absent_member_gets_a_content_free_push,
     visible_pages_mutes_and_quiet_hours_hold_pushes,
     subscriptions_end_with_the_session,

@@ -26,7 +26,7 @@ pub use attachment::{Attachments, NewFile, StoredFile};
 pub use audit_log::{AuditFilter, AuditLog, SealedEvent};
 pub use notice::{
     kind_name as notice_kind_name, ClaimedMail, ClaimedPush, DeliveryState, DigestRule, MailKind,
-    MailOutcome, NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, Notices,
+    MailOutcome, MailState, NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, Notices,
     PushOutcome, QuietMinutes,
 };
 pub use postgres::PgStore;

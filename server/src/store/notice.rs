@@ -153,6 +153,19 @@ pub struct ClaimedMail {
     pub address: String,
 }
 
+/// A mail as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MailState {
+    pub id: i64,
+    pub user_id: UserId,
+    pub kind: String,
+    pub due_at: Millis,
+    pub attempts: i32,
+    /// `sent`, `refused`, `gave_up`, or `None` while it waits.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
 /// How a mail ended, or when it is tried again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailOutcome {
@@ -341,6 +354,8 @@ pub trait Notices: Send + Sync {
     /// Queues a digest for everyone the rule says is due one, in one transaction, and
     /// marks when; how many were queued.
     async fn queue_digests(&self, rule: DigestRule) -> Result<u32, StoreError>;
+    /// Every mail as it stands, by id (operations and tests).
+    async fn mails(&self) -> Result<Vec<MailState>, StoreError>;
     /// Takes up to `limit` due mails for this node until `lease_until`.
     async fn claim_mails(
         &self,
@@ -378,7 +393,7 @@ const CANDIDATES: &str = "SELECT m.user_id, s.quiet_start, s.quiet_end, ps.id, \
 /// Who is due a digest under `DigestRule` (`$1` older than, `$2` interval since, `$3`
 /// minute of the day) and how many unread posts: posts by others after their
 /// read position and after they joined, not deleted, in groups neither archived nor muted,
-/// committed since their last digest, that no accepted push covered; people with e-mail on
+/// committed since their last digest (at or after: a frozen clock stamps both alike), that no accepted push covered; people with e-mail on
 /// and no bounce, of an approved facility (or none: the operator), outside quiet hours.
 const DIGEST_DUE: &str = "SELECT m.user_id, COUNT(*) FROM memberships m \
      JOIN users u ON u.id = m.user_id AND u.status IN ('active', 'restricted') \
@@ -388,7 +403,7 @@ const DIGEST_DUE: &str = "SELECT m.user_id, COUNT(*) FROM memberships m \
      LEFT JOIN notification_settings s ON s.user_id = m.user_id \
      WHERE e.kind = 'post' AND e.deleted_at IS NULL AND e.author_id <> m.user_id \
        AND e.created_at <= $1 AND e.created_at > m.joined_at \
-       AND e.created_at > COALESCE(s.last_digest_at, 0) \
+       AND e.created_at >= COALESCE(s.last_digest_at, 0) \
        AND COALESCE(s.last_digest_at, 0) <= $2 \
        AND COALESCE(s.email, TRUE) AND s.bounced_at IS NULL \
        AND (u.facility_id IS NULL OR f.status = 'approved') \
@@ -966,6 +981,15 @@ macro_rules! notice_store {
                 }
                 tx.commit().await?;
                 Ok(u32::try_from(due.len()).unwrap_or(u32::MAX))
+            }
+
+            async fn mails(&self) -> Result<Vec<MailState>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, user_id, kind, due_at, attempts, outcome, detail \
+                     FROM mails ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn claim_mails(
