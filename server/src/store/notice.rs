@@ -74,6 +74,18 @@ pub struct ClaimedPush {
     pub session_live: bool,
 }
 
+/// A notice as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NoticeRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub group_id: Option<GroupId>,
+    pub kind: String,
+    /// The newest event it covers.
+    pub seq: Option<Seq>,
+    pub created_at: Millis,
+}
+
 /// A push delivery as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeliveryState {
@@ -340,6 +352,8 @@ pub trait Notices: Send + Sync {
         outcome: &PushOutcome,
         at: Millis,
     ) -> Result<(), StoreError>;
+    /// Every notice written at or after `since`, by id (operations, load runs, tests).
+    async fn notices_since(&self, since: Millis) -> Result<Vec<NoticeRecord>, StoreError>;
     /// Every push delivery as it stands, by id (operations and tests).
     async fn push_deliveries(&self) -> Result<Vec<DeliveryState>, StoreError>;
 
@@ -919,6 +933,16 @@ macro_rules! notice_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn notices_since(&self, since: Millis) -> Result<Vec<NoticeRecord>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, user_id, group_id, kind, seq, created_at FROM notices \
+                     WHERE created_at >= $1 ORDER BY id",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn push_deliveries(&self) -> Result<Vec<DeliveryState>, StoreError> {
