@@ -36,7 +36,9 @@ use crate::store::{
 };
 
 /// Groups the follower takes per round.
-const BACKLOG_BATCH: u32 = 256;
+const BACKLOG_BATCH: u32 = 1024;
+/// The least time between two rounds of the follower.
+const ROUND_GAP: Duration = Duration::from_millis(100);
 /// How long a visible page counts without being renewed, and how often it is renewed.
 const PRESENCE_MS: Millis = 30_000;
 const PRESENCE_RENEW: Duration = Duration::from_secs(10);
@@ -163,8 +165,10 @@ pub fn plan(
     notices
 }
 
-/// Turns committed events into notices, group by group, until shutdown: woken by commits
-/// on this node, and every tick for those of other nodes.
+/// Turns committed events into notices until shutdown: woken by commits on this node,
+/// and every tick for those of other nodes. Under a stream of posts, rounds come at most
+/// every `ROUND_GAP`, each taking every group with new events at once: a handful of
+/// statements per round, whatever the rate.
 async fn follow(app: Arc<App>) {
     let tick = Duration::from_millis(u64::from(app.config.notify.tick_ms));
     loop {
@@ -178,32 +182,42 @@ async fn follow(app: Arc<App>) {
             () = app.notices.committed.notified() => {}
             () = tokio::time::sleep(tick) => {}
         }
+        tokio::select! {
+            () = app.shutdown.cancelled() => return,
+            () = tokio::time::sleep(ROUND_GAP.min(tick)) => {}
+        }
     }
 }
 
 /// One round over the backlog; how many notices were written.
 async fn follow_once(app: &App) -> Result<usize, crate::store::StoreError> {
     let coalesce_ms = i64::from(app.config.notify.push_coalesce_seconds) * 1000;
-    let mut written = 0;
-    for (group, after, upto) in app.store.notice_backlog(BACKLOG_BATCH).await? {
-        let now = app.config.clock.now();
-        let activity = app.store.new_activity(group, after, upto).await?;
-        let notices = if activity.posts.is_empty() {
-            Vec::new()
-        } else {
-            let idle_since = crate::session::idle_since(&app.config, now);
-            let candidates = app.store.notice_candidates(group, now, idle_since).await?;
-            plan(group, &activity, &candidates, now, coalesce_ms)
-        };
-        if app
-            .store
-            .commit_notices(group, after, upto, &notices, now)
-            .await?
-        {
-            written += notices.len();
-        }
+    let moves = app.store.notice_backlog(BACKLOG_BATCH).await?;
+    if moves.is_empty() {
+        return Ok(0);
     }
-    Ok(written)
+    let now = app.config.clock.now();
+    let activity = app.store.new_activity(&moves).await?;
+    let groups: Vec<GroupId> = activity.iter().map(|(group, _)| *group).collect();
+    let idle_since = crate::session::idle_since(&app.config, now);
+    let candidates = app
+        .store
+        .notice_candidates(&groups, now, idle_since)
+        .await?;
+    let mut notices = Vec::new();
+    for (group, found) in &activity {
+        let members: Vec<NoticeCandidate> = candidates
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, candidate)| candidate.clone())
+            .collect();
+        notices.extend(plan(*group, found, &members, now, coalesce_ms));
+    }
+    let moved = app.store.commit_notices(&moves, &notices, now).await?;
+    Ok(notices
+        .iter()
+        .filter(|n| n.group.is_some_and(|g| moved.contains(&g)))
+        .count())
 }
 
 /// Tells `user` of an invitation or an account event: a push to their devices (their

@@ -25,6 +25,7 @@ on_both_backends!(
     one_batch_mixes_every_outcome,
     files_are_attached_once_in_the_commit,
     mentions_are_stored_with_their_post,
+    notices_are_derived_once,
 );
 
 async fn open(backend: Backend) -> (TestDb, Arc<dyn Store>) {
@@ -764,4 +765,56 @@ async fn mentions_are_stored_with_their_post(backend: Backend) {
         .await
         .expect("read")
         .is_empty());
+}
+
+/// The follower's claim: a group's cursor moves once from where it was read, and only the
+/// node that moved it writes its notices; another with the same view writes nothing.
+async fn notices_are_derived_once(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    let a = group(store.as_ref(), GroupKind::Free, &[&alice, &bob]).await;
+    let b = group(store.as_ref(), GroupKind::Free, &[&alice, &bob]).await;
+    store
+        .append_posts(&[post(a, &alice, "1", "一"), post(b, &alice, "2", "二")])
+        .await
+        .expect("append");
+    let backlog = store.notice_backlog(10).await.expect("backlog");
+    assert_eq!(backlog, vec![(a, 0, 1), (b, 0, 1)]);
+    let activity = store.new_activity(&backlog).await.expect("activity");
+    assert_eq!(activity.len(), 2);
+    assert_eq!(activity[0].1.posts, vec![(1, alice.id)]);
+    let notice = |group| renkei::store::NewNotice {
+        user: bob.id,
+        kind: renkei_protocol::api::NoticeKind::Post,
+        group: Some(group),
+        seq: Some(1),
+        subscriptions: Vec::new(),
+    };
+    let notices = [notice(a), notice(b)];
+    let moved = store
+        .commit_notices(&backlog, &notices, 1_000)
+        .await
+        .expect("commit");
+    assert_eq!(moved, vec![a, b]);
+    // A second node that read the same backlog: nothing moves, nothing is written.
+    let again = store
+        .commit_notices(&backlog, &notices, 1_000)
+        .await
+        .expect("commit");
+    assert!(again.is_empty());
+    assert_eq!(store.notices_since(0).await.expect("notices").len(), 2);
+    assert!(store.notice_backlog(10).await.expect("backlog").is_empty());
+    // Only the group whose cursor is where the node read it moves.
+    store
+        .append_posts(&[post(a, &alice, "3", "三")])
+        .await
+        .expect("append");
+    let moves = [(a, 1, 2), (b, 0, 1)];
+    let moved = store
+        .commit_notices(&moves, &[notice(a), notice(b)], 2_000)
+        .await
+        .expect("commit");
+    assert_eq!(moved, vec![a]);
+    assert_eq!(store.notices_since(2_000).await.expect("notices").len(), 1);
 }

@@ -310,31 +310,28 @@ pub trait Notices: Send + Sync {
     /// Groups with events the follower has not turned into notices yet: (group, cursor,
     /// last seq), at most `limit`.
     async fn notice_backlog(&self, limit: u32) -> Result<Vec<(GroupId, Seq, Seq)>, StoreError>;
-    /// The posts and mentions of a group in `(after, upto]`.
+    /// The posts and mentions of each group in its range `(after, upto]`.
     async fn new_activity(
         &self,
-        group: GroupId,
-        after: Seq,
-        upto: Seq,
-    ) -> Result<NewActivity, StoreError>;
-    /// The group's members who may be pushed about its posts now.
+        ranges: &[(GroupId, Seq, Seq)],
+    ) -> Result<Vec<(GroupId, NewActivity)>, StoreError>;
+    /// The members of `groups` who may be pushed about them now, by group.
     async fn notice_candidates(
         &self,
-        group: GroupId,
+        groups: &[GroupId],
         now: Millis,
         idle_since: Millis,
-    ) -> Result<Vec<NoticeCandidate>, StoreError>;
-    /// Moves the group's cursor from `after` to `upto` and writes the notices with their
-    /// deliveries (due at `at`), in one transaction; false, writing nothing, when the
-    /// cursor is no longer at `after` (another node did it).
+    ) -> Result<Vec<(GroupId, NoticeCandidate)>, StoreError>;
+    /// Moves each group's cursor from `after` to `upto` and writes the notices of the
+    /// groups it moved, with their deliveries (due at `at`), in one transaction. A cursor
+    /// that is no longer at `after` (another node did it) stays, and its group's notices
+    /// are not written. Returns the groups moved.
     async fn commit_notices(
         &self,
-        group: GroupId,
-        after: Seq,
-        upto: Seq,
+        moves: &[(GroupId, Seq, Seq)],
         notices: &[NewNotice],
         at: Millis,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<GroupId>, StoreError>;
     /// Writes one notice with its deliveries (due at `at`); its id.
     async fn create_notice(&self, notice: &NewNotice, at: Millis) -> Result<i64, StoreError>;
 
@@ -385,24 +382,23 @@ pub trait Notices: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-/// The members of the group `$1` who may be pushed about it at `$2` (sessions used after
-/// `$3`): one row per subscription.
-const CANDIDATES: &str = "SELECT m.user_id, s.quiet_start, s.quiet_end, ps.id, \
+/// The members of some groups who may be pushed about them now: one row per
+/// subscription. Completed by the session's times, [`CANDIDATES_WHERE`], the time for
+/// presence and the groups.
+const CANDIDATES: &str = "SELECT m.group_id, m.user_id, s.quiet_start, s.quiet_end, ps.id, \
      (SELECT MAX(n.created_at) FROM notices n WHERE n.user_id = m.user_id \
        AND n.group_id = m.group_id AND n.kind = 'post'), \
      (SELECT MAX(n.created_at) FROM notices n WHERE n.user_id = m.user_id \
        AND n.group_id = m.group_id AND n.kind = 'mention') \
      FROM memberships m \
      JOIN push_subscriptions ps ON ps.user_id = m.user_id \
-     JOIN sessions se ON se.token_hash = ps.session_hash \
-       AND se.expires_at > $2 AND se.last_used_at > $3 \
-     LEFT JOIN notification_settings s ON s.user_id = m.user_id \
-     WHERE m.group_id = $1 AND COALESCE(s.push, TRUE) \
+     JOIN sessions se ON se.token_hash = ps.session_hash AND se.expires_at > ";
+const CANDIDATES_WHERE: &str = " LEFT JOIN notification_settings s ON s.user_id = m.user_id \
+     WHERE COALESCE(s.push, TRUE) \
        AND NOT EXISTS (SELECT 1 FROM group_mutes gm \
          WHERE gm.user_id = m.user_id AND gm.group_id = m.group_id) \
        AND NOT EXISTS (SELECT 1 FROM presence p \
-         WHERE p.user_id = m.user_id AND p.until_at > $2) \
-     ORDER BY m.user_id, ps.id";
+         WHERE p.user_id = m.user_id AND p.until_at > ";
 
 /// Who is due a digest under `DigestRule` (`$1` older than, `$2` interval since, `$3`
 /// minute of the day) and how many unread posts: posts by others after their
@@ -699,60 +695,106 @@ macro_rules! notice_store {
 
             async fn new_activity(
                 &self,
-                group: GroupId,
-                after: Seq,
-                upto: Seq,
-            ) -> Result<NewActivity, StoreError> {
-                let posts: Vec<(Seq, UserId)> = sqlx::query_as(
-                    "SELECT seq, author_id FROM events WHERE group_id = $1 AND seq > $2 \
-                     AND seq <= $3 AND kind = 'post' AND deleted_at IS NULL \
-                     AND author_id IS NOT NULL ORDER BY seq",
-                )
-                .bind(group)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(&self.pool)
-                .await?;
-                let mentions: Vec<(Seq, UserId)> = if posts.is_empty() {
-                    Vec::new()
-                } else {
-                    sqlx::query_as(
-                        "SELECT seq, user_id FROM mentions WHERE group_id = $1 AND seq > $2 \
-                         AND seq <= $3 ORDER BY seq, user_id",
-                    )
-                    .bind(group)
-                    .bind(after)
-                    .bind(upto)
-                    .fetch_all(&self.pool)
-                    .await?
+                ranges: &[(GroupId, Seq, Seq)],
+            ) -> Result<Vec<(GroupId, NewActivity)>, StoreError> {
+                if ranges.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let select = |what: &str| {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("WITH r(g, a, u) AS (");
+                    query.push_values(ranges, |mut row, (group, after, upto)| {
+                        row.push_bind(*group).push_bind(*after).push_bind(*upto);
+                    });
+                    query.push(") ").push(what.to_string());
+                    query
                 };
-                Ok(NewActivity { posts, mentions })
+                let mut posts = select(
+                    "SELECT e.group_id, e.seq, e.author_id FROM r JOIN events e \
+                     ON e.group_id = r.g AND e.seq > r.a AND e.seq <= r.u \
+                     WHERE e.kind = 'post' AND e.deleted_at IS NULL \
+                     AND e.author_id IS NOT NULL ORDER BY e.group_id, e.seq",
+                );
+                let posts: Vec<(GroupId, Seq, UserId)> =
+                    posts.build_query_as().fetch_all(&self.pool).await?;
+                let mut activity: Vec<(GroupId, NewActivity)> = Vec::new();
+                for (group, seq, author) in posts {
+                    match activity.last_mut() {
+                        Some((last, found)) if *last == group => found.posts.push((seq, author)),
+                        _ => activity.push((
+                            group,
+                            NewActivity {
+                                posts: vec![(seq, author)],
+                                mentions: Vec::new(),
+                            },
+                        )),
+                    }
+                }
+                if activity.is_empty() {
+                    return Ok(activity);
+                }
+                let mut mentions = select(
+                    "SELECT m.group_id, m.seq, m.user_id FROM r JOIN mentions m \
+                     ON m.group_id = r.g AND m.seq > r.a AND m.seq <= r.u \
+                     ORDER BY m.group_id, m.seq, m.user_id",
+                );
+                let mentions: Vec<(GroupId, Seq, UserId)> =
+                    mentions.build_query_as().fetch_all(&self.pool).await?;
+                for (group, seq, user) in mentions {
+                    if let Some((_, found)) = activity.iter_mut().find(|(g, _)| *g == group) {
+                        found.mentions.push((seq, user));
+                    }
+                }
+                Ok(activity)
             }
 
             async fn notice_candidates(
                 &self,
-                group: GroupId,
+                groups: &[GroupId],
                 now: Millis,
                 idle_since: Millis,
-            ) -> Result<Vec<NoticeCandidate>, StoreError> {
-                type Row = (UserId, Option<i32>, Option<i32>, i64, Option<Millis>, Option<Millis>);
-                let rows: Vec<Row> = sqlx::query_as(CANDIDATES)
-                    .bind(group)
-                    .bind(now)
-                    .bind(idle_since)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let mut candidates: Vec<NoticeCandidate> = Vec::new();
-                for (user, start, end, subscription, last_post, last_mention) in rows {
+            ) -> Result<Vec<(GroupId, NoticeCandidate)>, StoreError> {
+                if groups.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(CANDIDATES);
+                query
+                    .push_bind(now)
+                    .push(" AND se.last_used_at > ")
+                    .push_bind(idle_since)
+                    .push(CANDIDATES_WHERE)
+                    .push_bind(now)
+                    .push(") AND m.group_id IN (");
+                let mut ids = query.separated(", ");
+                for group in groups {
+                    ids.push_bind(*group);
+                }
+                query.push(") ORDER BY m.group_id, m.user_id, ps.id");
+                type Row = (
+                    GroupId,
+                    UserId,
+                    Option<i32>,
+                    Option<i32>,
+                    i64,
+                    Option<Millis>,
+                    Option<Millis>,
+                );
+                let rows: Vec<Row> = query.build_query_as().fetch_all(&self.pool).await?;
+                let mut candidates: Vec<(GroupId, NoticeCandidate)> = Vec::new();
+                for (group, user, start, end, subscription, last_post, last_mention) in rows {
                     match candidates.last_mut() {
-                        Some(last) if last.user == user => last.subscriptions.push(subscription),
-                        _ => candidates.push(NoticeCandidate {
-                            user,
-                            quiet: quiet(start, end),
-                            subscriptions: vec![subscription],
-                            last_post_notice: last_post,
-                            last_mention_notice: last_mention,
-                        }),
+                        Some((g, last)) if *g == group && last.user == user => {
+                            last.subscriptions.push(subscription)
+                        }
+                        _ => candidates.push((
+                            group,
+                            NoticeCandidate {
+                                user,
+                                quiet: quiet(start, end),
+                                subscriptions: vec![subscription],
+                                last_post_notice: last_post,
+                                last_mention_notice: last_mention,
+                            },
+                        )),
                     }
                 }
                 Ok(candidates)
@@ -760,45 +802,51 @@ macro_rules! notice_store {
 
             async fn commit_notices(
                 &self,
-                group: GroupId,
-                after: Seq,
-                upto: Seq,
+                moves: &[(GroupId, Seq, Seq)],
                 notices: &[NewNotice],
                 at: Millis,
-            ) -> Result<bool, StoreError> {
-                let mut tx = self.begin_write().await?;
-                // The conditional move is the claim: on PostgreSQL a second node waits for
-                // the first one's row lock and then finds the cursor moved.
-                let moved = sqlx::query(
-                    "UPDATE notice_cursors SET seq = $3 WHERE group_id = $1 AND seq = $2",
-                )
-                .bind(group)
-                .bind(after)
-                .bind(upto)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let moved = if moved == 0 && after == 0 {
-                    sqlx::query(
-                        "INSERT INTO notice_cursors (group_id, seq) VALUES ($1, $2) \
-                         ON CONFLICT (group_id) DO NOTHING",
-                    )
-                    .bind(group)
-                    .bind(upto)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                } else {
-                    moved
-                };
-                if moved == 0 {
-                    return Ok(false);
+            ) -> Result<Vec<GroupId>, StoreError> {
+                if moves.is_empty() {
+                    return Ok(Vec::new());
                 }
+                let mut tx = self.begin_write().await?;
+                // Groups created since the migration have no cursor yet: it starts at 0.
+                let fresh: Vec<GroupId> = moves
+                    .iter()
+                    .filter(|(_, after, _)| *after == 0)
+                    .map(|(group, _, _)| *group)
+                    .collect();
+                if !fresh.is_empty() {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO notice_cursors (group_id, seq) ",
+                    );
+                    insert.push_values(&fresh, |mut row, group| {
+                        row.push_bind(*group).push_bind(0i64);
+                    });
+                    insert.push(" ON CONFLICT (group_id) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
+                }
+                // The conditional move is the claim: on PostgreSQL a second node waits for
+                // the first one's row locks and then finds the cursors moved.
+                let mut update = sqlx::QueryBuilder::<$db>::new("WITH r(g, a, u) AS (");
+                update.push_values(moves, |mut row, (group, after, upto)| {
+                    row.push_bind(*group).push_bind(*after).push_bind(*upto);
+                });
+                update.push(
+                    ") UPDATE notice_cursors SET seq = (SELECT r.u FROM r \
+                     WHERE r.g = notice_cursors.group_id) \
+                     WHERE EXISTS (SELECT 1 FROM r WHERE r.g = notice_cursors.group_id \
+                     AND r.a = notice_cursors.seq) RETURNING group_id",
+                );
+                let moved: Vec<(GroupId,)> = update.build_query_as().fetch_all(&mut *tx).await?;
+                let moved: Vec<GroupId> = moved.into_iter().map(|(group,)| group).collect();
                 for notice in notices {
-                    Self::insert_notice(&mut tx, notice, at).await?;
+                    if notice.group.is_some_and(|group| moved.contains(&group)) {
+                        Self::insert_notice(&mut tx, notice, at).await?;
+                    }
                 }
                 tx.commit().await?;
-                Ok(true)
+                Ok(moved)
             }
 
             async fn create_notice(
