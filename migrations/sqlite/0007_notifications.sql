@@ -64,6 +64,8 @@ CREATE TABLE notice_cursors (
     seq       INTEGER NOT NULL
 );
 INSERT INTO notice_cursors (group_id, seq) SELECT id, last_seq FROM care_groups;
+-- The follower reads a group's new mentions by their place (the key starts with the user).
+CREATE INDEX mentions_group_seq ON mentions (group_id, seq);
 
 -- One notice to one person: the kind, the group and the newest event it covers.
 CREATE TABLE notices (

@@ -832,11 +832,13 @@ macro_rules! notice_store {
                 update.push_values(moves, |mut row, (group, after, upto)| {
                     row.push_bind(*group).push_bind(*after).push_bind(*upto);
                 });
+                // `FROM r`: the planner walks the list and seeks each cursor by its key
+                // (a correlated subquery would scan the list once per cursor, under the
+                // write lock).
                 update.push(
-                    ") UPDATE notice_cursors SET seq = (SELECT r.u FROM r \
-                     WHERE r.g = notice_cursors.group_id) \
-                     WHERE EXISTS (SELECT 1 FROM r WHERE r.g = notice_cursors.group_id \
-                     AND r.a = notice_cursors.seq) RETURNING group_id",
+                    ") UPDATE notice_cursors SET seq = r.u FROM r \
+                     WHERE notice_cursors.group_id = r.g AND notice_cursors.seq = r.a \
+                     RETURNING notice_cursors.group_id",
                 );
                 let moved: Vec<(GroupId,)> = update.build_query_as().fetch_all(&mut *tx).await?;
                 let moved: Vec<GroupId> = moved.into_iter().map(|(group,)| group).collect();
