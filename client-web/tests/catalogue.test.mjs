@@ -6,9 +6,9 @@ import { readFileSync } from "node:fs";
 import vm from "node:vm";
 
 const read = (file) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
-const sandbox = { window: {} };
+const sandbox = {};
 vm.runInNewContext(read("i18n.js"), sandbox);
-const { ja, en } = sandbox.window.RENKEI_MESSAGES;
+const { ja, en } = sandbox.RENKEI_MESSAGES;
 
 test("Japanese and English have the same keys", () => {
   assert.deepEqual(Object.keys(en).filter((k) => !(k in ja)), []);
@@ -16,7 +16,7 @@ test("Japanese and English have the same keys", () => {
 });
 
 test("every key the client names is in the catalogue", () => {
-  const sources = ["app.js", "admin.js", "ui.js", "facilities.js", "index.html", "facilities.html"].map(read).join("\n");
+  const sources = ["app.js", "admin.js", "notify.js", "ui.js", "facilities.js", "index.html", "facilities.html"].map(read).join("\n");
   const keys = new Set([
     ...[...sources.matchAll(/\bt\("([a-z_.]+)"/g)].map((m) => m[1]),
     ...[...sources.matchAll(/data-i18n(?:-placeholder)?="([a-z_.]+)"/g)].map((m) => m[1]),
@@ -24,6 +24,16 @@ test("every key the client names is in the catalogue", () => {
   ]);
   assert.ok(keys.size > 100, `found ${keys.size} keys`);
   assert.deepEqual([...keys].filter((k) => !(k in ja)), []);
+});
+
+// The service worker's notifications: a fixed text for every kind a push may name, and
+// the generic one for a payload it cannot read.
+test("every kind of push has its text", () => {
+  const worker = read("sw.js");
+  const kinds = JSON.parse(worker.match(/const KINDS = (\[[^\]]*\]);/)[1]);
+  assert.deepEqual(kinds, ["post", "mention", "invitation", "account", "test"]);
+  const keys = ["push.title", "push.generic", ...kinds.map((k) => `push.${k}`)];
+  assert.deepEqual(keys.filter((k) => !(k in ja) || !(k in en)), []);
 });
 
 // Values the server sends that the client shows in words: every value of these protocol
