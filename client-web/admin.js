@@ -189,6 +189,10 @@ window.RenkeiAdmin = (shell) => {
     const button = (label, onclick, props = {}) => shell.ui.button(label, onclick, { "aria-label": `${label}: ${u.name}`, ...props });
     const status = u.status === "active" ? null
       : tag(`${t(`status.${u.status}`)}${u.status_reason ? `: ${u.status_reason}` : ""}`, "warn");
+    // How the server could reach them (Web Push, e-mail): an admin sees whom nothing reaches.
+    const reach = u.reachable;
+    const unreachable = reach && reach.push === 0 && !reach.email ? tag(t("staff.unreachable"), "warn") : null;
+    const bounced = reach?.bounced ? tag(t("staff.bounced"), "warn") : null;
     const actions = [];
     const post = (path, body) => act(() => api("POST", `/api/v1/users/${u.id}/${path}`, body));
     if (u.status !== "deactivated") {
@@ -233,7 +237,7 @@ window.RenkeiAdmin = (shell) => {
       avatar(u),
       h("div", {},
         h("p", {}, h("strong", {}, u.name), u.kana ? ` （${u.kana}）` : "", " ",
-          tag(t(`role.${u.role}`)), " ", status),
+          tag(t(`role.${u.role}`)), " ", status, " ", unreachable, " ", bounced),
         h("p", { class: "muted" }, [profession(u.profession), u.email,
           u.pledge_received_on ? t("staff.pledged", { date: u.pledge_received_on }) : t("staff.no_pledge")]
           .filter(Boolean).join(" ・ ")),

@@ -31,12 +31,16 @@
     notices: [],         // admins: accounts locked after wrong passwords
     mentionsNew: 0,      // mention notices since the list was last opened
     thumbnails: new Map(), // file id -> object URL of its fetched thumbnail
+    wanted: null,        // a group to open once connected (?group=, a notification's click)
+    offlineRetry: 0,     // tries since the start found no server (the offline screen)
+    offlineTimer: null,
   };
 
   const ui = window.RenkeiUI(t);
   const admin = window.RenkeiAdmin({
     ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
   });
+  const notify = window.RenkeiNotify({ ui, t, user: () => state.user, openGroup: openWanted });
 
   // ---- text ----------------------------------------------------------------------------
   function t(key, params = {}) {
@@ -66,10 +70,11 @@
   }
 
   // ---- views ---------------------------------------------------------------------------
-  // "login", "chat" or "admin" (管理: admins and the operator).
+  // "login", "chat", "admin" (管理: admins and the operator) or "offline" (no server).
   function show(view) {
-    const inside = view !== "login";
-    $("login-view").hidden = inside;
+    const inside = view === "chat" || view === "admin";
+    $("login-view").hidden = view !== "login";
+    $("offline-view").hidden = view !== "offline";
     $("chat-view").hidden = view !== "chat";
     $("admin-view").hidden = view !== "admin";
     $("logout").hidden = !inside;
@@ -214,6 +219,7 @@
           tag.textContent = t("groups.archived");
           button.append(tag);
         }
+        if (notify.isMuted(g.summary.id)) button.append(ui.h("span", { class: "tag muted-mark" }, t("mute.mark")));
         const last = lastEvent(g);
         if (last) {
           const preview = document.createElement("span");
@@ -457,6 +463,10 @@
     const list = $("member-list");
     list.replaceChildren();
     $("members-heading").textContent = t("members.heading", { group: groupLabel(g.summary) });
+    $("mute").checked = notify.isMuted(g.summary.id);
+    $("mute").dataset.group = g.summary.id;
+    $("mute-row").hidden = false;
+    $("mute-error").textContent = "";
     $("members").showModal();
     try {
       const details = await ui.api("GET", `/api/v1/groups/${g.summary.id}`);
@@ -481,6 +491,22 @@
     } catch (error) {
       list.append(ui.h("li", { class: "error" }, ui.explain(error)));
     }
+  }
+
+  // 「このグループの通知をオフ」: the group's posts no longer notify this user.
+  async function toggleMute(e) {
+    const box = e.target;
+    const group = Number(box.dataset.group);
+    $("mute-error").textContent = "";
+    box.disabled = true;
+    try {
+      await notify.setMuted(group, box.checked);
+    } catch (error) {
+      box.checked = !box.checked;
+      $("mute-error").textContent = ui.explain(error);
+    }
+    box.disabled = false;
+    renderGroups();
   }
 
   function professionLabel(p) {
@@ -706,6 +732,13 @@
   }
 
   // ---- the connection ------------------------------------------------------------------
+  // Whether this page is in front of the user: the server pushes only to users with no
+  // visible page, so a nurse looking at the app is not also buzzed in her pocket.
+  function sendVisibility() {
+    if (!state.connected) return;
+    state.socket.send(JSON.stringify({ type: "visibility", visible: document.visibilityState === "visible" }));
+  }
+
   function connect() {
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     const socket = new WebSocket(url);
@@ -835,11 +868,25 @@
     }
     for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
     if (cursors.length > 0) state.socket.send(JSON.stringify({ type: "sync", groups: cursors }));
+    sendVisibility();
     show($("admin-view").hidden ? "chat" : "admin");
     renderConnection();
     renderGroups();
     renderTimeline();
     loadInvitations();
+    notify.loadMuted().then(renderGroups);
+    if (state.wanted !== null) openWanted(state.wanted);
+  }
+
+  // Opens a group asked for from outside the page (?group=, a notification's click), once
+  // the groups are known; a group this user is not a member of is ignored.
+  function openWanted(id) {
+    state.wanted = id;
+    if (!state.user || !state.connected) return; // after the welcome
+    state.wanted = null;
+    if (!state.groups.has(id)) return;
+    if (!$("admin-view").hidden) show("chat");
+    select(id);
   }
 
   function event(m) {
@@ -999,6 +1046,7 @@
     $("invitations").hidden = true;
     $("notices").hidden = true;
     admin.reset();
+    notify.reset();
     show("login");
     renderConnection();
     $("login-id").value = state.login;
@@ -1006,6 +1054,8 @@
   }
 
   async function logOut() {
+    await notify.logOut();
+    state.wanted = null;
     const socket = state.socket;
     state.socket = null;
     await ui.api("DELETE", "/api/v1/session").catch(() => {});
@@ -1114,6 +1164,7 @@
     $("account-enroll").hidden = !state.mustEnroll || state.mustChange;
     $("account-close").hidden = unfinished;
     $("sessions-section").hidden = unfinished;
+    $("notify-section").hidden = unfinished;
     $("password-form").hidden = state.mustEnroll && !state.mustChange;
     $("two-factor-section").hidden = state.mustChange;
     $("two-factor-setup").hidden = true;
@@ -1126,7 +1177,7 @@
     renderRules();
     if (!dialog.open) dialog.showModal();
     (state.mustEnroll && !state.mustChange ? $("two-factor-start") : $("password-current")).focus();
-    if (!unfinished) loadSessions();
+    if (!unfinished) { loadSessions(); notify.open(); }
   }
 
   // ---- second factor (TOTP) ------------------------------------------------------------
@@ -1266,11 +1317,43 @@
     }
   }
 
+  // Started without reaching the server (the service worker's cached shell, or a server
+  // down): the page says so instead of a login that cannot work, and tries again, sooner
+  // when the device says its network is back.
+  function enterOffline() {
+    show("offline");
+    clearTimeout(state.offlineTimer);
+    state.offlineRetry = Math.min(state.offlineRetry + 1, 5);
+    state.offlineTimer = setTimeout(resume, 1000 * 2 ** state.offlineRetry); // 2 s to 32 s
+  }
+
+  async function resume() {
+    clearTimeout(state.offlineTimer);
+    if ($("offline-view").hidden) return;
+    const session = await whoAmI();
+    if (session === "unreachable") { enterOffline(); return; }
+    state.offlineRetry = 0;
+    if (session === "ok") { $("offline-view").hidden = true; start(); } else enterLogin();
+  }
+
+  // ?group=<id> (a notification's link): opened once connected; the address is cleaned
+  // so that a reload or a bookmark does not carry it.
+  function takeWantedGroup() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has("group")) return;
+    const id = params.get("group");
+    if (/^[1-9][0-9]{0,15}$/.test(id) && Number.isSafeInteger(Number(id))) state.wanted = Number(id);
+    params.delete("group");
+    const rest = params.toString();
+    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+  }
+
   // ---- start ---------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", async () => {
     $("language").addEventListener("click", () => {
       state.lang = state.lang === "ja" ? "en" : "ja";
       localStorage.setItem("renkei.lang", state.lang);
+      notify.saveLanguage(state.lang);
       applyLanguage();
     });
     $("login-form").addEventListener("submit", submitLogin);
@@ -1288,6 +1371,11 @@
     $("composer").addEventListener("submit", review);
     $("admin-open").addEventListener("click", toggleAdmin);
     $("members-open").addEventListener("click", openMembers);
+    $("mute").addEventListener("change", toggleMute);
+    $("offline-retry").addEventListener("click", resume);
+    window.addEventListener("online", resume);
+    document.addEventListener("visibilitychange", sendVisibility);
+    notify.bind();
     $("setup-open").addEventListener("click", async () => {
       ui.api("GET", "/api/v1/password-policy").then((policy) => { state.policy = policy; }, () => {});
       $("login-form").hidden = true;
@@ -1306,7 +1394,11 @@
       document.addEventListener(kind, resetIdle, { passive: true });
     }
     document.body.dataset.pane = "groups";
+    takeWantedGroup();
+    notify.register();
+    notify.saveLanguage(state.lang);
     applyLanguage();
-    if (await whoAmI() === "ok") start(); else enterLogin();
+    const session = await whoAmI();
+    if (session === "ok") start(); else if (session === "none") enterLogin(); else enterOffline();
   });
 })();
