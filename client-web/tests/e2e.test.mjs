@@ -62,7 +62,7 @@ test("the client reconnects after a server restart and sends what was waiting", 
   await openGroup(pt.page, "佐藤 ハナ 様");
 
   await stopServer(env.server);
-  await nurse.page.getByText("オフライン").waitFor();
+  await nurse.page.locator("#connection").getByText("オフライン").waitFor();
   // Written while offline: kept, and sent once the connection is back.
   await post(nurse.page, "オフライン中に書いた申し送り");
   await nurse.page.getByRole("button", { name: "この患者のグループに送信する" }).click();
