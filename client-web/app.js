@@ -34,6 +34,7 @@
     wanted: null,        // a group to open once connected (?group=, a notification's click)
     offlineRetry: 0,     // tries since the start found no server (the offline screen)
     offlineTimer: null,
+    renewPush: false,    // a new session: this device's push subscription is registered again
   };
 
   const ui = window.RenkeiUI(t);
@@ -875,6 +876,7 @@
     renderTimeline();
     loadInvitations();
     notify.loadMuted().then(renderGroups);
+    if (state.renewPush) { state.renewPush = false; notify.renew(); }
     if (state.wanted !== null) openWanted(state.wanted);
   }
 
@@ -1054,7 +1056,6 @@
   }
 
   async function logOut() {
-    await notify.logOut();
     state.wanted = null;
     const socket = state.socket;
     state.socket = null;
@@ -1111,6 +1112,7 @@
   // After logging in: an expired password is changed first, then the socket opens.
   function start() {
     if (state.mustChange || state.mustEnroll) { show("chat"); openAccount(); return; }
+    state.renewPush = true;
     connect();
     resetIdle();
   }

@@ -171,12 +171,24 @@ window.RenkeiNotify = (shell) => {
     if ("serviceWorker" in navigator) await (await subscription().catch(() => null))?.unsubscribe();
   }
 
-  // Logging out (leaving a device, art. 13(4)): this account's notifications stop here.
-  // The idle lock does not call this: a phone left alone is what push is for.
-  async function logOut() {
+  // The server ties a subscription to the session that made it and forgets it when the
+  // session ends (logout, the idle lock, expiry). A new session of the same account
+  // registers this device's subscription again, so notifications resume by themselves; the
+  // same endpoint keeps its id. Another account's subscription stays theirs to renew.
+  async function renew() {
+    if (support() !== "ok" || Notification.permission !== "granted") return;
     const mine = owner();
-    if (!mine || mine.user !== shell.user()?.id) return;
-    await forget().catch(() => {});
+    if (mine?.user !== shell.user()?.id) return;
+    const current = await subscription().catch(() => null);
+    if (!current) { localStorage.removeItem(OWNER); return; }
+    const { endpoint, keys } = current.toJSON();
+    try {
+      const created = await api("POST", "/api/v1/push/subscriptions", { endpoint, p256dh: keys.p256dh, auth: keys.auth });
+      localStorage.setItem(OWNER, JSON.stringify({ user: mine.user, id: created.id }));
+    } catch (error) {
+      // Refused for good (the allowlist changed): the device is no longer registered.
+      if (error.status === 400) { localStorage.removeItem(OWNER); await current.unsubscribe().catch(() => {}); }
+    }
   }
 
   // ---- the account's settings -------------------------------------------------------------
@@ -194,7 +206,10 @@ window.RenkeiNotify = (shell) => {
     $("notify-email").checked = settings.email && settings.email_available;
     $("notify-email").disabled = !settings.email_available;
     $("notify-email-to").textContent = settings.email_available
-      ? t("notify.email_to", { email: settings.email }) : t("notify.email_unavailable");
+      ? t("notify.email_to", { email: settings.email_address }) : t("notify.email_unavailable");
+    // Why mails do not arrive, while they are wanted.
+    $("notify-email-bounced").textContent = settings.email_available && settings.email && settings.email_bounced
+      ? t("notify.email_bounced") : "";
     const quiet = settings.quiet_hours;
     $("notify-quiet").checked = quiet !== null;
     if (quiet) {
@@ -288,5 +303,5 @@ window.RenkeiNotify = (shell) => {
     $("notify-test").addEventListener("click", sendTest);
   }
 
-  return { register, saveLanguage, bind, open, loadMuted, isMuted, setMuted, logOut, reset };
+  return { register, saveLanguage, bind, open, renew, loadMuted, isMuted, setMuted, reset };
 };
