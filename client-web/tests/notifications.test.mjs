@@ -2,15 +2,49 @@
 // (manifest, icons, service worker), the shell that starts offline and caches nothing
 // else, a new server version replacing the worker, content-free push notifications and
 // where their click leads, and the notification settings.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import vm from "node:vm";
 import { chromium } from "playwright-core";
+import https from "node:https";
+import crypto from "node:crypto";
+import { spawnSync } from "node:child_process";
 import { env, logIn, newContext, openGroup, screenshot, send, submitLogin, url, useServer } from "./harness.mjs";
+
+// A push service of our own: Chromium here cannot reach Google's (FCM), so the browser's
+// subscription is simulated (see `fakeSubscription`) and its endpoint is this HTTPS
+// server on localhost, which the renkei server is told to allow and trust. Mail goes to a
+// closed port: the server offers e-mail (RENKEI_SMTP_URL set), none is delivered.
+const pushDir = mkdtempSync(join(tmpdir(), "renkei-push-"));
+const inPushDir = (file) => join(pushDir, file);
+// A test CA, and the service's certificate for localhost signed by it (a TLS client
+// refuses a CA's own certificate as a server's).
+for (const args of [
+  ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", inPushDir("ca.key"),
+    "-out", inPushDir("ca.pem"), "-days", "2", "-subj", "/CN=Renkei test push CA"],
+  ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", inPushDir("key.pem"),
+    "-out", inPushDir("service.csr"), "-subj", "/CN=localhost"],
+  ["x509", "-req", "-in", inPushDir("service.csr"), "-CA", inPushDir("ca.pem"), "-CAkey", inPushDir("ca.key"),
+    "-CAcreateserial", "-out", inPushDir("cert.pem"), "-days", "2", "-extfile", inPushDir("service.ext")],
+]) {
+  if (args[0] === "x509") {
+    writeFileSync(inPushDir("service.ext"), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  }
+  const made = spawnSync("openssl", args, { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+}
+after(() => rmSync(pushDir, { recursive: true, force: true }));
+Object.assign(process.env, {
+  RENKEI_PUSH_HOSTS: "fcm.googleapis.com,localhost",
+  RENKEI_PUSH_CA_FILE: inPushDir("ca.pem"),
+  RENKEI_NOTIFY_TICK_MS: "50",
+  RENKEI_SMTP_URL: "smtp://127.0.0.1:9",
+  RENKEI_MAIL_FROM: "Renkei <renkei@example.jp>",
+});
 
 useServer();
 
@@ -294,4 +328,350 @@ test("the page tells the server whether it is in front of the user", async () =>
   await submitLogin(page, "sakura.ns.suzuki");
   assert.deepEqual(await told, { type: "visibility", visible: true });
   await context.close();
+});
+
+// ---- the settings, against the server's API ------------------------------------------------
+
+// The fake push service: keeps what the renkei server posts to it.
+async function pushService() {
+  const service = { received: [], waiting: [], server: null, port: 0 };
+  service.server = https.createServer({
+    key: readFileSync(join(pushDir, "key.pem")), cert: readFileSync(join(pushDir, "cert.pem")),
+  }, (req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const push = { path: req.url, headers: req.headers, body: Buffer.concat(chunks) };
+      service.received.push(push);
+      service.waiting.splice(0).forEach((resolve) => resolve());
+      res.writeHead(201).end();
+    });
+  });
+  await new Promise((resolve) => service.server.listen(0, "127.0.0.1", resolve));
+  service.port = service.server.address().port;
+  // The next push from now on; a push that never comes fails the test, not hangs it.
+  service.next = () => new Promise((resolve, reject) => {
+    const count = service.received.length;
+    const timer = setTimeout(() => reject(new Error("no push reached the push service")), 20_000);
+    const check = () => {
+      if (service.received.length <= count) { service.waiting.push(check); return; }
+      clearTimeout(timer);
+      resolve(service.received[count]);
+    };
+    service.waiting.push(check);
+  });
+  service.close = () => new Promise((resolve) => { service.server.closeAllConnections(); service.server.close(resolve); });
+  return service;
+}
+
+// A browser's side of a subscription (RFC 8291): its key pair and secret.
+function browserKeys() {
+  const ecdh = crypto.createECDH("prime256v1");
+  ecdh.generateKeys();
+  return { ecdh, p256dh: ecdh.getPublicKey().toString("base64url"), auth: crypto.randomBytes(16).toString("base64url") };
+}
+
+// Decrypts an aes128gcm push body (RFC 8188, RFC 8291) as the browser would.
+function decrypt(body, keys) {
+  const salt = body.subarray(0, 16);
+  const idLength = body[20];
+  const serverKey = body.subarray(21, 21 + idLength);
+  const record = body.subarray(21 + idLength);
+  const shared = keys.ecdh.computeSecret(serverKey);
+  const info = Buffer.concat([Buffer.from("WebPush: info\0"), keys.ecdh.getPublicKey(), serverKey]);
+  const ikm = Buffer.from(crypto.hkdfSync("sha256", shared, Buffer.from(keys.auth, "base64url"), info, 32));
+  const cek = Buffer.from(crypto.hkdfSync("sha256", ikm, salt, Buffer.from("Content-Encoding: aes128gcm\0"), 16));
+  const nonce = Buffer.from(crypto.hkdfSync("sha256", ikm, salt, Buffer.from("Content-Encoding: nonce\0"), 12));
+  const decipher = crypto.createDecipheriv("aes-128-gcm", cek, nonce);
+  decipher.setAuthTag(record.subarray(record.length - 16));
+  const padded = Buffer.concat([decipher.update(record.subarray(0, record.length - 16)), decipher.final()]);
+  return padded.subarray(0, padded.lastIndexOf(2)).toString("utf8"); // the last record's delimiter
+}
+
+// Stands in for the browser's push service client (PushManager), which needs Google's
+// servers: `subscribe` answers with the given endpoint and keys, kept across reloads.
+function fakeSubscription(context, endpoint, keys) {
+  return context.addInitScript(({ endpoint, p256dh, auth }) => {
+    const held = () => JSON.parse(sessionStorage.getItem("test.subscription") ?? "null");
+    const make = (key) => ({
+      endpoint, expirationTime: null,
+      options: { userVisibleOnly: true, applicationServerKey: Uint8Array.from(key).buffer },
+      toJSON: () => ({ endpoint, expirationTime: null, keys: { p256dh, auth } }),
+      unsubscribe: async () => { sessionStorage.removeItem("test.subscription"); return true; },
+    });
+    PushManager.prototype.subscribe = async function (options) {
+      const key = [...new Uint8Array(options.applicationServerKey)];
+      sessionStorage.setItem("test.subscription", JSON.stringify(key));
+      return make(key);
+    };
+    PushManager.prototype.getSubscription = async function () {
+      const key = held();
+      return key ? make(key) : null;
+    };
+  }, { endpoint, p256dh: keys.p256dh, auth: keys.auth });
+}
+
+async function openNotifications(page) {
+  await page.locator("#account-open").click();
+  const section = page.locator("#notify-section");
+  await section.getByRole("heading", { name: "通知" }).waitFor();
+  await page.locator("#notify-settings:not([disabled])").waitFor();
+  return section;
+}
+
+// Changes a setting and waits for the server's answer to the save.
+async function saved(page, change) {
+  const answer = page.waitForResponse((r) => r.url().endsWith("/api/v1/notifications/settings") && r.request().method() === "PUT");
+  await change();
+  return answer;
+}
+
+async function settingsOf(page) {
+  return (await page.request.get(url("/api/v1/notifications/settings"))).json();
+}
+
+test("e-mail, quiet hours and a muted group are kept; the section says where mail goes", async () => {
+  const { context, page } = await logIn("sakura.ns.suzuki");
+  let section = await openNotifications(page);
+  const email = section.getByLabel("メール通知");
+  assert.equal(await email.isChecked(), true);
+  await section.getByText("送信先: ").waitFor();
+  await section.getByRole("button", { name: "テスト通知を送る" }).click();
+  await section.getByText("テスト通知を送りました: プッシュ通知 0 台、メール あり。").waitFor();
+
+  await saved(page, () => email.uncheck());
+  await saved(page, () => section.getByLabel("夜間は通知しない").check());
+  await saved(page, () => section.getByLabel("開始").fill("23:00"));
+  await saved(page, () => section.getByLabel("終了").fill("06:30"));
+  await section.getByText("保存しました。").waitFor();
+  // The same time twice is refused, and the form shows what is stored.
+  const refused = await saved(page, () => section.getByLabel("終了").fill("23:00"));
+  assert.equal(refused.status(), 400);
+  await section.getByText(ja["error.invalid_quiet_hours"]).waitFor();
+  assert.equal(await section.getByLabel("終了").inputValue(), "06:30");
+  await page.locator("#account-close").click();
+
+  // 「このグループの通知をオフ」 in the members dialog; the list marks the group.
+  await openGroup(page, YAMADA);
+  await page.locator("#members-open").click();
+  const muted = page.waitForResponse((r) => /\/api\/v1\/groups\/\d+\/mute$/.test(r.url()));
+  await page.getByLabel("このグループの通知をオフ").check();
+  assert.equal((await muted).status(), 204);
+  await page.locator("#members").getByRole("button", { name: "閉じる" }).click();
+  await page.getByRole("button", { name: "一覧へ戻る" }).click();
+  await page.locator("button.group", { hasText: YAMADA }).locator(".muted-mark", { hasText: "通知オフ" }).waitFor();
+
+  await page.reload();
+  await page.getByText("接続中").waitFor();
+  await page.locator("button.group", { hasText: YAMADA }).locator(".muted-mark").waitFor();
+  assert.equal(await page.locator("button.group .muted-mark").count(), 1, "only that group");
+  section = await openNotifications(page);
+  assert.equal(await section.getByLabel("メール通知").isChecked(), false);
+  assert.equal(await section.getByLabel("夜間は通知しない").isChecked(), true);
+  assert.equal(await section.getByLabel("開始").inputValue(), "23:00");
+  assert.equal(await section.getByLabel("終了").inputValue(), "06:30");
+  await section.getByRole("button", { name: "テスト通知を送る" }).click();
+  await section.getByText(ja["notify.test_nowhere"]).waitFor();
+  const stored = await settingsOf(page);
+  assert.deepEqual([stored.email, stored.quiet_hours], [false, { start: "23:00", end: "06:30" }]);
+
+  // Unmuted from the same place.
+  await page.locator("#account-close").click();
+  await openGroup(page, YAMADA);
+  await page.locator("#members-open").click();
+  assert.equal(await page.getByLabel("このグループの通知をオフ").isChecked(), true);
+  await page.getByLabel("このグループの通知をオフ").uncheck();
+  await page.locator("#members").getByRole("button", { name: "閉じる" }).click();
+  await page.getByRole("button", { name: "一覧へ戻る" }).click();
+  await page.locator("button.group .muted-mark").waitFor({ state: "detached" });
+  // Quiet hours off again (the next tests push, at any hour).
+  section = await openNotifications(page);
+  await saved(page, () => section.getByLabel("夜間は通知しない").uncheck());
+  assert.equal((await settingsOf(page)).quiet_hours, null);
+  await context.close();
+});
+
+test("where this browser has no push service, turning push on says so instead of pretending", async () => {
+  // Incognito (Playwright's contexts): Chromium refuses to subscribe at once.
+  const { context, page } = await logIn("sakura.ns.suzuki", {}, (c) => c.grantPermissions(["notifications"], { origin: origin() }));
+  await controlled(page);
+  const section = await openNotifications(page);
+  const device = section.getByLabel("この端末でプッシュ通知を受け取る");
+  await device.click(); // not check(): the switch goes back off as soon as it fails
+  const problem = section.locator("#notify-device-error");
+  await problem.filter({ hasText: "この端末を通知先に登録できませんでした" }).waitFor();
+  assert.equal(await device.isChecked(), false);
+  assert.equal((await settingsOf(page)).push_subscriptions, 0);
+  await context.close();
+
+  // A profile whose push service never answers (FCM is out of reach here): a clear
+  // timeout rather than a switch that stays on "registering" for ever.
+  const profile = mkdtempSync(join(tmpdir(), "renkei-profile-"));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    viewport: { width: 390, height: 844 }, locale: "ja-JP",
+  });
+  try {
+    await browser.grantPermissions(["notifications"], { origin: origin() });
+    await browser.clock.install();
+    const tab = browser.pages()[0] ?? await browser.newPage();
+    await tab.goto(url());
+    await submitLogin(tab, "sakura.ns.suzuki");
+    await tab.getByText("接続中").waitFor();
+    await controlled(tab);
+    const mine = await openNotifications(tab);
+    await mine.getByLabel("この端末でプッシュ通知を受け取る").click();
+    await mine.getByText(ja["notify.subscribing"]).waitFor();
+    // The page's 30 s limit starts once it asked the push service (after fetching the
+    // server's key): moved on until it has passed.
+    const timedOut = mine.locator("#notify-device-error").filter({ hasText: ja["notify.timeout"] });
+    for (let i = 0; i < 10 && !(await timedOut.isVisible()); i++) await tab.clock.runFor(10_000);
+    await timedOut.waitFor();
+    assert.equal(await mine.getByLabel("この端末でプッシュ通知を受け取る").isChecked(), false);
+  } finally {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test("a subscription on a push service the server does not allow is refused with its reason", async () => {
+  const keys = browserKeys();
+  const { context, page } = await logIn("sakura.ns.suzuki", {}, async (c) => {
+    await c.grantPermissions(["notifications"], { origin: origin() });
+    await fakeSubscription(c, "https://push.example.net/send/abc", keys);
+  });
+  await controlled(page);
+  const section = await openNotifications(page);
+  await section.getByLabel("この端末でプッシュ通知を受け取る").click();
+  await section.locator("#notify-device-error").filter({ hasText: ja["error.push_host_not_allowed"] }).waitFor();
+  assert.equal(await section.getByLabel("この端末でプッシュ通知を受け取る").isChecked(), false);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("test.subscription")), null, "the browser's side was undone");
+  await context.close();
+});
+
+test("from the switch to the lock screen: the server's push reaches the worker with no word of the post", async () => {
+  const service = await pushService();
+  const keys = browserKeys();
+  try {
+    const { context, page } = await logIn("sakura.ns.suzuki", {}, async (c) => {
+      await c.grantPermissions(["notifications"], { origin: origin() });
+      await fakeSubscription(c, `https://localhost:${service.port}/send/nurse-phone`, keys);
+    });
+    await controlled(page);
+    // Whatever earlier tests chose: pushes on, no quiet hours.
+    const reset = await page.evaluate(async () => (await fetch("/api/v1/notifications/settings", {
+      method: "PUT", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ push: true, email: false, quiet_hours: null }),
+    })).status);
+    assert.equal(reset, 200);
+    const group = await groupId(page, YAMADA);
+    const cdp = await context.newCDPSession(page);
+    const registration = await registrationId(cdp);
+    const show = async (push) => {
+      const since = await page.evaluate(() => Date.now());
+      await cdp.send("ServiceWorker.deliverPushMessage", { origin: origin(), registrationId: registration, data: decrypt(push.body, keys) });
+      await until(page, async (from) => (await (await navigator.serviceWorker.ready).getNotifications()).some((n) => n.timestamp >= from), since);
+      return (await notifications(page)).sort((a, b) => b.timestamp - a.timestamp)[0];
+    };
+
+    let section = await openNotifications(page);
+    await section.getByLabel("この端末でプッシュ通知を受け取る").check();
+    await section.getByText(ja["notify.device_on"]).waitFor();
+    await section.getByText("通知を受け取る端末: 1 台").waitFor();
+    await section.getByLabel("夜間は通知しない").check();
+    await section.getByText("保存しました。").waitFor();
+    await section.locator("#notify-heading").evaluate((heading) => heading.scrollIntoView({ block: "start" }));
+    await screenshot(page, "notifications-phone");
+    await page.setViewportSize({ width: 1100, height: 900 });
+    await section.locator("#notify-heading").evaluate((heading) => heading.scrollIntoView({ block: "start" }));
+    await screenshot(page, "notifications-desktop");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await saved(page, () => section.getByLabel("夜間は通知しない").uncheck());
+
+    // The test notification, as the server sent it to the push service.
+    const tested = service.next();
+    await section.getByRole("button", { name: "テスト通知を送る" }).click();
+    await section.getByText(/プッシュ通知 1 台/).waitFor();
+    const test = await tested;
+    assert.equal(test.path, "/send/nurse-phone");
+    assert.equal(test.headers["content-encoding"], "aes128gcm");
+    const { public_key: serverKey } = await (await page.request.get(url("/api/v1/push/key"))).json();
+    assert.match(test.headers.authorization, new RegExp(`^vapid t=[\\w-]+\\.[\\w-]+\\.[\\w-]+, k=${serverKey}$`));
+    assert.deepEqual(Object.keys(JSON.parse(decrypt(test.body, keys))).sort(), ["id", "kind"]);
+    let shown = await show(test);
+    assert.deepEqual([shown.title, shown.body], ["連携 Renkei", ja["push.test"]]);
+    await page.locator("#account-close").click();
+
+    // The nurse puts the phone away (the page is hidden); the doctor posts.
+    await page.evaluate(() => {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    const doctor = await logIn("sakura.dr.tanaka");
+    await openGroup(doctor.page, YAMADA);
+    const posted = service.next();
+    await send(doctor.page, "山田さん 38.5℃ 発熱あり 至急 PX-1");
+    const push = await posted;
+    const payload = decrypt(push.body, keys);
+    assert.deepEqual(JSON.parse(payload).group, group);
+    assert.doesNotMatch(payload, /山田|発熱|PX-1|田中/);
+    shown = await show(push);
+    assert.deepEqual([shown.title, shown.body, shown.tag], ["連携 Renkei", ja["push.post"], `group-${group}`]);
+    assert.doesNotMatch(JSON.stringify(shown), /山田|発熱|PX-1/);
+    await doctor.context.close();
+
+    // The session ends (logout, or the idle lock) and the server forgets the device; the
+    // next login registers it again by itself.
+    await page.evaluate(() => {
+      delete document.visibilityState;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await page.getByRole("button", { name: "ログアウト" }).click();
+    await submitLogin(page, "sakura.ns.suzuki");
+    await page.getByText("接続中").waitFor();
+    await until(page, async () => (await (await fetch("/api/v1/notifications/settings")).json()).push_subscriptions === 1);
+
+    // Off: the server and the browser both forget it.
+    section = await openNotifications(page);
+    await section.getByText(ja["notify.device_on"]).waitFor();
+    await section.getByLabel("この端末でプッシュ通知を受け取る").uncheck();
+    await section.getByText("通知を受け取る端末: 0 台").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("test.subscription")), null);
+    await context.close();
+  } finally {
+    await service.close();
+  }
+});
+
+test("admins see whom nothing reaches and whose mail was refused", async () => {
+  const put = (page, body) => page.evaluate(async (b) => (await fetch("/api/v1/notifications/settings", {
+    method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(b),
+  })).status, body);
+  // The nurse: no device, no e-mail.
+  const nurse = await logIn("sakura.ns.suzuki");
+  assert.equal(await put(nurse.page, { push: true, email: false, quiet_hours: null }), 200);
+  await nurse.context.close();
+  // The doctor's test mail is refused (the demo's logins are not mail addresses).
+  const doctor = await logIn("sakura.dr.tanaka");
+  assert.equal(await put(doctor.page, { push: true, email: true, quiet_hours: null }), 200);
+  let section = await openNotifications(doctor.page);
+  await section.getByRole("button", { name: "テスト通知を送る" }).click();
+  await section.getByText(/メール あり/).waitFor();
+  await until(doctor.page, async () => (await (await fetch("/api/v1/notifications/settings")).json()).email_bounced);
+  await doctor.page.locator("#account-close").click();
+  section = await openNotifications(doctor.page);
+  await section.getByText(ja["notify.email_bounced"]).waitFor();
+  await doctor.context.close();
+
+  const admin = await logIn("sakura.admin", { viewport: { width: 1100, height: 900 } });
+  await admin.page.locator("#admin-open").click();
+  await admin.page.getByRole("tab", { name: "職員", selected: true }).waitFor();
+  const row = (name) => admin.page.locator(".person", { hasText: name });
+  await row("鈴木 花子").getByText("通知手段なし").waitFor();
+  // A refused address reaches nobody either: both, the second saying why.
+  await row("田中 一郎").getByText("メール不達").waitFor();
+  await row("田中 一郎").getByText("通知手段なし").waitFor();
+  assert.equal(await row("佐倉 直樹").locator(".tag.warn").count(), 0);
+  await admin.context.close();
 });
