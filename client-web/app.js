@@ -61,7 +61,7 @@
     if (state.user) { renderGroups(); renderTimeline(); renderMentions(); }
     if (!$("admin-view").hidden) { show("admin"); admin.refresh(); } else if (state.user) show("chat");
     renderNotices();
-    if ($("account").open) renderRules();
+    if ($("account").open) { renderRules(); notify.refresh(); }
   }
 
   function formatTime(ms) {

@@ -303,5 +303,11 @@ window.RenkeiNotify = (shell) => {
     $("notify-test").addEventListener("click", sendTest);
   }
 
-  return { register, saveLanguage, bind, open, renew, loadMuted, isMuted, setMuted, reset };
+  // The language changed with the dialog open: its sentences again.
+  function refresh() {
+    renderSettings();
+    renderDevice();
+  }
+
+  return { register, saveLanguage, bind, open, refresh, renew, loadMuted, isMuted, setMuted, reset };
 };

@@ -488,6 +488,17 @@ test("e-mail, quiet hours and a muted group are kept; the section says where mai
   section = await openNotifications(page);
   await saved(page, () => section.getByLabel("夜間は通知しない").uncheck());
   assert.equal((await settingsOf(page)).quiet_hours, null);
+  await page.locator("#account-close").click();
+
+  // In English too.
+  await page.locator("#language").click();
+  await page.locator("#account-open").click();
+  const english = page.locator("#notify-section");
+  await english.getByRole("heading", { name: "Notifications" }).waitFor();
+  await english.getByText("Sent to: sakura.ns.suzuki").waitFor();
+  await english.getByLabel("No notifications at night").waitFor();
+  await page.locator("#account-close").click();
+  await page.locator("#language").click();
   await context.close();
 });
 
