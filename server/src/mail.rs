@@ -262,10 +262,15 @@ async fn send(app: &App, mail: ClaimedMail) {
             MailOutcome::GaveUp { detail }
         }
         Err(Failure::Transient(detail)) => {
-            let exponent = u32::try_from(mail.attempts.clamp(1, 8) - 1).unwrap_or(0);
-            let wait = (30_000 * 2i64.pow(exponent)).min(3_600_000);
+            // 30 s, 1 min, 2 min … up to an hour.
+            let wait = crate::notice::backoff(
+                mail.attempts,
+                Duration::from_secs(30),
+                Duration::from_secs(3600),
+            );
             MailOutcome::Retry {
-                at: app.config.clock.now() + wait,
+                at: app.config.clock.now()
+                    + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2),
                 detail,
             }
         }

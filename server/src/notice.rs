@@ -101,6 +101,15 @@ pub fn spawn(app: Arc<App>) {
     crate::mail::spawn(app);
 }
 
+/// How long to wait after the `attempts`-th failed try: `first`, doubling each time, at
+/// most `most`.
+pub fn backoff(attempts: i32, first: Duration, most: Duration) -> Duration {
+    let doublings = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    first
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(most)
+}
+
 /// Minutes after midnight in Japan at `at`.
 pub fn minute_of_day(at: Millis) -> i32 {
     let minutes = at.div_euclid(60_000) + JST_OFFSET_MINUTES;

@@ -494,8 +494,7 @@ fn topic(push: &ClaimedPush) -> String {
 
 /// 5 s, 10 s, 20 s … up to 10 minutes.
 fn backoff(attempts: i32) -> Duration {
-    let exponent = u32::try_from(attempts.clamp(1, 8) - 1).unwrap_or(0);
-    Duration::from_secs(5 * 2u64.pow(exponent)).min(Duration::from_secs(600))
+    crate::notice::backoff(attempts, Duration::from_secs(5), Duration::from_secs(600))
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped at an hour.

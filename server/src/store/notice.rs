@@ -227,6 +227,22 @@ fn parse_kind(name: &str) -> Result<NoticeKind, StoreError> {
     })
 }
 
+/// The two queues nodes claim work from.
+#[derive(Debug, Clone, Copy)]
+enum Queue {
+    Pushes,
+    Mails,
+}
+
+impl Queue {
+    fn table(self) -> &'static str {
+        match self {
+            Queue::Pushes => "push_deliveries",
+            Queue::Mails => "mails",
+        }
+    }
+}
+
 fn quiet(start: Option<i32>, end: Option<i32>) -> Option<QuietMinutes> {
     start.zip(end)
 }
@@ -870,19 +886,8 @@ macro_rules! notice_store {
                 limit: u32,
             ) -> Result<Vec<ClaimedPush>, StoreError> {
                 let mut tx = self.begin_write().await?;
-                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
-                    "UPDATE push_deliveries SET claimed_until = $2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM push_deliveries WHERE outcome IS NULL \
-                     AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
-                     ORDER BY due_at LIMIT $3",
-                    $skip_locked,
-                    ") RETURNING id"
-                ))
-                .bind(now)
-                .bind(lease_until)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
+                let claimed =
+                    Self::claim_due(&mut tx, Queue::Pushes, now, lease_until, limit).await?;
                 if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -901,7 +906,7 @@ macro_rules! notice_store {
                          WHERE d.id IN (",
                     );
                 let mut ids = query.separated(", ");
-                for (id,) in &claimed {
+                for id in &claimed {
                     ids.push_bind(*id);
                 }
                 query.push(") ORDER BY d.id");
@@ -1073,19 +1078,8 @@ macro_rules! notice_store {
                 limit: u32,
             ) -> Result<Vec<ClaimedMail>, StoreError> {
                 let mut tx = self.begin_write().await?;
-                let claimed: Vec<(i64,)> = sqlx::query_as(concat!(
-                    "UPDATE mails SET claimed_until = $2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM mails WHERE outcome IS NULL \
-                     AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
-                     ORDER BY due_at LIMIT $3",
-                    $skip_locked,
-                    ") RETURNING id"
-                ))
-                .bind(now)
-                .bind(lease_until)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
+                let claimed =
+                    Self::claim_due(&mut tx, Queue::Mails, now, lease_until, limit).await?;
                 if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -1094,7 +1088,7 @@ macro_rules! notice_store {
                      FROM mails m JOIN users u ON u.id = m.user_id WHERE m.id IN (",
                 );
                 let mut ids = query.separated(", ");
-                for (id,) in &claimed {
+                for id in &claimed {
                     ids.push_bind(*id);
                 }
                 query.push(") ORDER BY m.id");
@@ -1165,6 +1159,32 @@ macro_rules! notice_store {
         }
 
         impl $store {
+            /// Takes up to `limit` due rows of a queue until `lease_until` inside `tx`: rows
+            /// not done, due, and not held by a node (or held past their lease). Their ids.
+            async fn claim_due(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                queue: Queue,
+                now: Millis,
+                lease_until: Millis,
+                limit: u32,
+            ) -> Result<Vec<i64>, StoreError> {
+                let table = queue.table();
+                let sql = format!(
+                    "UPDATE {table} SET claimed_until = $2, attempts = attempts + 1 \
+                     WHERE id IN (SELECT id FROM {table} WHERE outcome IS NULL \
+                     AND due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
+                     ORDER BY due_at LIMIT $3{}) RETURNING id",
+                    $skip_locked
+                );
+                let claimed: Vec<(i64,)> = sqlx::query_as(&sql)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut **tx)
+                    .await?;
+                Ok(claimed.into_iter().map(|(id,)| id).collect())
+            }
+
             /// Writes one notice and its deliveries inside `tx`; the notice's id.
             async fn insert_notice(
                 tx: &mut sqlx::Transaction<'static, $db>,
