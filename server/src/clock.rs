@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use renkei_protocol::Millis;
 
@@ -13,6 +14,24 @@ pub fn now_ms() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Japan has one time zone and no daylight saving: JST is UTC+9 all year.
+const JST_OFFSET_MINUTES: i64 = 9 * 60;
+
+/// Minutes after midnight in Japan at `at` (quiet hours are set in it).
+pub fn japan_minute_of_day(at: Millis) -> i32 {
+    let minutes = at.div_euclid(60_000) + JST_OFFSET_MINUTES;
+    i32::try_from(minutes.rem_euclid(24 * 60)).unwrap_or(0)
+}
+
+/// How long to wait after the `attempts`-th failed try of something: `first`, doubling
+/// each time, at most `most`.
+pub fn backoff(attempts: i32, first: Duration, most: Duration) -> Duration {
+    let doublings = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    first
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(most)
 }
 
 /// The system clock, or one a test sets and moves (`Clock::manual`).
@@ -57,5 +76,20 @@ mod tests {
         clock.advance(500);
         assert_eq!(copy.now(), 1_500);
         assert!(Clock::default().now() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn japan_time_of_day() {
+        // 2026-12-02 03:00 UTC is noon in Japan.
+        assert_eq!(japan_minute_of_day(1_796_180_400_000), 12 * 60);
+        assert_eq!(japan_minute_of_day(0), 9 * 60);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_most() {
+        let (first, most) = (Duration::from_secs(5), Duration::from_secs(600));
+        assert_eq!(backoff(1, first, most), first);
+        assert_eq!(backoff(3, first, most), Duration::from_secs(20));
+        assert_eq!(backoff(40, first, most), most);
     }
 }

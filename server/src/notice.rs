@@ -42,8 +42,6 @@ const ROUND_GAP: Duration = Duration::from_millis(100);
 /// How long a visible page counts without being renewed, and how often it is renewed.
 const PRESENCE_MS: Millis = 30_000;
 const PRESENCE_RENEW: Duration = Duration::from_secs(10);
-/// Japan has one time zone and no daylight saving: quiet hours are in JST (UTC+9).
-const JST_OFFSET_MINUTES: i64 = 9 * 60;
 
 /// What the notification tasks of a node share.
 pub struct Notifications {
@@ -101,21 +99,6 @@ pub fn spawn(app: Arc<App>) {
     crate::mail::spawn(app);
 }
 
-/// How long to wait after the `attempts`-th failed try: `first`, doubling each time, at
-/// most `most`.
-pub fn backoff(attempts: i32, first: Duration, most: Duration) -> Duration {
-    let doublings = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
-    first
-        .saturating_mul(2u32.saturating_pow(doublings))
-        .min(most)
-}
-
-/// Minutes after midnight in Japan at `at`.
-pub fn minute_of_day(at: Millis) -> i32 {
-    let minutes = at.div_euclid(60_000) + JST_OFFSET_MINUTES;
-    i32::try_from(minutes.rem_euclid(24 * 60)).unwrap_or(0)
-}
-
 /// Whether `minute` falls in quiet hours `[start, end)`, across midnight when `end` is
 /// earlier than `start`.
 pub fn in_quiet_hours(quiet: Option<QuietMinutes>, minute: i32) -> bool {
@@ -134,7 +117,7 @@ pub fn plan(
     now: Millis,
     coalesce_ms: Millis,
 ) -> Vec<NewNotice> {
-    let minute = minute_of_day(now);
+    let minute = crate::clock::japan_minute_of_day(now);
     let recent = |at: Option<Millis>| at.is_some_and(|at| now - at < coalesce_ms);
     let mut notices = Vec::new();
     for candidate in candidates {
@@ -247,7 +230,8 @@ async fn try_tell(
     let now = app.config.clock.now();
     let idle_since = crate::session::idle_since(&app.config, now);
     let settings = app.store.notice_settings(user, now, idle_since).await?;
-    let quiet = kind != NoticeKind::Test && in_quiet_hours(settings.quiet, minute_of_day(now));
+    let quiet = kind != NoticeKind::Test
+        && in_quiet_hours(settings.quiet, crate::clock::japan_minute_of_day(now));
     let mut pushed = 0;
     if settings.push && !quiet {
         let subscriptions = app.store.live_subscriptions(user, now, idle_since).await?;
@@ -438,12 +422,6 @@ mod tests {
 
     /// 2026-12-02 12:00 JST.
     const NOON: Millis = 1_796_180_400_000;
-
-    #[test]
-    fn japan_time_of_day() {
-        assert_eq!(minute_of_day(NOON), 12 * 60);
-        assert_eq!(minute_of_day(0), 9 * 60);
-    }
 
     #[test]
     fn quiet_hours_may_cross_midnight() {

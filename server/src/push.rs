@@ -356,12 +356,23 @@ pub fn spawn_sender(app: Arc<App>) {
                 match claimed {
                     Ok(claimed) if claimed.is_empty() => break,
                     Ok(claimed) => {
-                        futures::stream::iter(claimed)
-                            .for_each_concurrent(CONCURRENT_SENDS, |push| {
+                        let done: Vec<(ClaimedPush, PushOutcome)> = futures::stream::iter(claimed)
+                            .map(|push| {
                                 let app = Arc::clone(&app);
-                                async move { deliver(&app, push).await }
+                                async move {
+                                    let outcome = deliver(&app, &push).await;
+                                    (push, outcome)
+                                }
                             })
-                            .await
+                            .buffer_unordered(CONCURRENT_SENDS)
+                            .collect()
+                            .await;
+                        let now = app.config.clock.now();
+                        if let Err(err) = app.store.finish_pushes(&done, now).await {
+                            // The leases run out and another try sends them again: the
+                            // same notice id and Topic replace the earlier one on the device.
+                            tracing::warn!(error = %err, pushes = done.len(), "cannot record pushes' outcomes");
+                        }
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot claim pushes");
@@ -378,10 +389,10 @@ pub fn spawn_sender(app: Arc<App>) {
     });
 }
 
-/// Sends one delivery and records how it ended.
-async fn deliver(app: &App, push: ClaimedPush) {
+/// Sends one delivery; how it ended.
+async fn deliver(app: &App, push: &ClaimedPush) -> PushOutcome {
     let outcome = if push.session_live {
-        send(app, &push).await
+        send(app, push).await
     } else {
         PushOutcome::Gone
     };
@@ -395,12 +406,7 @@ async fn deliver(app: &App, push: ClaimedPush) {
     if let PushOutcome::GaveUp { detail } = &outcome {
         tracing::warn!(delivery = push.id, detail = %detail, "push given up");
     }
-    let now = app.config.clock.now();
-    if let Err(err) = app.store.finish_push(&push, &outcome, now).await {
-        // The lease runs out and another try sends it again: the same notice id and Topic
-        // replace the earlier one on the device.
-        tracing::warn!(delivery = push.id, error = %err, "cannot record a push's outcome");
-    }
+    outcome
 }
 
 /// What the push service said, as an outcome.
@@ -494,7 +500,7 @@ fn topic(push: &ClaimedPush) -> String {
 
 /// 5 s, 10 s, 20 s … up to 10 minutes.
 fn backoff(attempts: i32) -> Duration {
-    crate::notice::backoff(attempts, Duration::from_secs(5), Duration::from_secs(600))
+    crate::clock::backoff(attempts, Duration::from_secs(5), Duration::from_secs(600))
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped at an hour.

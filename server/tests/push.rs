@@ -194,7 +194,7 @@ async fn visible_pages_mutes_and_quiet_hours_hold_pushes(backend: Backend) {
         .await;
 
     // Quiet hours around now (Japan time): nothing, not even a mention.
-    let minute = renkei::notice::minute_of_day(app.config.clock.now());
+    let minute = renkei::clock::japan_minute_of_day(app.config.clock.now());
     let at = |m: i32| {
         format!(
             "{:02}:{:02}",

@@ -359,10 +359,10 @@ pub trait Notices: Send + Sync {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedPush>, StoreError>;
-    async fn finish_push(
+    /// Records how each of a batch of deliveries ended, in one transaction.
+    async fn finish_pushes(
         &self,
-        claimed: &ClaimedPush,
-        outcome: &PushOutcome,
+        done: &[(ClaimedPush, PushOutcome)],
         at: Millis,
     ) -> Result<(), StoreError>;
     /// Every notice written at or after `since`, by id (operations, load runs, tests).
@@ -935,55 +935,60 @@ macro_rules! notice_store {
                     .collect()
             }
 
-            async fn finish_push(
+            async fn finish_pushes(
                 &self,
-                claimed: &ClaimedPush,
-                outcome: &PushOutcome,
+                done: &[(ClaimedPush, PushOutcome)],
                 at: Millis,
             ) -> Result<(), StoreError> {
+                // One transaction for the batch: on SQLite one synchronous commit, not one
+                // per push behind the sequencer's.
                 let mut tx = self.begin_write().await?;
-                match outcome {
-                    PushOutcome::Sent => {
-                        sqlx::query(
-                            "UPDATE push_deliveries SET outcome = 'sent', sent_at = $2, \
-                             claimed_until = NULL, detail = NULL WHERE id = $1",
-                        )
-                        .bind(claimed.id)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query("UPDATE push_subscriptions SET last_ok_at = $2 WHERE id = $1")
+                for (claimed, outcome) in done {
+                    match outcome {
+                        PushOutcome::Sent => {
+                            sqlx::query(
+                                "UPDATE push_deliveries SET outcome = 'sent', sent_at = $2, \
+                                 claimed_until = NULL, detail = NULL WHERE id = $1",
+                            )
+                            .bind(claimed.id)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                            sqlx::query(
+                                "UPDATE push_subscriptions SET last_ok_at = $2 WHERE id = $1",
+                            )
                             .bind(claimed.subscription)
                             .bind(at)
                             .execute(&mut *tx)
                             .await?;
-                    }
-                    PushOutcome::Retry { at: due, detail } => {
-                        sqlx::query(
-                            "UPDATE push_deliveries SET due_at = $2, claimed_until = NULL, \
-                             detail = $3 WHERE id = $1",
-                        )
-                        .bind(claimed.id)
-                        .bind(due)
-                        .bind(detail)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    PushOutcome::GaveUp { detail } => {
-                        sqlx::query(
-                            "UPDATE push_deliveries SET outcome = 'gave_up', \
-                             claimed_until = NULL, detail = $2 WHERE id = $1",
-                        )
-                        .bind(claimed.id)
-                        .bind(detail)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    PushOutcome::Gone => {
-                        sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
-                            .bind(claimed.subscription)
+                        }
+                        PushOutcome::Retry { at: due, detail } => {
+                            sqlx::query(
+                                "UPDATE push_deliveries SET due_at = $2, claimed_until = NULL, \
+                                 detail = $3 WHERE id = $1",
+                            )
+                            .bind(claimed.id)
+                            .bind(due)
+                            .bind(detail)
                             .execute(&mut *tx)
                             .await?;
+                        }
+                        PushOutcome::GaveUp { detail } => {
+                            sqlx::query(
+                                "UPDATE push_deliveries SET outcome = 'gave_up', \
+                                 claimed_until = NULL, detail = $2 WHERE id = $1",
+                            )
+                            .bind(claimed.id)
+                            .bind(detail)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        PushOutcome::Gone => {
+                            sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
+                                .bind(claimed.subscription)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
                     }
                 }
                 tx.commit().await?;
