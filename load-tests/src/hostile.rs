@@ -131,7 +131,10 @@ async fn open(addr: SocketAddr, token: Option<&str>) -> Result<Socket, u16> {
 async fn sockets(addr: SocketAddr, intruder: &Member, until: Instant, stats: &mut AttackStats) {
     let mut held = Vec::new();
     while Instant::now() < until && stats.attempted < MAX_SOCKETS {
-        let token = (stats.attempted % 2 == 0).then_some(intruder.token.as_str());
+        let token = stats
+            .attempted
+            .is_multiple_of(2)
+            .then_some(intruder.token.as_str());
         stats.attempted += 1;
         match open(addr, token).await {
             Ok(ws) => {

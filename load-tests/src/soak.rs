@@ -629,7 +629,7 @@ async fn moderate(
             }
             continue;
         }
-        if turn % 8 == 0 {
+        if turn.is_multiple_of(8) {
             let group = groups[rng.gen_range(0..groups.len())];
             let path = format!("/api/v1/groups/{group}/archive");
             match call(path, serde_json::json!({}), node).await {
