@@ -3,6 +3,9 @@
 //! scenario open-loop, and checks that every acknowledged post reached every other member
 //! exactly once. `--json` ends the output with one JSON object per line, the last one ours.
 //!
+//! `renkei-load push` measures Web Push the same way, against `renkei-testbed`'s push
+//! service: see `push.rs`.
+//!
 //! Against nodes it did not start: `renkei-load populate` creates a population in their
 //! database (before they start, since nodes load memberships at start) and saves it to a
 //! file; every scenario then takes `--url` once per node and `--population FILE`.
