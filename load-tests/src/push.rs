@@ -144,6 +144,10 @@ pub struct Report {
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_max_ms: f64,
+    /// The ack p99 of posts due before the last push was accepted, and of those due after
+    /// it (when the sender had nothing left to send; none when pushes ran to the end).
+    pub ack_p99_while_pushing_ms: f64,
+    pub ack_p99_after_pushes_ms: Option<f64>,
     /// From the acknowledgement of the post a notice covers (its newest) to the push
     /// service's receipt of that notice's first accepted push.
     pub p50_ms: f64,
@@ -374,18 +378,35 @@ async fn measure(
         deliveries: &deliveries,
         received: &received,
     });
-    // The posts' own latency, from when each was due.
-    let mut acks = member::histogram();
+    // The posts' own latency, from when each was due: all of them, and apart those due
+    // while pushes were still going out and after, to see what sending costs the posts.
+    let last_push = Duration::from_secs_f64(report.last_push_s);
+    let (mut acks, mut while_pushing, mut after) = (
+        member::histogram(),
+        member::histogram(),
+        member::histogram(),
+    );
     for acked in &acked {
         if let Some(id) = acked.id {
-            let due = traffic_start + Duration::from_secs_f64(id as f64 / spec.rate);
+            let due_after = Duration::from_secs_f64(id as f64 / spec.rate);
+            let due = traffic_start + due_after;
             let micros = acked.arrived.saturating_duration_since(due).as_micros();
-            let _ = acks.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+            let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
+            let _ = acks.record(micros);
+            let part = if due_after <= last_push {
+                &mut while_pushing
+            } else {
+                &mut after
+            };
+            let _ = part.record(micros);
         }
     }
-    report.ack_p50_ms = acks.value_at_quantile(0.5) as f64 / 1000.0;
-    report.ack_p99_ms = acks.value_at_quantile(0.99) as f64 / 1000.0;
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    report.ack_p50_ms = ms(&acks, 0.5);
+    report.ack_p99_ms = ms(&acks, 0.99);
     report.ack_max_ms = acks.max() as f64 / 1000.0;
+    report.ack_p99_while_pushing_ms = ms(&while_pushing, 0.99);
+    report.ack_p99_after_pushes_ms = (!after.is_empty()).then(|| ms(&after, 0.99));
     report.scenario = "push".into();
     report.groups = population.groups as u64;
     report.members = population.members as u64;
