@@ -132,7 +132,9 @@ pub struct Report {
     pub pushes_per_sec: f64,
     /// The most pushes accepted within one second (counted from the start of traffic).
     pub peak_pushes_per_sec: u64,
-    /// When the last push was accepted, in seconds from the start of traffic.
+    /// When 99 % of the pushes, and the last, had been accepted, in seconds from the start
+    /// of traffic.
+    pub pushes_99_s: f64,
     pub last_push_s: f64,
     /// The server's own account of its deliveries.
     pub deliveries_sent: u64,
@@ -144,8 +146,8 @@ pub struct Report {
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_max_ms: f64,
-    /// The ack p99 of posts due before the last push was accepted, and of those due after
-    /// it (when the sender had nothing left to send; none when pushes ran to the end).
+    /// The ack p99 of posts due before `pushes_99_s`, and of those due after (when the
+    /// sender had all but a few pushes behind it; none when it took to the end).
     pub ack_p99_while_pushing_ms: f64,
     pub ack_p99_after_pushes_ms: Option<f64>,
     /// From the acknowledgement of the post a notice covers (its newest) to the push
@@ -380,7 +382,7 @@ async fn measure(
     });
     // The posts' own latency, from when each was due: all of them, and apart those due
     // while pushes were still going out and after, to see what sending costs the posts.
-    let last_push = Duration::from_secs_f64(report.last_push_s);
+    let pushed = Duration::from_secs_f64(report.pushes_99_s);
     let (mut acks, mut while_pushing, mut after) = (
         member::histogram(),
         member::histogram(),
@@ -393,7 +395,7 @@ async fn measure(
             let micros = acked.arrived.saturating_duration_since(due).as_micros();
             let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
             let _ = acks.record(micros);
-            let part = if due_after <= last_push {
+            let part = if due_after <= pushed {
                 &mut while_pushing
             } else {
                 &mut after
@@ -746,7 +748,7 @@ fn tally(facts: &Facts) -> Report {
     // What the service accepted, per (subscription, notice).
     let mut pushes: HashMap<(u64, i64), Vec<Instant>> = HashMap::new();
     let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut last_push = Duration::ZERO;
+    let mut accepted_at = member::histogram();
     for received in facts.received {
         if received.status != 201 || received.refused.is_some() {
             report.pushes_refused += 1;
@@ -755,7 +757,7 @@ fn tally(facts: &Facts) -> Report {
         report.pushes_accepted += 1;
         let after = received.at.saturating_duration_since(facts.traffic_start);
         *per_second.entry(after.as_secs()).or_default() += 1;
-        last_push = last_push.max(after);
+        let _ = accepted_at.record(u64::try_from(after.as_micros()).unwrap_or(u64::MAX).max(1));
         let payload = received
             .payload
             .as_ref()
@@ -783,7 +785,8 @@ fn tally(facts: &Facts) -> Report {
         }
     }
     report.peak_pushes_per_sec = per_second.values().copied().max().unwrap_or(0);
-    report.last_push_s = last_push.as_secs_f64();
+    report.pushes_99_s = accepted_at.value_at_quantile(0.99) as f64 / 1e6;
+    report.last_push_s = accepted_at.max() as f64 / 1e6;
 
     // Each notice pushed once; the latency of its first push, whole and in two parts.
     let mut latency = member::histogram();
