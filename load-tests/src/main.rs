@@ -3,6 +3,9 @@
 //! scenario open-loop, and checks that every acknowledged post reached every other member
 //! exactly once. `--json` ends the output with one JSON object per line, the last one ours.
 //!
+//! `renkei-load push` measures Web Push the same way, against `renkei-testbed`'s push
+//! service: see `push.rs`.
+//!
 //! Against nodes it did not start: `renkei-load populate` creates a population in their
 //! database (before they start, since nodes load memberships at start) and saves it to a
 //! file; every scenario then takes `--url` once per node and `--population FILE`.
@@ -12,6 +15,7 @@ mod hostile;
 mod member;
 mod plot;
 mod population;
+mod push;
 mod report;
 mod scenario;
 mod soak;
@@ -102,6 +106,38 @@ enum Command {
         /// The `renkei` binary (default: next to this one).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+    },
+    /// Web Push (issue 18): in each group one poster with a socket and members subscribed
+    /// and away; posts at a rate; pushes/s, latency from commit to the push service's
+    /// receipt, and lost, duplicates and coalescing violations (any fails the run).
+    Push {
+        #[arg(long, default_value_t = 1000)]
+        groups: usize,
+        /// Members per group: one poster, the rest subscribed and away.
+        #[arg(long, default_value_t = 11)]
+        members: usize,
+        /// Posts per second over all groups, scheduled by the clock.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// At most one push per person and group per this many seconds (the server's
+        /// RENKEI_PUSH_COALESCE_SECONDS).
+        #[arg(long, default_value_t = 60)]
+        coalesce_seconds: u32,
+        /// Run on a fresh database on this PostgreSQL server (an admin URL) instead of SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// The `renkei` binary to measure (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// End with the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// A CI-sized run on SQLite: 20 groups × 4 members, 50 posts/s for 6 s, a 2 s window.
+        #[arg(long)]
+        quick: bool,
     },
     /// Create a population in a deployment's database for runs with `--url`, and save it
     /// (session tokens included: keep the file private). Do it before the nodes start.
@@ -292,6 +328,53 @@ fn main() -> ExitCode {
                     }
                     Err(err) => {
                         eprintln!("renkei-load soak: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Command::Push {
+                groups,
+                members,
+                rate,
+                duration,
+                coalesce_seconds,
+                postgres,
+                server_bin,
+                json,
+                quick,
+            } => {
+                let bin = server_bin.unwrap_or_else(target::default_server_bin);
+                let spec = if quick {
+                    push::Spec::quick(bin)
+                } else {
+                    push::Spec {
+                        groups,
+                        members,
+                        rate,
+                        duration,
+                        coalesce_seconds,
+                        database: postgres.map_or(Database::Sqlite, Database::Postgres),
+                        server_bin: bin,
+                    }
+                };
+                return match push::run(&spec).await {
+                    Ok((report, problems)) => {
+                        println!("push against {}:\n{}", report.target, report::table(&report));
+                        for line in &problems.first {
+                            eprintln!("renkei-load push: the server logged: {line}");
+                        }
+                        if json {
+                            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                        }
+                        if report.passed() {
+                            ExitCode::SUCCESS
+                        } else {
+                            eprintln!("renkei-load push: the check failed (lost, duplicates, misdirected or coalescing violations)");
+                            ExitCode::FAILURE
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!("renkei-load push: {err}");
                         ExitCode::FAILURE
                     }
                 };

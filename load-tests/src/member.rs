@@ -234,10 +234,15 @@ fn record(text: &str, me: i64, start: Instant, shared: &Shared, outcome: &mut Ou
     }
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(addr: SocketAddr, bare: bool, member: &Member) -> Result<Socket, String> {
+/// Opens `member`'s socket and reads the welcome, trying a refused connection a few times.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    bare: bool,
+    member: &Member,
+) -> Result<Socket, String> {
     let url = if bare {
         format!("ws://{addr}/ws?user={}", member.user)
     } else {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::Connection as _;
@@ -98,6 +99,17 @@ pub struct Usage {
     pub cpu_seconds: f64,
 }
 
+/// Log lines kept of a server's warnings and errors: the first few whole, all counted.
+const PROBLEMS_KEPT: usize = 20;
+
+/// What a server this tool started logged at WARN or ERROR (or printed that is not a log
+/// line at all, such as a panic): a run that looks fine in its figures may not be.
+#[derive(Debug, Clone, Default)]
+pub struct Problems {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
 /// A server the load runs against.
 pub struct Target {
     pub label: String,
@@ -106,6 +118,7 @@ pub struct Target {
     pub bare: bool,
     /// The process, when this tool started it; `None` for a server given by its URL.
     child: Option<Child>,
+    problems: Arc<Mutex<Problems>>,
 }
 
 impl Target {
@@ -160,8 +173,9 @@ impl Target {
                 .ok_or_else(|| TargetError::NoAddress(label.clone()))?,
         );
         let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(watch(stderr, found_tx.clone()));
-        tokio::spawn(watch(stdout, found_tx.clone()));
+        let problems = Arc::new(Mutex::new(Problems::default()));
+        tokio::spawn(watch(stderr, found_tx.clone(), Arc::clone(&problems)));
+        tokio::spawn(watch(stdout, found_tx.clone(), Arc::clone(&problems)));
         drop(found_tx);
         let addr = tokio::time::timeout(Duration::from_secs(120), found_rx.recv())
             .await
@@ -173,6 +187,7 @@ impl Target {
             addr,
             bare,
             child: Some(child),
+            problems,
         })
     }
 
@@ -196,6 +211,7 @@ impl Target {
             addr,
             bare: false,
             child: None,
+            problems: Arc::default(),
         })
     }
 
@@ -222,6 +238,15 @@ impl Target {
         })
     }
 
+    /// The warnings and errors the server logged so far (none known for a server this tool
+    /// did not start).
+    pub fn problems(&self) -> Problems {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Stops the process if this tool started it (SIGKILL; the run's data is thrown away).
     pub async fn stop(self) {
         if let Some(mut child) = self.child {
@@ -237,16 +262,36 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
 
-/// Reads a child's output to its end, reporting the address it says it listens on.
+/// Reads a child's output to its end, reporting the address it says it listens on and
+/// keeping what it says of problems.
 async fn watch<R: tokio::io::AsyncBufRead + Unpin>(
     output: R,
     found: tokio::sync::mpsc::Sender<SocketAddr>,
+    problems: Arc<Mutex<Problems>>,
 ) {
     let mut lines = output.lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(addr) = listening_address(&line) {
             let _ = found.send(addr).await;
+        } else if is_problem(&line) {
+            let mut problems = problems.lock().unwrap_or_else(PoisonError::into_inner);
+            problems.count += 1;
+            if problems.first.len() < PROBLEMS_KEPT {
+                problems.first.push(line);
+            }
         }
+    }
+}
+
+/// A JSON log line at WARN or ERROR, or a line that is not a log line at all (a panic's
+/// message, say); the bare hub's `listening` line and INFO lines are not.
+fn is_problem(line: &str) -> bool {
+    if line.trim().is_empty() {
+        return false;
+    }
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(entry) => matches!(entry["level"].as_str(), Some("WARN" | "ERROR")),
+        Err(_) => !line.starts_with("listening "),
     }
 }
 
@@ -288,6 +333,18 @@ mod tests {
             listening_address(r#"{"fields":{"message":"starting"}}"#),
             None
         );
+    }
+
+    #[test]
+    fn keeps_warnings_errors_and_stray_output() {
+        assert!(is_problem(
+            r#"{"level":"WARN","fields":{"message":"cannot claim pushes"}}"#
+        ));
+        assert!(is_problem(r#"{"level":"ERROR","fields":{"message":"x"}}"#));
+        assert!(is_problem("thread 'main' panicked at src/x.rs:1:1"));
+        assert!(!is_problem(r#"{"level":"INFO","fields":{"message":"x"}}"#));
+        assert!(!is_problem("listening 127.0.0.1:1"));
+        assert!(!is_problem("  "));
     }
 
     #[test]
@@ -335,6 +392,7 @@ mod tests {
             addr: "127.0.0.1:9".parse().expect("addr"),
             bare: false,
             child: Some(child),
+            problems: Arc::default(),
         };
         assert!(target.usage().await.rss_kib > 0);
         target.stop().await;
