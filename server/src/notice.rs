@@ -37,8 +37,11 @@ use crate::store::{
 
 /// Groups the follower takes per round.
 const BACKLOG_BATCH: u32 = 1024;
-/// The least time between two rounds of the follower.
-const ROUND_GAP: Duration = Duration::from_millis(100);
+/// The least time between two rounds of the follower: each round is one write
+/// transaction, which on SQLite waits its turn with the sequencer's commits. At 100 ms the
+/// A/B of target 2 showed the posts' p50 up by 0.7 ms; pushes coalesce by the minute, so
+/// half a second more before one is sent costs nothing a person would notice.
+const ROUND_GAP: Duration = Duration::from_millis(500);
 /// How long a visible page counts without being renewed, and how often it is renewed.
 const PRESENCE_MS: Millis = 30_000;
 const PRESENCE_RENEW: Duration = Duration::from_secs(10);
