@@ -48,12 +48,17 @@ CREATE TABLE group_mutes (
     PRIMARY KEY (user_id, group_id)
 );
 
--- Who has a page open and visible, per node, until when (renewed while it stays so): a
--- person looking at the app gets no push. A dead node's rows simply expire.
+-- Who has a page open and visible, on which node: written when it changes, not renewed.
+-- Each node renews its one row of `presence_nodes`; a dead node's rows stop counting when
+-- its row expires, and the next node to write clears them. A person looking at the app
+-- gets no push.
+CREATE TABLE presence_nodes (
+    node      TEXT   PRIMARY KEY,
+    until_at  INTEGER NOT NULL
+);
 CREATE TABLE presence (
     user_id   INTEGER NOT NULL,
-    node      TEXT   NOT NULL,
-    until_at  INTEGER NOT NULL,
+    node      TEXT   NOT NULL REFERENCES presence_nodes (node) ON DELETE CASCADE,
     PRIMARY KEY (user_id, node)
 );
 

@@ -42,7 +42,8 @@ const BACKLOG_BATCH: u32 = 1024;
 /// A/B of target 2 showed the posts' p50 up by 0.7 ms; pushes coalesce by the minute, so
 /// half a second more before one is sent costs nothing a person would notice.
 const ROUND_GAP: Duration = Duration::from_millis(500);
-/// How long a visible page counts without being renewed, and how often it is renewed.
+/// How long a node's word on visible pages counts without its heartbeat being renewed,
+/// and how often it is renewed.
 const PRESENCE_MS: Millis = 30_000;
 const PRESENCE_RENEW: Duration = Duration::from_secs(10);
 
@@ -271,14 +272,16 @@ fn mail_wanted(mail: MailKind, settings: &NoticeSettingsRecord) -> bool {
     }
 }
 
-/// Keeps this node's rows of `presence` true: users with a visible page here, renewed
-/// before they expire, and removed as soon as their last visible socket hides or closes.
+/// Keeps this node's rows of `presence` true: which users have a visible page here,
+/// written when that changes (a socket opened, hid, showed or closed), and this node's
+/// heartbeat, renewed before it expires. A steady node writes one row per renewal, however
+/// many people look at the app.
 async fn presence(app: Arc<App>) {
     let mut written: HashSet<UserId> = HashSet::new();
     loop {
         let visible: HashSet<UserId> = app.hub.visible_users().into_iter().collect();
+        let shown: Vec<UserId> = visible.difference(&written).copied().collect();
         let hidden: Vec<UserId> = written.difference(&visible).copied().collect();
-        let shown: Vec<UserId> = visible.iter().copied().collect();
         let now = app.config.clock.now();
         match app
             .store

@@ -309,12 +309,12 @@ pub trait Notices: Send + Sync {
         muted: bool,
     ) -> Result<(), StoreError>;
 
-    /// This node's view of who has a visible page: `visible` until `until`, `hidden` no
-    /// more; rows of every node that expired before `now` go.
+    /// This node is alive until `until`; `shown` now have a visible page on it, `hidden`
+    /// no more. Nodes that expired before `now` go, with their rows.
     async fn set_presence(
         &self,
         node: &str,
-        visible: &[UserId],
+        shown: &[UserId],
         hidden: &[UserId],
         until: Millis,
         now: Millis,
@@ -414,7 +414,8 @@ const CANDIDATES_WHERE: &str = " LEFT JOIN notification_settings s ON s.user_id 
        AND NOT EXISTS (SELECT 1 FROM group_mutes gm \
          WHERE gm.user_id = m.user_id AND gm.group_id = m.group_id) \
        AND NOT EXISTS (SELECT 1 FROM presence p \
-         WHERE p.user_id = m.user_id AND p.until_at > ";
+         JOIN presence_nodes pn ON pn.node = p.node \
+         WHERE p.user_id = m.user_id AND pn.until_at > ";
 
 /// Who is due a digest under `DigestRule` (`$1` older than, `$2` interval since, `$3`
 /// minute of the day) and how many unread posts: posts by others after their
@@ -647,23 +648,29 @@ macro_rules! notice_store {
             async fn set_presence(
                 &self,
                 node: &str,
-                visible: &[UserId],
+                shown: &[UserId],
                 hidden: &[UserId],
                 until: Millis,
                 now: Millis,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                for chunk in visible.chunks(500) {
-                    let mut upsert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO presence (user_id, node, until_at) ",
+                sqlx::query(
+                    "INSERT INTO presence_nodes (node, until_at) VALUES ($1, $2) \
+                     ON CONFLICT (node) DO UPDATE SET until_at = excluded.until_at",
+                )
+                .bind(node)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+                for chunk in shown.chunks(500) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO presence (user_id, node) ",
                     );
-                    upsert.push_values(chunk, |mut row, user| {
-                        row.push_bind(*user).push_bind(node).push_bind(until);
+                    insert.push_values(chunk, |mut row, user| {
+                        row.push_bind(*user).push_bind(node);
                     });
-                    upsert.push(
-                        " ON CONFLICT (user_id, node) DO UPDATE SET until_at = excluded.until_at",
-                    );
-                    upsert.build().execute(&mut *tx).await?;
+                    insert.push(" ON CONFLICT (user_id, node) DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
                 }
                 for chunk in hidden.chunks(500) {
                     let mut delete = sqlx::QueryBuilder::<$db>::new(
@@ -677,7 +684,8 @@ macro_rules! notice_store {
                     delete.push(")");
                     delete.build().execute(&mut *tx).await?;
                 }
-                sqlx::query("DELETE FROM presence WHERE until_at <= $1")
+                // Dead nodes, and with them (the cascade) what they said.
+                sqlx::query("DELETE FROM presence_nodes WHERE until_at <= $1")
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -687,7 +695,9 @@ macro_rules! notice_store {
 
             async fn visible_users(&self, now: Millis) -> Result<Vec<UserId>, StoreError> {
                 let rows: Vec<(UserId,)> = sqlx::query_as(
-                    "SELECT DISTINCT user_id FROM presence WHERE until_at > $1 ORDER BY user_id",
+                    "SELECT DISTINCT p.user_id FROM presence p \
+                     JOIN presence_nodes n ON n.node = p.node \
+                     WHERE n.until_at > $1 ORDER BY p.user_id",
                 )
                 .bind(now)
                 .fetch_all(&self.pool)
