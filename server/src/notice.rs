@@ -238,7 +238,7 @@ async fn try_tell(
         && in_quiet_hours(settings.quiet, crate::clock::japan_minute_of_day(now));
     let mut pushed = 0;
     if settings.push && !quiet {
-        let subscriptions = app.store.live_subscriptions(user, now, idle_since).await?;
+        let subscriptions = settings.subscriptions.clone();
         pushed = u32::try_from(subscriptions.len()).unwrap_or(u32::MAX);
         if !subscriptions.is_empty() {
             let notice = NewNotice {
@@ -359,7 +359,7 @@ async fn settings_of(app: &App, caller: &Caller) -> Result<NotificationSettings,
         email_available: app.notices.mailer.is_some(),
         email_address: caller.user.login.clone(),
         email_bounced: record.bounced,
-        push_subscriptions: record.subscriptions,
+        push_subscriptions: u32::try_from(record.subscriptions.len()).unwrap_or(u32::MAX),
     })
 }
 

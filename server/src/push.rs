@@ -151,13 +151,11 @@ fn parse_private_key(text: &str) -> Result<p256::SecretKey, String> {
     p256::SecretKey::from_slice(&bytes).map_err(|_| "not a 32-byte P-256 scalar".into())
 }
 
-/// The address in `Name <address>` or a bare address.
-fn mail_address(from: &str) -> Option<&str> {
-    let address = match (from.rfind('<'), from.rfind('>')) {
-        (Some(open), Some(close)) if open < close => &from[open + 1..close],
-        _ => from.trim(),
-    };
-    address.contains('@').then_some(address)
+/// The address of a `Name <address>` or bare sender, as lettre parses a mailbox.
+fn mail_address(from: &str) -> Option<String> {
+    from.parse::<lettre::message::Mailbox>()
+        .ok()
+        .map(|mailbox| mailbox.email.to_string())
 }
 
 /// Base64url with or without padding (browsers send it without).
@@ -650,11 +648,11 @@ mod tests {
     #[test]
     fn mail_addresses_are_found_in_a_from_line() {
         assert_eq!(
-            mail_address("Renkei <renkei@city.example.jp>"),
+            mail_address("Renkei <renkei@city.example.jp>").as_deref(),
             Some("renkei@city.example.jp")
         );
         assert_eq!(
-            mail_address("renkei@city.example.jp"),
+            mail_address("renkei@city.example.jp").as_deref(),
             Some("renkei@city.example.jp")
         );
         assert_eq!(mail_address("Renkei"), None);

@@ -21,8 +21,8 @@ pub struct NoticeSettingsRecord {
     pub quiet: Option<QuietMinutes>,
     pub bounced: bool,
     pub muted: Vec<GroupId>,
-    /// Subscriptions of their live sessions.
-    pub subscriptions: u32,
+    /// Subscriptions of their live sessions, by id.
+    pub subscriptions: Vec<i64>,
 }
 
 /// A member who may be pushed about a group's new posts: push on, group not muted, no
@@ -561,7 +561,7 @@ macro_rules! notice_store {
                     quiet: quiet(start, end),
                     bounced: bounced.is_some(),
                     muted: muted.into_iter().map(|(group,)| group).collect(),
-                    subscriptions: u32::try_from(subscriptions.len()).unwrap_or(u32::MAX),
+                    subscriptions,
                 })
             }
 
