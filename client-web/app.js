@@ -35,6 +35,9 @@
     offlineRetry: 0,     // tries since the start found no server (the offline screen)
     offlineTimer: null,
     renewPush: false,    // a new session: this device's push subscription is registered again
+    scroll: null,        // where the next rendering puts the timeline: "open" (a group just opened) or "bottom"
+    unreadFrom: null,    // {group, seq}: the read position when the group was opened (ここから未読)
+    badgeTotal: -1,      // the unread total last shown in the title and the app badge
   };
 
   const ui = window.RenkeiUI(t);
@@ -56,7 +59,7 @@
     document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
       el.placeholder = t(el.dataset.i18nPlaceholder);
     });
-    document.title = `${t("app.title")} Renkei`;
+    renderTitle();
     renderConnection();
     if (state.user) { renderGroups(); renderTimeline(); renderMentions(); }
     if (!$("admin-view").hidden) { show("admin"); admin.refresh(); } else if (state.user) show("chat");
@@ -74,6 +77,8 @@
   // "login", "chat", "admin" (管理: admins and the operator) or "offline" (no server).
   function show(view) {
     const inside = view === "chat" || view === "admin";
+    // The chat is laid out as an app (the page holds still, its parts scroll); the others scroll as pages.
+    document.body.dataset.view = view;
     $("login-view").hidden = view !== "login";
     $("offline-view").hidden = view !== "offline";
     $("chat-view").hidden = view !== "chat";
@@ -114,7 +119,7 @@
     const box = $("invitations");
     box.replaceChildren();
     const pending = (i) => i.state === "pending";
-    const mine = state.invitations.received.filter((i) => pending(i) && !i.accepted);
+    const mine = state.invitations.received.filter(pending);
     const approvals = state.invitations.to_approve.filter((i) => pending(i) && !i.approved);
     if (mine.length === 0 && approvals.length === 0) { box.hidden = true; return; }
     box.hidden = false;
@@ -123,7 +128,7 @@
     const ul = document.createElement("ul");
     const item = (i, key, actions) => {
       const li = document.createElement("li");
-      li.className = "invitation";
+      li.className = actions.length > 0 ? "invitation" : "invitation waiting";
       li.dataset.invitation = i.id;
       const what = document.createElement("p");
       what.textContent = t(key, {
@@ -143,7 +148,11 @@
       }
       ul.append(li);
     };
-    for (const i of mine) item(i, "invitations.received", [["invitations.accept", "accept"], ["invitations.decline", "decline"]]);
+    for (const i of mine) {
+      // Accepted: it waits for the approval of the invitee's own facility, and says so.
+      if (i.accepted) item(i, "invitations.waiting", []);
+      else item(i, "invitations.received", [["invitations.accept", "accept"], ["invitations.decline", "decline"]]);
+    }
     for (const i of approvals) item(i, "invitations.approval", [["invitations.approve", "approve"], ["invitations.refuse", "refuse"]]);
     box.append(heading, ul);
   }
@@ -181,6 +190,7 @@
 
   function renderGroups() {
     renderInvitations();
+    renderTitle();
     const list = $("group-list");
     list.replaceChildren();
     const all = [...state.groups.values()];
@@ -210,17 +220,28 @@
         button.className = "group";
         button.dataset.group = g.summary.id;
         if (g.summary.id === state.selected) button.setAttribute("aria-current", "true");
+        // First line: the name with its unread pill right after it, then its tags.
+        const title = ui.h("span", { class: "group-title" });
         const name = document.createElement("span");
         name.className = "group-name";
         name.textContent = groupLabel(g.summary);
-        button.append(name);
+        title.append(name);
+        const unread = unreadCount(g);
+        if (unread > 0) {
+          const badge = document.createElement("span");
+          badge.className = "badge";
+          badge.textContent = String(unread);
+          badge.setAttribute("aria-label", t("groups.unread", { n: unread }));
+          title.append(badge);
+        }
         if (g.summary.archived) {
           const tag = document.createElement("span");
           tag.className = "tag";
           tag.textContent = t("groups.archived");
-          button.append(tag);
+          title.append(tag);
         }
-        if (notify.isMuted(g.summary.id)) button.append(ui.h("span", { class: "tag muted-mark" }, t("mute.mark")));
+        if (notify.isMuted(g.summary.id)) title.append(ui.h("span", { class: "tag muted-mark" }, t("mute.mark")));
+        button.append(title);
         const last = lastEvent(g);
         if (last) {
           const preview = document.createElement("span");
@@ -228,20 +249,24 @@
           preview.textContent = `${formatTime(last.at)} ${describe(last.data)}`;
           button.append(preview);
         }
-        const unread = unreadCount(g);
-        if (unread > 0) {
-          const badge = document.createElement("span");
-          badge.className = "badge";
-          badge.textContent = String(unread);
-          badge.setAttribute("aria-label", t("groups.unread", { n: unread }));
-          button.append(badge);
-        }
         button.addEventListener("click", () => select(g.summary.id));
         li.append(button);
         ul.append(li);
       }
       list.append(heading, ul);
     }
+  }
+
+  // The unread total in the tab's title ("(3) 連携 Renkei") and, where the platform has one,
+  // on the installed app's icon. Only a number: nothing of a group or a patient.
+  function renderTitle() {
+    let total = 0;
+    if (state.user) for (const g of state.groups.values()) if (!g.summary.archived) total += unreadCount(g);
+    document.title = `${total > 0 ? `(${total}) ` : ""}${t("app.title")} Renkei`;
+    if (total === state.badgeTotal) return;
+    state.badgeTotal = total;
+    if (total > 0 && "setAppBadge" in navigator) navigator.setAppBadge(total).catch(() => {});
+    else if (total === 0 && "clearAppBadge" in navigator) navigator.clearAppBadge().catch(() => {});
   }
 
   // The server counts unread posts up to `counted.upto` (at the welcome, or when this user
@@ -268,14 +293,19 @@
     return best;
   }
 
+  // Opens a group at its first unread post (marked ここから未読) or at its newest. The
+  // composer is not focused: on a phone the keyboard would cover the timeline.
   function select(id) {
-    state.selected = id;
     const g = state.groups.get(id);
+    state.unreadFrom = g ? { group: id, seq: g.readSeq } : null;
+    state.selected = id;
+    state.scroll = "open";
     if (g && !g.reads) loadReads(g);
     document.body.dataset.pane = "timeline";
     renderGroups();
     renderTimeline();
-    $("composer-text").focus();
+    // Keyboard and screen-reader users continue in the timeline (the clicked entry is redrawn).
+    $("timeline").focus({ preventScroll: true });
   }
 
   // Text with links marked as external, never opened without a warning (art. 13(11)(12)).
@@ -299,6 +329,7 @@
 
   function renderTimeline() {
     const list = $("timeline");
+    const keep = scrollPlace(list);
     list.replaceChildren();
     const g = state.groups.get(state.selected);
     $("timeline-view").hidden = false;
@@ -306,16 +337,21 @@
       $("timeline-title").textContent = t("timeline.pick");
       $("timeline-patient").textContent = "";
       $("composer").hidden = true;
-      $("older").hidden = true;
       $("members-open").hidden = true;
+      $("jump-new").hidden = true;
       return;
     }
     $("composer").hidden = false;
     $("members-open").hidden = false;
-    $("timeline-title").textContent = g.summary.name;
-    $("timeline-patient").textContent = g.summary.patient_name
-      ? t("timeline.patient", { name: g.summary.patient_name }) : "";
-    $("older").hidden = !g.hasOlder;
+    // The patient once, as the title; the group's own name below only when it says more.
+    const title = groupLabel(g.summary);
+    $("timeline-title").textContent = title;
+    const patient = g.summary.patient_name;
+    $("timeline-patient").textContent = patient && !g.summary.name.includes(patient) ? g.summary.name : "";
+    if (g.hasOlder) {
+      list.append(ui.h("li", { class: "older", dataset: { key: "older" } },
+        ui.button(t("timeline.older"), () => loadOlder(), { class: "link-button" })));
+    }
     // Why nobody (or this user) cannot post here, if so.
     const closed = g.summary.archived ? "composer.archived"
       : g.summary.needs_consent ? "composer.consent"
@@ -333,6 +369,9 @@
       confirmations.get(e.data.seq).push(e.data.by);
     }
     const open = !g.summary.archived && state.status !== "restricted";
+    // ここから未読: above the first post by others after where the user had read on opening.
+    const from = state.unreadFrom?.group === g.summary.id ? state.unreadFrom.seq : Infinity;
+    const firstUnread = events.find((e) => e.seq > from && e.data.kind === "post" && e.data.author.id !== state.user.id);
     if (events.length === 0) {
       const li = document.createElement("li");
       li.className = "muted";
@@ -340,10 +379,15 @@
       list.append(li);
     }
     for (const e of events) {
+      if (e === firstUnread) {
+        list.append(ui.h("li", { class: "unread-marker", id: "unread-marker", role: "separator", dataset: { key: "unread" } },
+          ui.h("span", {}, t("timeline.unread_here"))));
+      }
       if (e.data.kind === "post") {
         const mine = e.data.author.id === state.user.id;
         const li = renderPost(e.data.author, e.data.text, e.at, mine, null);
         li.dataset.seq = e.seq;
+        li.dataset.key = `e${e.seq}`;
         if (!mine && mentionsMe(e.data.text)) li.classList.add("mentioned");
         if (e.data.file) li.append(attachmentView(e.data.file));
         const confirmedBy = confirmations.get(e.seq) ?? [];
@@ -351,20 +395,25 @@
           li.append(ui.h("p", { class: "confirmations" },
             t("post.confirmed", { n: confirmedBy.length, names: confirmedBy.map((u) => u.name).join("、") })));
         }
-        if (mine) li.append(readByButton(g, e.seq));
-        if (mine && !g.summary.archived) li.append(deleteButton(g.summary.id, e.seq));
-        if (!mine && open && !confirmedBy.some((u) => u.id === state.user.id)) li.append(confirmButton(g.summary.id, e.seq));
-        if (!mine) li.append(reportButton(g.summary.id, e.seq));
+        // The post's actions in one row: 確認しました first, 管理者に報告 apart at the far end.
+        const actions = ui.h("div", { class: "post-actions" });
+        if (mine) actions.append(readByButton(g, e.seq));
+        if (mine && !g.summary.archived) actions.append(deleteButton(g.summary.id, e.seq));
+        if (!mine && open && !confirmedBy.some((u) => u.id === state.user.id)) actions.append(confirmButton(g.summary.id, e.seq));
+        if (!mine) actions.append(reportButton(g.summary.id, e.seq));
+        if (actions.childElementCount > 0) li.append(actions);
         list.append(li);
       } else if (e.data.kind === "deleted_post") {
         const li = renderPost(e.data.author, "", e.at, false, t("post.deleted", { by: e.data.deleted_by.name }));
         li.classList.add("deleted");
+        li.dataset.key = `e${e.seq}`;
         list.append(li);
       } else if (e.data.kind === "post_deleted" || e.data.kind === "post_confirmed") {
         // Shown at the post's own place.
       } else {
         const li = document.createElement("li");
         li.className = "system";
+        li.dataset.key = `e${e.seq}`;
         li.textContent = `${formatTime(e.at)} ${describe(e.data)}`;
         list.append(li);
       }
@@ -372,10 +421,86 @@
     for (const [clientId, p] of state.pending) {
       if (p.group !== g.summary.id || p.state === "sent") continue;
       const note = p.state === "failed" ? t("post.failed", { reason: p.error }) : t("post.pending");
-      list.append(renderPost(state.user, p.text, null, true, note, clientId));
+      const li = renderPost(state.user, p.text, null, true, note, clientId);
+      li.dataset.key = `c${clientId}`;
+      list.append(li);
     }
-    list.lastElementChild?.scrollIntoView({ block: "end" });
+    placeScroll(list, g, keep);
     reportRead(g);
+  }
+
+  // ---- the timeline's own scrolling -----------------------------------------------------
+  // Before a rendering: whether the user is at the newest post, else which item is at the
+  // top of the view and where, so that the same item stays there (older posts loaded above,
+  // new ones arriving below, a confirmation added: nothing under the reader's eyes moves).
+  function scrollPlace(list) {
+    const bottom = list.scrollHeight - list.scrollTop - list.clientHeight <= 8;
+    const newest = Number(list.dataset.newest ?? 0);
+    const place = { bottom, newest, group: list.dataset.group, anchor: null };
+    if (bottom) return place;
+    for (const item of list.children) {
+      if (item.offsetTop + item.offsetHeight > list.scrollTop && item.dataset.key && item.dataset.key !== "older") {
+        place.anchor = { key: item.dataset.key, offset: item.offsetTop - list.scrollTop };
+        break;
+      }
+    }
+    return place;
+  }
+
+  function placeScroll(list, g, keep) {
+    const newest = g.events.size > 0 ? Math.max(...g.events.keys()) : 0;
+    list.dataset.newest = String(newest);
+    list.dataset.group = String(g.summary.id);
+    let intent = state.scroll;
+    if (intent !== "open" && intent !== "bottom" && keep.group !== String(g.summary.id)) intent = "open";
+    if (intent === "bottom") state.scroll = null;
+    const marker = $("unread-marker");
+    if (intent === "open") {
+      // Opened before its posts arrived, or its first unread post is still being fetched:
+      // placed again when they come.
+      state.scroll = g.events.size === 0 || fetchUnread(g) ? "open" : null;
+      if (marker) list.scrollTop = Math.max(0, marker.offsetTop - 8);
+      else toBottom();
+      return;
+    }
+    if (intent === "bottom" || keep.bottom) { toBottom(); return; }
+    const item = keep.anchor && [...list.children].find((li) => li.dataset.key === keep.anchor.key);
+    if (item) list.scrollTop = item.offsetTop - keep.anchor.offset;
+    // Scrolled up while something new came: a button says so instead of a jump.
+    if (newest > keep.newest && keep.newest > 0) $("jump-new").hidden = false;
+  }
+
+  // The unread posts older than those held are fetched in one page (at most 256), so that
+  // the group opens at its first unread post. Whether a page was asked for.
+  function fetchUnread(g) {
+    const from = state.unreadFrom?.group === g.summary.id ? state.unreadFrom.seq : Infinity;
+    const oldest = Math.min(...g.events.keys());
+    if (!g.hasOlder || !state.connected || from >= oldest - 1 || g.askedBefore === oldest) return false;
+    let held = 0; // unread posts already here: none missing, nothing to fetch
+    for (const e of g.events.values()) if (e.seq > from && e.data.kind === "post" && e.data.author.id !== state.user.id) held += 1;
+    if (held >= unreadCount(g)) return false;
+    g.askedBefore = oldest;
+    loadOlder(Math.min(256, oldest - from));
+    return true;
+  }
+
+  function toBottom() {
+    const list = $("timeline");
+    list.scrollTop = list.scrollHeight;
+    $("jump-new").hidden = true;
+  }
+
+  // Scrolling: near the top, the page before is asked for (once per oldest post held);
+  // at the bottom, the "new posts" button goes.
+  function timelineScrolled() {
+    const list = $("timeline");
+    if (list.scrollHeight - list.scrollTop - list.clientHeight <= 8) $("jump-new").hidden = true;
+    const g = state.groups.get(state.selected);
+    if (!g || !g.hasOlder || list.scrollTop > 200 || g.events.size === 0) return;
+    const oldest = Math.min(...g.events.keys());
+    if (g.askedBefore === oldest) return;
+    g.askedBefore = oldest;
+    loadOlder();
   }
 
   // The timeline is in front of the user: the page is visible and the timeline is laid
@@ -634,6 +759,9 @@
     dialog.showModal();
   }
 
+  // Professions whose word for the person cared for is 利用者 (long-term care), not 患者.
+  const CLIENT_WORD_PROFESSIONS = ["care_manager", "helper"];
+
   // 確定操作 (art. 13(9)): the author confirms the text and, unmistakably, the patient.
     function review(event) {
     event.preventDefault();
@@ -641,13 +769,16 @@
     const text = $("composer-text").value;
     const file = chosenFile();
     if (!g || (text.trim() === "" && !file)) return;
-    $("confirm-patient").textContent = g.summary.patient_name ? groupLabel(g.summary) : t("confirm.free");
+    // Care managers and helpers speak of 利用者, the medical professions of 患者.
+    const client = CLIENT_WORD_PROFESSIONS.includes(state.user?.profession);
+    $("confirm-patient-label").textContent = t(client ? "confirm.client" : "confirm.patient");
+    $("confirm-patient").textContent = g.summary.patient_name ? groupLabel(g.summary) : t(client ? "confirm.free_client" : "confirm.free");
     $("confirm-group").textContent = g.summary.name;
     $("confirm-text").textContent = text;
     $("confirm-file").textContent = file ? t("post.file", { name: file.name, size: formatSize(file.size) }) : "";
     $("confirm-file").hidden = !file;
     $("confirm-file-label").hidden = !file;
-    $("confirm-send").textContent = g.summary.patient_name ? t("confirm.send") : t("confirm.send_free");
+    $("confirm-send").textContent = g.summary.patient_name ? t(client ? "confirm.send_client" : "confirm.send") : t("confirm.send_free");
     const dialog = $("confirm");
     dialog.onclose = () => {
       if (dialog.returnValue !== "send") { $("composer-text").focus(); return; }
@@ -657,6 +788,7 @@
       const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
       // A file goes with its name as the caption when nothing else was written.
       const caption = text.trim() === "" ? file.name : text;
+      state.scroll = "bottom"; // one's own post is shown where it was sent
       state.pending.set(clientId, { group: g.summary.id, text: caption, state: file ? "uploading" : "pending", error: "", file: null });
       if (file) uploadThenPost(clientId, file); else sendPost(clientId);
       renderTimeline();
@@ -944,11 +1076,11 @@
     if (p.group === state.selected) renderTimeline();
   }
 
-  function loadOlder() {
+  function loadOlder(limit = 50) {
     const g = state.groups.get(state.selected);
     if (!g || !state.connected) return;
     const oldest = g.events.size > 0 ? Math.min(...g.events.keys()) : undefined;
-    state.socket.send(JSON.stringify({ type: "history", group: g.summary.id, before: oldest, limit: 50 }));
+    state.socket.send(JSON.stringify({ type: "history", group: g.summary.id, before: oldest, limit }));
   }
 
   // ---- sessions ------------------------------------------------------------------------
@@ -1045,6 +1177,7 @@
     renderAttachment();
     forgetThumbnails();
     state.mentionsNew = 0;
+    renderTitle(); // no count left in the title or on the icon
     $("invitations").hidden = true;
     $("notices").hidden = true;
     admin.reset();
@@ -1350,6 +1483,15 @@
     history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
   }
 
+  // The chat fills what the phone shows above its keyboard: the visual viewport's height
+  // (and offset, where the browser scrolled the page under it) in CSS variables.
+  function fitViewport() {
+    const view = window.visualViewport;
+    const root = document.documentElement.style;
+    root.setProperty("--app-height", `${Math.round(view ? view.height : window.innerHeight)}px`);
+    root.setProperty("--app-top", `${Math.round(view ? view.offsetTop : 0)}px`);
+  }
+
   // ---- start ---------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", async () => {
     $("language").addEventListener("click", () => {
@@ -1386,7 +1528,12 @@
     });
     $("setup-back").addEventListener("click", () => { $("setup-form").hidden = true; $("login-form").hidden = false; });
     $("setup-form").addEventListener("submit", setUpPassword);
-    $("older").addEventListener("click", loadOlder);
+    $("timeline").addEventListener("scroll", timelineScrolled, { passive: true });
+    $("jump-new").addEventListener("click", toBottom);
+    fitViewport();
+    window.visualViewport?.addEventListener("resize", fitViewport);
+    window.visualViewport?.addEventListener("scroll", fitViewport);
+    window.addEventListener("resize", fitViewport);
         $("search-form").addEventListener("submit", search);
     $("composer-file").addEventListener("change", renderAttachment);
     $("composer-file-clear").addEventListener("click", () => { $("composer-file").value = ""; renderAttachment(); });

@@ -405,7 +405,16 @@ globalThis.RENKEI_MESSAGES = {
     "error.push_host_not_allowed": "このブラウザーの通知サービスは、このサーバーでは使えない設定です。システムの管理者にお問い合わせください。",
     "error.invalid_push_subscription": "この端末の通知の登録情報を受け付けられませんでした。",
     "error.invalid_quiet_hours": "夜間の時刻が正しくありません。開始と終了には別の時刻を入れてください。",
-    "time.format": "{m}/{d} {hh}:{mm}"
+    "time.format": "{m}/{d} {hh}:{mm}",
+    // issue 19: layout
+    "timeline.unread_here": "ここから未読",
+    "timeline.jump_new": "新しい投稿 ↓",
+    "invitations.waiting": "「{group}」への参加を承諾しました。所属事業所の管理者の承認を待っています。",
+    "confirm.client": "利用者",
+    "confirm.free_client": "（自由グループ・特定の利用者なし）",
+    "confirm.send_client": "この利用者のグループに送信する",
+    "consent.recorded": "「{group}」の同意書（様式3）を登録しました。",
+    "review.members_table": "「{group}」のメンバー（横にスクロールできます）"
   },
   en: {
     "login.code": "Code (6 digits from your authenticator app, or a recovery code)",
@@ -547,7 +556,7 @@ globalThis.RENKEI_MESSAGES = {
     "members.city": "City",
     "post.report": "Report",
     "post.read_by": "Read by {n}",
-    "post.confirm": "Confirmed",
+    "post.confirm": "I've read this",
     "post.confirmed": "Confirmed by {n}: {names}",
     "post.confirm_failed": "Could not record the confirmation: {reason}",
     "event.confirmed": "{name} confirmed a post",
@@ -809,6 +818,15 @@ globalThis.RENKEI_MESSAGES = {
     "error.push_host_not_allowed": "This browser's push service is not allowed by this server. Please ask the system's administrator.",
     "error.invalid_push_subscription": "This device's notification registration was not accepted.",
     "error.invalid_quiet_hours": "The night-time hours are not valid. Start and end must be different times.",
-    "time.format": "{d}/{m} {hh}:{mm}"
+    "time.format": "{d}/{m} {hh}:{mm}",
+    // issue 19: layout
+    "timeline.unread_here": "New posts from here",
+    "timeline.jump_new": "New posts ↓",
+    "invitations.waiting": "You accepted the invitation to \u201c{group}\u201d. It now waits for the approval of your facility's admin.",
+    "confirm.client": "Client",
+    "confirm.free_client": "(free group — no particular client)",
+    "confirm.send_client": "Send to this client's group",
+    "consent.recorded": "The consent (form 3) of {group} was recorded.",
+    "review.members_table": "Members of {group} (scrolls sideways)"
   }
 };
