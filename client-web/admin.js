@@ -109,6 +109,13 @@ window.RenkeiAdmin = (shell) => {
       h("p", { id: "admin-error", class: "error", role: "alert" }),
       h("section", { id: "admin-panel", class: "admin-panel", role: "tabpanel", "aria-labelledby": `admin-tab-${view.tab}` }, content),
     ].filter(Boolean));
+    // A table scrolls sideways on a phone rather than squeezing names into a column of
+    // single characters: its container can be reached and scrolled by keyboard.
+    for (const wrap of $("admin-view").querySelectorAll(".table-wrap")) {
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      if (!wrap.hasAttribute("aria-label")) wrap.setAttribute("aria-label", t(`admin.tab.${view.tab}`));
+    }
   }
 
   async function load() {
@@ -357,7 +364,7 @@ window.RenkeiAdmin = (shell) => {
         h("td", {}, m.last_post_at ? formatTime(m.last_post_at) : "—"),
         h("td", {}, m.last_read_at ? formatTime(m.last_read_at) : "—"));
     });
-    parts.push(h("div", { class: "table-wrap" }, h("table", { class: "members" },
+    parts.push(h("div", { class: "table-wrap", "aria-label": t("review.members_table", { group: title }) }, h("table", { class: "members" },
       h("thead", {}, h("tr", {}, ["", "member", "facility", "profession", "last_post", "last_read"].map((k) =>
         h("th", { scope: "col" }, k ? t(`review.${k}`) : "")))),
       h("tbody", {}, rows))));
@@ -408,9 +415,14 @@ window.RenkeiAdmin = (shell) => {
     const form = h("form", { class: "inline-form", onsubmit: async (e) => {
       e.preventDefault();
       const d = Object.fromEntries(new FormData(form));
-      await act(() => api("PUT", `/api/v1/groups/${s.id}/consent`, {
+      // Recorded: the banner says so (and no longer what an earlier action did).
+      const recorded = await act(() => api("PUT", `/api/v1/groups/${s.id}/consent`, {
         signed_by: d.signed_by, signed_on: d.signed_on, copy_sent_on: d.copy_sent_on || null,
-      }));
+      }).then(() => true), { reload: false });
+      if (recorded) {
+        view.result = h("p", {}, t("consent.recorded", { group: groupLabel(s) }));
+        await load();
+      }
     } },
     field(t("consent.signed_by"), h("select", { name: "signed_by" },
       ["patient", "family", "patient_and_family"].map((v) => h("option", { value: v }, t(`consent.${v}`))))),
