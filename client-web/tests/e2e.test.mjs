@@ -135,7 +135,9 @@ test("an invitation appears live and, accepted and approved, brings the group", 
   assert.match(await invitation.textContent(), /さくら在宅クリニック.*山田 太郎 様/);
   await screenshot(pt.page, "invitation");
   await invitation.getByRole("button", { name: "参加する" }).click();
-  await invitation.waitFor({ state: "detached" });
+  // Accepted, it stays, saying that it waits for the approval of their own facility.
+  await invitation.getByText("所属事業所の管理者の承認を待っています").waitFor();
+  assert.equal(await invitation.getByRole("button").count(), 0, "nothing left to answer");
   assert.equal(await pt.page.getByRole("button", { name: /山田 太郎 様/ }).count(), 0, "not before approval");
 
   // Their own admin approves: the group appears at once, with its history.
@@ -144,6 +146,7 @@ test("an invitation appears live and, accepted and approved, brings the group", 
   await approval.getByRole("button", { name: "承認する" }).click();
   await openGroup(pt.page, "山田 太郎 様");
   await pt.page.locator("#timeline .system", { hasText: "参加しました" }).first().waitFor();
+  await invitation.waitFor({ state: "detached" });
   for (const who of [admin, pt, approver]) await who.context.close();
 });
 
