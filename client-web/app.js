@@ -262,7 +262,8 @@
   function renderTitle() {
     let total = 0;
     if (state.user) for (const g of state.groups.values()) if (!g.summary.archived) total += unreadCount(g);
-    document.title = `${total > 0 ? `(${total}) ` : ""}${t("app.title")} Renkei`;
+    const name = [...new Set([t("app.title"), "Renkei"])].join(" "); // 連携 Renkei; Renkei
+    document.title = `${total > 0 ? `(${total}) ` : ""}${name}`;
     if (total === state.badgeTotal) return;
     state.badgeTotal = total;
     if (total > 0 && "setAppBadge" in navigator) navigator.setAppBadge(total).catch(() => {});
