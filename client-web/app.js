@@ -477,9 +477,11 @@
     const from = state.unreadFrom?.group === g.summary.id ? state.unreadFrom.seq : Infinity;
     const oldest = Math.min(...g.events.keys());
     if (!g.hasOlder || !state.connected || from >= oldest - 1 || g.askedBefore === oldest) return false;
+    if (state.unreadFrom.fetched) return false; // one page per opening; beyond it, the marker tops what is held
     let held = 0; // unread posts already here: none missing, nothing to fetch
     for (const e of g.events.values()) if (e.seq > from && e.data.kind === "post" && e.data.author.id !== state.user.id) held += 1;
     if (held >= unreadCount(g)) return false;
+    state.unreadFrom.fetched = true;
     g.askedBefore = oldest;
     loadOlder(Math.min(256, oldest - from));
     return true;
