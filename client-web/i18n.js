@@ -405,7 +405,10 @@ globalThis.RENKEI_MESSAGES = {
     "error.push_host_not_allowed": "このブラウザーの通知サービスは、このサーバーでは使えない設定です。システムの管理者にお問い合わせください。",
     "error.invalid_push_subscription": "この端末の通知の登録情報を受け付けられませんでした。",
     "error.invalid_quiet_hours": "夜間の時刻が正しくありません。開始と終了には別の時刻を入れてください。",
-    "time.format": "{m}/{d} {hh}:{mm}"
+    "time.format": "{m}/{d} {hh}:{mm}",
+    // issue 19: sending over bad networks
+    "unsent.offline": "{n}件の未送信の投稿があります。サーバーにつながると送信します。",
+    "unsent.reattach": "ファイルは端末に保存されないため、送信前に再読み込みされました。ファイルを添付し直してください"
   },
   en: {
     "login.code": "Code (6 digits from your authenticator app, or a recovery code)",
@@ -809,6 +812,9 @@ globalThis.RENKEI_MESSAGES = {
     "error.push_host_not_allowed": "This browser's push service is not allowed by this server. Please ask the system's administrator.",
     "error.invalid_push_subscription": "This device's notification registration was not accepted.",
     "error.invalid_quiet_hours": "The night-time hours are not valid. Start and end must be different times.",
-    "time.format": "{d}/{m} {hh}:{mm}"
+    "time.format": "{d}/{m} {hh}:{mm}",
+    // issue 19: sending over bad networks
+    "unsent.offline": "{n} unsent posts are waiting. They will be sent once the server can be reached.",
+    "unsent.reattach": "the page was reloaded before the file was sent, and files are not kept on the device: please attach it again"
   }
 };
