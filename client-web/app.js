@@ -38,6 +38,12 @@
     scroll: null,        // where the next rendering puts the timeline: "open" (a group just opened) or "bottom"
     unreadFrom: null,    // {group, seq}: the read position when the group was opened (ここから未読)
     badgeTotal: -1,      // the unread total last shown in the title and the app badge
+    // issue 19: sending over bad networks
+    drafts: new Map(),   // group id -> {id, text}: the composer's unsent text per group
+    draftTimer: null,
+    beat: { timer: null, n: 0, lastPing: 0, awaitingSince: null },
+    reconnectTimer: null,
+    attempting: false,   // a reconnect attempt (session check, then the socket) is under way
   };
 
   const ui = window.RenkeiUI(t);
@@ -45,6 +51,7 @@
     ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
   });
   const notify = window.RenkeiNotify({ ui, t, user: () => state.user, openGroup: openWanted });
+  const drafts = window.RenkeiDrafts;
 
   // ---- text ----------------------------------------------------------------------------
   function t(key, params = {}) {
@@ -107,6 +114,7 @@
     const key = state.connected ? "conn.online" : (state.retry > 0 ? "conn.offline" : "conn.connecting");
     el.textContent = t(key);
     el.dataset.state = state.connected ? "online" : "offline";
+    el.dataset.retry = String(state.retry); // failed tries since the last welcome
   }
 
   function groupLabel(summary) {
@@ -297,6 +305,7 @@
   // Opens a group at its first unread post (marked ここから未読) or at its newest. The
   // composer is not focused: on a phone the keyboard would cover the timeline.
   function select(id) {
+    showDraft(id);
     const g = state.groups.get(id);
     state.unreadFrom = g ? { group: id, seq: g.readSeq } : null;
     state.selected = id;
@@ -792,7 +801,9 @@
       // A file goes with its name as the caption when nothing else was written.
       const caption = text.trim() === "" ? file.name : text;
       state.scroll = "bottom"; // one's own post is shown where it was sent
-      state.pending.set(clientId, { group: g.summary.id, text: caption, state: file ? "uploading" : "pending", error: "", file: null });
+      state.pending.set(clientId, { group: g.summary.id, text: caption, state: file ? "uploading" : "pending", error: "", file: null, created: Date.now() });
+      keepPending(clientId);
+      forgetDraft(g.summary.id);
       if (file) uploadThenPost(clientId, file); else sendPost(clientId);
       renderTimeline();
     };
@@ -804,6 +815,8 @@
     const p = state.pending.get(clientId);
     if (!p || !state.connected || p.state === "uploading") return; // sent again after the next sync
     state.socket.send(JSON.stringify({ type: "post", group: p.group, client_id: clientId, text: p.text, file: p.file ?? undefined }));
+    // A post into a socket that went silent is found out now, not at the next beat.
+    ping();
   }
 
     // ---- files (添付ファイル) ---------------------------------------------------------------
@@ -829,6 +842,7 @@
       const uploaded = await ui.api("POST", `/api/v1/groups/${p.group}/files?name=${encodeURIComponent(file.name)}`, file);
       p.file = uploaded.id;
       p.state = "pending";
+      keepPending(clientId);
       sendPost(clientId);
     } catch (error) {
       p.state = "failed";
@@ -879,7 +893,11 @@
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     const socket = new WebSocket(url);
     state.socket = socket;
+    // Until the welcome the socket is on probation like a ping: a connect that hangs (a
+    // silent network accepts nothing and refuses nothing) is given up at the deadline.
+    watch(socket);
     socket.onmessage = (m) => {
+      heard();
       let message;
       try { message = JSON.parse(m.data); } catch { return; }
       receive(message);
@@ -887,6 +905,7 @@
     socket.onclose = (e) => {
       if (state.socket !== socket) return;
       state.connected = false;
+      stopBeat();
       if (state.locked) { renderConnection(); return; }
       // The session ended elsewhere (logout everywhere, a password change or reset).
       if (e.code === 4001) { enterLogin(); return; }
@@ -895,23 +914,201 @@
         $("login-error").textContent = t("login.ended");
         return;
       }
-      state.retry += 1;
-      renderConnection();
-      reconnectLater(socket);
+      lost(socket);
     };
+  }
+
+  // The socket is gone (closed, or given up as silent): say so, and try again.
+  function lost(socket) {
+    state.connected = false;
+    state.retry += 1;
+    renderConnection();
+    reconnectLater(socket);
   }
 
   // Backs off (1 s doubling to 30 s, with jitter) and tries again; only a session the
   // server no longer knows sends the user back to the login screen.
   function reconnectLater(socket) {
     const delay = Math.min(30000, 1000 * 2 ** Math.min(state.retry - 1, 5)) * (0.5 + Math.random() / 2);
-    setTimeout(async () => {
-      if (state.socket !== socket || state.locked) return;
-      const session = await whoAmI();
-      if (session === "ok") connect();
-      else if (session === "none") enterLogin();
-      else { state.retry += 1; reconnectLater(socket); }
-    }, delay);
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = setTimeout(() => attempt(socket), delay);
+  }
+
+  async function attempt(socket) {
+    if (state.socket !== socket || state.locked || state.attempting) return;
+    state.attempting = true;
+    let session;
+    try {
+      session = await whoAmI(RECONNECT_CHECK_MS);
+    } finally {
+      state.attempting = false;
+    }
+    if (state.socket !== socket || state.locked) return;
+    if (session === "ok") { connect(); openUnsent(); } else if (session === "none") enterLogin();
+    else { state.retry += 1; renderConnection(); reconnectLater(socket); }
+  }
+
+  // The device says its network is back, or the app is in front of the user again: a
+  // socket that is down is tried again now, its backoff reset, instead of waiting out a
+  // delay that may have grown to 30 s; a socket that seems up is checked with a ping.
+  function reconnectNow() {
+    const socket = state.socket;
+    if (!socket || state.locked || !state.user) return;
+    if (state.connected) { ping(); return; }
+    if (socket.readyState === WebSocket.CONNECTING || state.attempting) return;
+    clearTimeout(state.reconnectTimer);
+    state.retry = Math.min(state.retry, 1);
+    attempt(socket);
+  }
+
+  // ---- the heartbeat: browsers cannot send ping frames, so the protocol has its own ----
+  // Every BEAT_MS a `ping` goes out (and at once after a post); when no frame at all has
+  // arrived DEADLINE_MS after a ping (or after opening the socket), the connection is
+  // silent — packets dropped, no reset, which the browser would not notice for minutes:
+  // it is given up, オフライン is shown, and the client reconnects.
+  const BEAT_MS = 4000;
+  const DEADLINE_MS = 9000;
+  const RECONNECT_CHECK_MS = 8000;
+
+  function watch(socket) {
+    stopBeat();
+    state.beat.awaitingSince = Date.now();
+    state.beat.lastPing = Date.now();
+    state.beat.timer = setInterval(() => beat(socket), 500);
+  }
+
+  function stopBeat() {
+    clearInterval(state.beat.timer);
+    state.beat.timer = null;
+    state.beat.awaitingSince = null;
+  }
+
+  function heard() {
+    state.beat.awaitingSince = null;
+  }
+
+  function ping() {
+    if (!state.connected || state.socket?.readyState !== WebSocket.OPEN) return;
+    state.beat.n += 1;
+    state.beat.lastPing = Date.now();
+    if (state.beat.awaitingSince === null) state.beat.awaitingSince = Date.now();
+    state.socket.send(JSON.stringify({ type: "ping", n: state.beat.n }));
+  }
+
+  function beat(socket) {
+    if (state.socket !== socket) { clearInterval(state.beat.timer); return; }
+    const now = Date.now();
+    if (state.beat.awaitingSince !== null && now - state.beat.awaitingSince > DEADLINE_MS) {
+      stopBeat();
+      // Given up: its late close (the closing handshake cannot pass either) changes nothing.
+      socket.onclose = null;
+      socket.onmessage = null;
+      socket.close();
+      lost(socket);
+      return;
+    }
+    if (now - state.beat.lastPing >= BEAT_MS) ping();
+  }
+
+  // ---- what survives a reload: unsent posts and drafts, encrypted (drafts.js) -------------
+  // The session's key is fetched after each login or resumed session; posts and drafts
+  // kept under an ended session's key cannot be read and are deleted.
+  async function openUnsent() {
+    if (!drafts.available() || drafts.hasKey()) return;
+    let answer;
+    try {
+      answer = await ui.api("GET", "/api/v1/session/key", undefined, { timeoutMs: RECONNECT_CHECK_MS });
+    } catch (error) {
+      // No session: nobody can read them anymore. Unreachable: the next connect tries.
+      if (error.status === 401) await drafts.clear().catch(() => {});
+      return;
+    }
+    if (!state.user && !state.socket) return; // logged out meanwhile
+    try {
+      await drafts.setKey(answer.key);
+      for (const record of await drafts.readAll()) {
+        const v = record.value;
+        if (record.kind === "post" && !state.pending.has(v.clientId)) {
+          // A file never uploaded is not kept on the device: it must be attached again.
+          const lostFile = v.uploading === true;
+          state.pending.set(v.clientId, {
+            group: v.group, text: v.text, file: v.file ?? null, created: v.created,
+            state: lostFile ? "failed" : "pending", error: lostFile ? t("unsent.reattach") : "",
+          });
+          if (lostFile) drafts.remove(record.id).catch(() => {});
+        } else if (record.kind === "draft" && !state.drafts.has(v.group)) {
+          state.drafts.set(v.group, { id: record.id, text: v.text });
+        }
+      }
+      // Kept again under this session's key (after the idle lock the old records went).
+      for (const clientId of state.pending.keys()) keepPending(clientId);
+      for (const group of state.drafts.keys()) keepDraft(group);
+    } catch {
+      return; // IndexedDB unavailable (private mode): only this page holds them
+    }
+    if (state.selected !== null && $("composer-text").value === "") showDraft(state.selected);
+    for (const [clientId, p] of state.pending) if (p.state === "pending") sendPost(clientId);
+    if (state.user) renderTimeline();
+  }
+
+  function keepPending(clientId) {
+    const p = state.pending.get(clientId);
+    if (!p || !drafts.hasKey() || p.state === "failed" || p.state === "sent") return;
+    const value = { clientId, group: p.group, text: p.text, file: p.file, created: p.created ?? Date.now(), uploading: p.state === "uploading" };
+    drafts.put(`post-${clientId}`, "post", value).catch(() => {});
+  }
+
+  function forgetPending(clientId) {
+    drafts.remove(`post-${clientId}`).catch(() => {});
+  }
+
+  function unsentPosts() {
+    return [...state.pending.values()].filter((p) => p.state !== "sent" && p.state !== "failed").length;
+  }
+
+  // The composer's text per group: kept as typed, shown again when the group is opened.
+  function showDraft(id) {
+    if (state.selected === id) return;
+    $("composer-text").value = state.drafts.get(id)?.text ?? "";
+  }
+
+  function keepDraft(group) {
+    const draft = state.drafts.get(group);
+    if (!draft || !drafts.hasKey()) return;
+    drafts.put(draft.id, "draft", { group, text: draft.text }).catch(() => {});
+  }
+
+  function forgetDraft(group) {
+    const draft = state.drafts.get(group);
+    state.drafts.delete(group);
+    if (draft) drafts.remove(draft.id).catch(() => {});
+  }
+
+  function draftTyped() {
+    const group = state.selected;
+    if (group === null) return;
+    const text = $("composer-text").value;
+    if (text === "") { forgetDraft(group); return; }
+    const draft = state.drafts.get(group) ?? { id: `draft-${crypto.randomUUID()}` };
+    draft.text = text;
+    state.drafts.set(group, draft);
+    clearTimeout(state.draftTimer);
+    state.draftTimer = setTimeout(() => keepDraft(group), 300);
+  }
+
+  // Everything kept goes: the session (and with it the key) has ended.
+  function forgetUnsent() {
+    clearTimeout(state.draftTimer);
+    state.drafts.clear();
+    drafts.clear().catch(() => {});
+  }
+
+  // Offline at the start (no key without the server): how many posts wait, not what.
+  async function showUnsentCount() {
+    const n = await drafts.count("post").catch(() => 0);
+    const el = $("offline-unsent");
+    el.hidden = n === 0;
+    el.textContent = n > 0 ? t("unsent.offline", { n }) : "";
   }
 
   function receive(m) {
@@ -1043,7 +1240,7 @@
     }
     if (m.data.kind === "post" && m.data.author.id === state.user.id) {
       const p = state.pending.get(m.data.client_id);
-      if (p) p.state = "sent";
+      if (p) { p.state = "sent"; forgetPending(m.data.client_id); }
     }
     renderGroups();
     if (m.group === state.selected) renderTimeline();
@@ -1065,6 +1262,7 @@
   function ack(m) {
     const p = state.pending.get(m.client_id);
     if (p) { p.state = "sent"; state.pending.delete(m.client_id); }
+    forgetPending(m.client_id);
     if (m.group === state.selected) renderTimeline();
   }
 
@@ -1074,6 +1272,8 @@
     if (!p) return;
     const retry = ["rate_limited", "unavailable", "shutting_down", "internal"].includes(m.code);
     p.state = retry ? "pending" : "failed";
+    // Refused for good: shown on this page, not sent again after a reload.
+    if (!retry) forgetPending(m.client_id);
     p.error = messages[state.lang][`error.${m.code}`] ? t(`error.${m.code}`) : t("error.generic", { code: m.code });
     if (retry) setTimeout(() => sendPost(m.client_id), 2000);
     if (p.group === state.selected) renderTimeline();
@@ -1088,13 +1288,14 @@
 
   // ---- sessions ------------------------------------------------------------------------
   // "ok", "none" (no valid session: 401) or "unreachable" (network, server down).
-  async function whoAmI() {
+  async function whoAmI(timeoutMs) {
     let info;
     try {
-      info = await ui.api("GET", "/api/v1/session");
+      info = await ui.api("GET", "/api/v1/session", undefined, { timeoutMs });
     } catch (error) {
       return error.status === 401 ? "none" : "unreachable";
     }
+    if (!info) return "unreachable"; // the answer's body did not arrive in time
     state.login = info.login;
     state.name = info.user?.name || "";
     state.mustChange = !!info.password_change_required;
@@ -1168,8 +1369,10 @@
   function enterLogin() {
     state.user = null;
     state.socket = null;
+    stopBeat();
     state.groups.clear();
     state.pending.clear();
+    forgetUnsent();
     state.selected = null;
     state.invitations = { received: [], to_approve: [], sent: [] };
     state.notices = [];
@@ -1197,6 +1400,7 @@
     state.socket = null;
     await ui.api("DELETE", "/api/v1/session").catch(() => {});
     socket?.close();
+    await drafts.clear().catch(() => {});
     sessionStorage.removeItem("renkei.login");
     state.login = "";
     enterLogin();
@@ -1213,8 +1417,13 @@
     state.locked = true;
     const socket = state.socket;
     state.socket = null;
+    stopBeat();
     await ui.api("DELETE", "/api/v1/session").catch(() => {});
     socket?.close();
+    // The session's key is gone with it; the unsent posts stay in this page's memory and
+    // are kept again under the next session's key after unlocking.
+    clearTimeout(state.draftTimer);
+    drafts.clear().catch(() => {});
         state.groups.forEach((g) => g.events.clear());
     forgetThumbnails();
     $("timeline").replaceChildren();
@@ -1250,6 +1459,7 @@
     if (state.mustChange || state.mustEnroll) { show("chat"); openAccount(); return; }
     state.renewPush = true;
     connect();
+    openUnsent();
     resetIdle();
   }
 
@@ -1460,6 +1670,7 @@
   // when the device says its network is back.
   function enterOffline() {
     show("offline");
+    showUnsentCount();
     clearTimeout(state.offlineTimer);
     state.offlineRetry = Math.min(state.offlineRetry + 1, 5);
     state.offlineTimer = setTimeout(resume, 1000 * 2 ** state.offlineRetry); // 2 s to 32 s
@@ -1522,6 +1733,18 @@
     $("offline-retry").addEventListener("click", resume);
     window.addEventListener("online", resume);
     document.addEventListener("visibilitychange", sendVisibility);
+    // issue 19: back online or in front of the user: reconnect now, not after the backoff.
+    window.addEventListener("online", reconnectNow);
+    window.addEventListener("pageshow", reconnectNow);
+    window.addEventListener("focus", reconnectNow);
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") reconnectNow(); });
+    $("composer-text").addEventListener("input", draftTyped);
+    // Leaving with posts not yet acknowledged asks first (they are kept, but may wait).
+    window.addEventListener("beforeunload", (e) => {
+      if (unsentPosts() === 0) return;
+      e.preventDefault();
+      e.returnValue = "";
+    });
     notify.bind();
     $("setup-open").addEventListener("click", async () => {
       ui.api("GET", "/api/v1/password-policy").then((policy) => { state.policy = policy; }, () => {});

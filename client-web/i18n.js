@@ -414,7 +414,10 @@ globalThis.RENKEI_MESSAGES = {
     "confirm.free_client": "（自由グループ・特定の利用者なし）",
     "confirm.send_client": "この利用者のグループに送信する",
     "consent.recorded": "「{group}」の同意書（様式3）を登録しました。",
-    "review.members_table": "「{group}」のメンバー（横にスクロールできます）"
+    "review.members_table": "「{group}」のメンバー（横にスクロールできます）",
+    // issue 19: sending over bad networks
+    "unsent.offline": "{n}件の未送信の投稿があります。サーバーにつながると送信します。",
+    "unsent.reattach": "ファイルは端末に保存されないため、送信前に再読み込みされました。ファイルを添付し直してください"
   },
   en: {
     "login.code": "Code (6 digits from your authenticator app, or a recovery code)",
@@ -827,6 +830,9 @@ globalThis.RENKEI_MESSAGES = {
     "confirm.free_client": "(free group — no particular client)",
     "confirm.send_client": "Send to this client's group",
     "consent.recorded": "The consent (form 3) of {group} was recorded.",
-    "review.members_table": "Members of {group} (scrolls sideways)"
+    "review.members_table": "Members of {group} (scrolls sideways)",
+    // issue 19: sending over bad networks
+    "unsent.offline": "{n} unsent posts are waiting. They will be sent once the server can be reached.",
+    "unsent.reattach": "the page was reloaded before the file was sent, and files are not kept on the device: please attach it again"
   }
 };

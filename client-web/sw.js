@@ -18,6 +18,7 @@ const SHELL = [
   "/ui.js",
   "/admin.js",
   "/notify.js",
+  "/drafts.js",
   "/i18n.js",
   "/app.css",
   "/manifest.webmanifest",

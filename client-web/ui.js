@@ -36,9 +36,12 @@ window.RenkeiUI = (t) => {
     }
   }
 
-  // A REST call: a JSON body, or a Blob (a file) sent as its raw bytes.
-  async function api(method, path, body) {
+  // A REST call: a JSON body, or a Blob (a file) sent as its raw bytes. With `timeoutMs`,
+  // a call that gets no answer in time fails as a network error (a silent network leaves
+  // a request hanging for minutes).
+  async function api(method, path, body, { timeoutMs } = {}) {
     const init = { method, credentials: "same-origin", headers: {} };
+    if (timeoutMs) init.signal = AbortSignal.timeout(timeoutMs);
     if (body instanceof Blob) {
       init.headers["content-type"] = "application/octet-stream";
       init.body = body;

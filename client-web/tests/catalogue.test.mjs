@@ -16,7 +16,7 @@ test("Japanese and English have the same keys", () => {
 });
 
 test("every key the client names is in the catalogue", () => {
-  const sources = ["app.js", "admin.js", "notify.js", "ui.js", "facilities.js", "index.html", "facilities.html"].map(read).join("\n");
+  const sources = ["app.js", "admin.js", "notify.js", "drafts.js", "ui.js", "facilities.js", "index.html", "facilities.html"].map(read).join("\n");
   const keys = new Set([
     ...[...sources.matchAll(/\bt\("([a-z_.]+)"/g)].map((m) => m[1]),
     ...[...sources.matchAll(/data-i18n(?:-placeholder)?="([a-z_.]+)"/g)].map((m) => m[1]),

@@ -265,6 +265,15 @@ pub struct TwoFactorDisable {
     pub password: String,
 }
 
+/// `GET /api/v1/session/key`: the calling session's storage key. The web client encrypts
+/// what it keeps in the browser across reloads (unsent posts, drafts) under it, so that
+/// nothing of it can be read once the session has ended: the key ends with the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionKey {
+    /// 32 random bytes (an AES-256 key), base64url without padding.
+    pub key: String,
+}
+
 /// `GET /api/v1/sessions`: one of the caller's open sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionView {

@@ -62,6 +62,12 @@ pub enum ClientMessage {
     /// and on every change). A user with a visible page gets no push; a socket that never
     /// says so counts as visible. Never answered.
     Visibility { visible: bool },
+    /// A heartbeat: answered at once by [`ServerMessage::Pong`] with the same `n`, without
+    /// touching the database. Browsers cannot send WebSocket ping frames, so this is how a
+    /// client finds a connection that went silent (packets dropped, no reset): no frame at
+    /// all within its deadline after a ping, and it gives the socket up and reconnects.
+    /// Counts against the socket's frame budget like any frame.
+    Ping { n: u64 },
 }
 
 /// The last sequence number a client holds for a group.
@@ -126,6 +132,8 @@ pub enum ServerMessage {
     /// last admin and for operators): repeated wrong passwords locked an account until
     /// `until`. A password reset by an admin lifts the lock.
     AccountLocked { user: UserProfile, until: Millis },
+    /// The answer to [`ClientMessage::Ping`], with its `n`.
+    Pong { n: u64 },
 }
 
 /// What a client needs to start.
@@ -565,6 +573,15 @@ mod tests {
         assert_eq!(value["type"], "event");
         assert_eq!(value["data"]["kind"], "post");
         assert_eq!(value["data"]["author"]["role"], "staff");
+    }
+
+    #[test]
+    fn ping_and_pong_carry_their_number() {
+        let ping: ClientMessage =
+            serde_json::from_str(r#"{"type":"ping","n":7}"#).expect("valid ping");
+        assert_eq!(ping, ClientMessage::Ping { n: 7 });
+        let pong = serde_json::to_string(&ServerMessage::Pong { n: 7 }).expect("serializes");
+        assert_eq!(pong, r#"{"type":"pong","n":7}"#);
     }
 
     #[test]

@@ -351,6 +351,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .status(204),
         Endpoint::new(
             M::GET,
+            "/api/v1/session/key",
+            "This session's storage key: what the browser keeps encrypted under it (unsent \
+             posts, drafts) is unreadable once the session ends",
+            get(crate::session::storage_key),
+        )
+        .gives::<types::SessionKey>(),
+        Endpoint::new(
+            M::GET,
             "/api/v1/sessions",
             "One's open sessions: device, address, last use",
             get(crate::session::list),

@@ -479,6 +479,9 @@ impl Connection {
                 self.registration.set_visible(visible);
                 Ok(())
             }
+            // The client's heartbeat (browsers cannot send ping frames): answered from
+            // memory at once, so a pong proves the path is alive, not the database.
+            Ok(ClientMessage::Ping { n }) => writer.send(&ServerMessage::Pong { n }).await,
         }
     }
 

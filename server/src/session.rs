@@ -15,7 +15,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore as _;
-use renkei_protocol::api::SessionView;
+use renkei_protocol::api::{SessionKey, SessionView};
 use renkei_protocol::{ErrorCode, Millis};
 use sha2::{Digest as _, Sha256};
 
@@ -221,8 +221,9 @@ pub fn idle_since(config: &Config, now: Millis) -> Millis {
     now - i64::from(config.session_idle_minutes) * 60_000
 }
 
-/// Keeps the sessions of this node's open sockets in use (an open app is in use), and
-/// closes the sockets of sessions that ended meanwhile (absolute lifetime reached).
+/// Keeps the sessions of this node's open sockets in use (an open app is in use), closes
+/// the sockets of sessions that ended meanwhile (absolute lifetime reached), and erases
+/// the storage keys of sessions that expired or went idle.
 pub fn spawn_keepalive(app: Arc<App>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEEPALIVE_INTERVAL);
@@ -240,6 +241,15 @@ pub fn spawn_keepalive(app: Arc<App>) {
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "could not mark sessions in use"),
+            }
+            // Expired and idle sessions keep their rows; their storage keys go.
+            let now = clock::now_ms();
+            if let Err(err) = app
+                .store
+                .forget_ended_storage_keys(now, idle_since(&app.config, now))
+                .await
+            {
+                tracing::warn!(error = %err, "could not erase the keys of ended sessions");
             }
         }
     });
@@ -271,6 +281,34 @@ pub async fn list(
             })
             .collect(),
     ))
+}
+
+/// `GET /api/v1/session/key`: the calling session's storage key, made at its first call
+/// (32 bytes from the OS). What the browser encrypted under it becomes unreadable when the
+/// session ends, since the key is kept in the session's row and nowhere else on the
+/// server; the answer is never cached.
+pub async fn storage_key(
+    State(app): State<Arc<App>>,
+    AnySession(session): AnySession,
+) -> Result<Response, HttpError> {
+    if let Some(refusal) = session.unfinished() {
+        return Err(refusal);
+    }
+    let mut fresh = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut fresh);
+    let key = app
+        .store
+        .session_storage_key(&session.token_hash, &fresh)
+        .await?
+        // Ended between its check and here (a logout on another tab).
+        .ok_or_else(HttpError::unauthorized)?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(SessionKey {
+            key: URL_SAFE_NO_PAD.encode(key),
+        }),
+    )
+        .into_response())
 }
 
 /// `DELETE /api/v1/sessions`: logs out everywhere: every session of the caller ends, this

@@ -29,7 +29,7 @@ const VERSION_PLACEHOLDER: &str = "__RENKEI_VERSION__";
 type File = (&'static str, &'static str, &'static [u8]);
 
 /// Every file of the client.
-const FILES: [File; 15] = [
+const FILES: [File; 16] = [
     ("/", HTML, include_bytes!("../../client-web/index.html")),
     ("/app.js", JS, include_bytes!("../../client-web/app.js")),
     ("/ui.js", JS, include_bytes!("../../client-web/ui.js")),
@@ -40,6 +40,11 @@ const FILES: [File; 15] = [
         include_bytes!("../../client-web/notify.js"),
     ),
     ("/i18n.js", JS, include_bytes!("../../client-web/i18n.js")),
+    (
+        "/drafts.js",
+        JS,
+        include_bytes!("../../client-web/drafts.js"),
+    ),
     ("/app.css", CSS, include_bytes!("../../client-web/app.css")),
     // The installable app (PWA): its manifest, icons and service worker.
     (

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{upgrade, ws_request, Backend, Client, TestApp, PASSWORD};
+use common::{upgrade, ws_request, Api, Backend, Client, TestApp, PASSWORD};
 use renkei_protocol::{close, ApiError, ErrorCode, LoginResponse};
 use tokio_tungstenite::tungstenite::http::Request;
 
@@ -180,5 +180,121 @@ async fn connections_per_user_are_limited() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(status, 101);
+    app.stop().await;
+}
+
+on_both_backends!(storage_key_belongs_to_one_session_and_ends_with_it);
+
+/// The key a browser encrypts its unsent posts under: per session, the same on every
+/// call, never cached, and gone from the database when the session ends (logout, ending
+/// every session, a ban) or expires.
+async fn storage_key_belongs_to_one_session_and_ends_with_it(backend: Backend) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use renkei::store::Access as _;
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let key_of = |token: String| {
+        let url = app.url("/api/v1/session/key");
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("key request");
+            let status = response.status().as_u16();
+            let cache = response
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, cache, body)
+        }
+    };
+    let phone = app.token(f.alice).await;
+    let (status, cache, body) = key_of(phone.clone()).await;
+    assert_eq!((status, cache.as_str()), (200, "no-store"), "{body}");
+    let key = URL_SAFE_NO_PAD
+        .decode(body["key"].as_str().expect("key"))
+        .expect("base64url");
+    assert_eq!(key.len(), 32);
+    assert_eq!(
+        key_of(phone.clone()).await.2,
+        body,
+        "the same key on every call"
+    );
+    let pc = app.token(f.alice).await;
+    assert_ne!(key_of(pc.clone()).await.2, body, "each session its own key");
+    let (status, _, refused) = key_of(String::new()).await;
+    assert_eq!((status, common::code(&refused)), (401, "unauthorized"));
+
+    // Logout: the key goes with the session's row.
+    let hash = renkei::session::token_hash(&phone);
+    assert_eq!(common::logout(app.addr, &phone).await.status(), 204);
+    assert_eq!(key_of(phone).await.0, 401);
+    let stored = app.store.session_storage_key(&hash, &[1; 32]).await;
+    assert_eq!(
+        stored.expect("store"),
+        None,
+        "nothing of the session is left"
+    );
+
+    // Ending every session, and a ban, end the keys with the sessions.
+    let pc_hash = renkei::session::token_hash(&pc);
+    let (status, _) = Api::new(app.addr, &pc).delete("/api/v1/sessions").await;
+    assert_eq!(status, 204);
+    assert_eq!(key_of(pc).await.0, 401);
+    let stored = app.store.session_storage_key(&pc_hash, &[1; 32]).await;
+    assert_eq!(stored.expect("store"), None);
+    let bob = app.token(f.bob).await;
+    assert_eq!(key_of(bob.clone()).await.0, 200);
+    let (status, answer) = app
+        .api(f.adam)
+        .await
+        .post(
+            &format!("/api/v1/users/{}/ban", f.bob),
+            serde_json::json!({"reason": "不正アクセス"}),
+        )
+        .await;
+    assert!(status < 300, "{status} {answer}");
+    assert_eq!(key_of(bob.clone()).await.0, 401);
+    let stored = app
+        .store
+        .session_storage_key(&renkei::session::token_hash(&bob), &[1; 32])
+        .await;
+    assert_eq!(stored.expect("store"), None);
+
+    // An expired or idle session keeps its row for a while, not its key.
+    let dave = app.token(f.dave).await;
+    let dave_hash = renkei::session::token_hash(&dave);
+    let (_, _, first) = key_of(dave).await;
+    let first = URL_SAFE_NO_PAD
+        .decode(first["key"].as_str().expect("key"))
+        .expect("base64url");
+    let now = renkei::clock::now_ms();
+    assert_eq!(
+        app.store
+            .forget_ended_storage_keys(now, now - 3_600_000)
+            .await
+            .expect("store"),
+        0,
+        "live sessions keep their keys"
+    );
+    let forgotten = app
+        .store
+        .forget_ended_storage_keys(now + 7_200_000, 0)
+        .await
+        .expect("store");
+    assert!(forgotten >= 1);
+    let after = app
+        .store
+        .session_storage_key(&dave_hash, &[9; 32])
+        .await
+        .expect("store")
+        .expect("the row remains");
+    assert_ne!(after, first, "the old key is gone");
     app.stop().await;
 }

@@ -12,6 +12,7 @@ on_both_backends!(
     catch_up_during_concurrent_posts_has_no_gap_and_no_duplicate,
     history_pages_backwards,
     archived_group_takes_no_posts,
+    ping_is_answered_with_its_number_and_counts_as_a_frame,
 );
 
 async fn members_see_posts_live_and_outsiders_nothing(backend: Backend) {
@@ -487,5 +488,32 @@ async fn silent_sockets_are_reaped() {
     }
     assert!(gone, "the silent socket was never reaped");
     drop(silent);
+    app.stop().await;
+}
+
+/// The client's heartbeat: every `ping` is answered by a `pong` with its `n`, in order,
+/// and pings spend the socket's frame budget like any frame (a flood is refused).
+async fn ping_is_answered_with_its_number_and_counts_as_a_frame(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        // No refill: the test's pace cannot matter.
+        config.limits.frames_per_second = 0;
+        config.limits.frame_burst = 3;
+    })
+    .await;
+    let mut alice = app.client(app.fixture.alice).await;
+    for n in [7, u64::MAX] {
+        alice.send(&ClientMessage::Ping { n }).await;
+        assert_eq!(alice.recv().await, ServerMessage::Pong { n });
+    }
+    // The raw frame as a browser writes it.
+    alice
+        .send_raw(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"type":"ping","n":0}"#,
+        ))
+        .await;
+    assert_eq!(alice.recv().await, ServerMessage::Pong { n: 0 });
+    // The burst of 3 is spent: the next ping is refused, not answered.
+    alice.send(&ClientMessage::Ping { n: 8 }).await;
+    assert_eq!(alice.next_error().await.code, ErrorCode::RateLimited);
     app.stop().await;
 }

@@ -54,6 +54,20 @@ pub trait Access: Send + Sync {
     ) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Ends one of the user's sessions; false when the user has no such session.
     async fn end_user_session(&self, user: UserId, token_hash: &[u8]) -> Result<bool, StoreError>;
+    /// The session's storage key (for what its browser keeps encrypted): the one it has,
+    /// or `fresh` stored as its key when it has none. `None` when the session is gone.
+    async fn session_storage_key(
+        &self,
+        token_hash: &[u8],
+        fresh: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Erases the storage keys of sessions that expired (`expires_at <= now`) or went idle
+    /// (`last_used_at <= idle_since`) but whose rows remain; returns how many.
+    async fn forget_ended_storage_keys(
+        &self,
+        now: Millis,
+        idle_since: Millis,
+    ) -> Result<u64, StoreError>;
 
     /// The user whose unused, unexpired setup code hashes to `token_hash`.
     async fn setup_code_user(
@@ -210,6 +224,39 @@ macro_rules! access_store {
                         .execute(&self.pool)
                         .await?;
                 Ok(deleted.rows_affected() > 0)
+            }
+
+            async fn session_storage_key(
+                &self,
+                token_hash: &[u8],
+                fresh: &[u8],
+            ) -> Result<Option<Vec<u8>>, StoreError> {
+                // One statement: two first requests of a session race to the same key.
+                let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
+                    "UPDATE sessions SET storage_key = COALESCE(storage_key, $1) \
+                     WHERE token_hash = $2 RETURNING storage_key",
+                )
+                .bind(fresh)
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|(key,)| key))
+            }
+
+            async fn forget_ended_storage_keys(
+                &self,
+                now: Millis,
+                idle_since: Millis,
+            ) -> Result<u64, StoreError> {
+                let forgotten = sqlx::query(
+                    "UPDATE sessions SET storage_key = NULL WHERE storage_key IS NOT NULL \
+                     AND (expires_at <= $1 OR last_used_at <= $2)",
+                )
+                .bind(now)
+                .bind(idle_since)
+                .execute(&self.pool)
+                .await?;
+                Ok(forgotten.rows_affected())
             }
 
             async fn setup_code_user(
