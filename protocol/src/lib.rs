@@ -126,6 +126,9 @@ pub enum ServerMessage {
     /// last admin and for operators): repeated wrong passwords locked an account until
     /// `until`. A password reset by an admin lifts the lock.
     AccountLocked { user: UserProfile, until: Millis },
+    /// Notice, to the operators: a facility applied (様式1); its application waits in the
+    /// operator's list (`GET /api/v1/facilities/applications`).
+    FacilityApplied { facility: i64 },
 }
 
 /// What a client needs to start.
@@ -191,6 +194,10 @@ pub struct GroupSummary {
     /// The client counts the posts by others that arrive after `last_seq`.
     #[serde(default)]
     pub unread: u32,
+    /// Of those, the posts that mention the user (`@name`): the 自分宛て count of
+    /// mentions received while they were away. Later ones arrive as `mention` notices.
+    #[serde(default)]
+    pub unread_mentions: u32,
 }
 
 /// The two kinds of group.
