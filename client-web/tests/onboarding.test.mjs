@@ -187,10 +187,11 @@ test("a facility applies through the web form on a phone and the operator's list
   // Every control was reachable and labelled on a phone: nothing wider than the screen.
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
 
-  // The operator's open page is told and its list shows the application.
-  await operator.page.locator("#notices", { hasText: "新しい利用申請が届きました" }).waitFor();
+  // The operator's open page is told: its list shows the application without a reload,
+  // and the chat screen keeps a notice of it.
   const card = operator.page.locator(".facility-list li", { hasText: "あおぞら訪問看護ステーション" });
   await card.waitFor();
+  assert.match(await operator.page.locator("#notices").textContent(), /新しい利用申請が届きました/);
   assert.match(await card.textContent(), /申請中|applied/);
   assert.match(await card.textContent(), /青空 花子.*hanako@aozora\.example\.jp/);
   await context.close();

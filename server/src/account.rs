@@ -77,7 +77,9 @@ pub fn normalize_setup_code(typed: &str) -> Option<String> {
     let mut canonical = String::with_capacity(SETUP_CHARS);
     for c in typed.nfkc() {
         let c = match c.to_ascii_uppercase() {
-            c if c.is_whitespace() || matches!(c, '-' | '‐' | '‑' | '–' | '—' | 'ー') => continue,
+            c if c.is_whitespace() || matches!(c, '-' | '‐' | '‑' | '–' | '—' | 'ー') => {
+                continue
+            }
             'O' => '0',
             'I' | 'L' => '1',
             c if c.is_ascii() && SETUP_ALPHABET.contains(&(c as u8)) => c,

@@ -385,7 +385,10 @@ async fn week_of_posts(
     const JAPAN: i64 = 9 * 3_600_000;
     let today = (now + JAPAN).div_euclid(DAY) * DAY - JAPAN;
     let mut users = std::collections::HashMap::new();
-    for login in WEEK.iter().flat_map(|p| std::iter::once(&p.author).chain(p.confirmed_by)) {
+    for login in WEEK
+        .iter()
+        .flat_map(|p| std::iter::once(&p.author).chain(p.confirmed_by))
+    {
         if !users.contains_key(login) {
             let credentials = store
                 .credentials(login)

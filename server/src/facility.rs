@@ -7,11 +7,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_protocol::api::NoticeKind;
 use renkei_protocol::api::{
     ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails, FacilityStatus,
     Pledge, PublicFacility, Reason, RosterEntry,
 };
-use renkei_protocol::api::NoticeKind;
 use renkei_protocol::{AccountStatus, Role, ServerMessage};
 
 use crate::account::issue_setup_code;

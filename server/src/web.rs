@@ -80,7 +80,11 @@ const FILES: [File; 17] = [
         include_bytes!("../../client-web/facilities.js"),
     ),
     // The public application form of a facility (様式1).
-    ("/apply", HTML, include_bytes!("../../client-web/apply.html")),
+    (
+        "/apply",
+        HTML,
+        include_bytes!("../../client-web/apply.html"),
+    ),
     ("/apply.js", JS, include_bytes!("../../client-web/apply.js")),
 ];
 

@@ -160,7 +160,8 @@ async fn an_admins_reset_ends_every_session_and_lifts_a_lock(backend: Backend) {
     assert_eq!(setup_code.len(), 23, "{setup_code}");
     assert!(
         setup_code.split('-').all(|g| g.len() == 5
-            && g.bytes().all(|b| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(&b))),
+            && g.bytes()
+                .all(|b| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(&b))),
         "{setup_code}"
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -185,7 +186,10 @@ async fn an_admins_reset_ends_every_session_and_lifts_a_lock(backend: Backend) {
         .await;
     assert_eq!((status, rules(&body)), (400, vec!["reused"]));
     // Typed as a phone may: lower case, spaces between the groups, a 0 read as O.
-    let typed = setup_code.to_lowercase().replace('-', " ").replace('0', "o");
+    let typed = setup_code
+        .to_lowercase()
+        .replace('-', " ")
+        .replace('0', "o");
     let (status, _) = anonymous
         .post(
             "/api/v1/password-setup",

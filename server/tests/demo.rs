@@ -133,7 +133,10 @@ async fn demo_city_is_ready_to_chat() {
         .expect("download");
     assert_eq!(download.status(), 200);
     let bytes = download.bytes().await.expect("bytes");
-    assert!(bytes.starts_with(b"\x89PNG"), "the file's bytes are in the file store");
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "the file's bytes are in the file store"
+    );
 
     let mut helper = Client::connect(addr, &helper.token).await;
 

@@ -113,8 +113,16 @@ async fn a_facility_applies_is_approved_and_registers_staff(backend: Backend) {
     for (field, value, named) in [
         ("admins", json!([]), "admins:"),
         ("pledged", json!(false), "pledged:"),
-        ("roster", json!([{"name": "a", "profession": "nurse"}, {"name": " ", "profession": "nurse"}]), "roster[1].name "),
-        ("roster", json!([{"name": "a", "profession": "nurse", "email": "nope"}]), "roster[0].email "),
+        (
+            "roster",
+            json!([{"name": "a", "profession": "nurse"}, {"name": " ", "profession": "nurse"}]),
+            "roster[1].name ",
+        ),
+        (
+            "roster",
+            json!([{"name": "a", "profession": "nurse", "email": "nope"}]),
+            "roster[0].email ",
+        ),
     ] {
         let mut bad = application();
         bad[field] = value;

@@ -253,9 +253,7 @@ async fn a_silent_mail_server_blocks_nothing(backend: Backend) {
 async fn an_application_tells_the_operators(backend: Backend) {
     let smtp = OwnSmtp::start().await.expect("SMTP server");
     let app = spawn(backend, smtp.url()).await;
-    let operator = app
-        .user(None, "city@example.jp", Role::Operator)
-        .await;
+    let operator = app.user(None, "city@example.jp", Role::Operator).await;
     let mut page = app.client(operator).await;
     let (status, applied) = app
         .anonymous()

@@ -91,24 +91,41 @@ async fn mentions_while_away_are_counted_in_the_welcome(backend: Backend) {
             .map(|s| s.unread_mentions)
     };
     let mut bob = app.client(f.bob).await;
-    let first = bob.post_acked(g, "w-1", "@看護師 アリス 午後の訪問で").await;
+    let first = bob
+        .post_acked(g, "w-1", "@看護師 アリス 午後の訪問で")
+        .await;
     bob.post_acked(g, "w-2", "申し送りです").await;
     let second = bob.post_acked(g, "w-3", "@看護師アリス 追加です").await;
-    bob.post_acked(g, "w-4", "@看護師 アリス 取り消します").await;
+    bob.post_acked(g, "w-4", "@看護師 アリス 取り消します")
+        .await;
     let last = bob.post_acked(g, "w-5", "念のため").await;
     app.delete_post(f.bob, g, last - 1).await;
 
     let mut alice = app.client(f.alice).await;
-    assert_eq!(unread_mentions(&alice), Some(2), "two live mentions, one deleted");
-    assert_eq!(unread_mentions(&bob), Some(0), "the author is not mentioned");
+    assert_eq!(
+        unread_mentions(&alice),
+        Some(2),
+        "two live mentions, one deleted"
+    );
+    assert_eq!(
+        unread_mentions(&bob),
+        Some(0),
+        "the author is not mentioned"
+    );
     // Read past the first: one is left; read to the end: none.
     alice
-        .send(&ClientMessage::Read { group: g, seq: first })
+        .send(&ClientMessage::Read {
+            group: g,
+            seq: first,
+        })
         .await;
     wait_read(&app, f.alice, g, first).await;
     assert_eq!(unread_mentions(&app.client(f.alice).await), Some(1));
     alice
-        .send(&ClientMessage::Read { group: g, seq: second })
+        .send(&ClientMessage::Read {
+            group: g,
+            seq: second,
+        })
         .await;
     wait_read(&app, f.alice, g, second).await;
     assert_eq!(unread_mentions(&app.client(f.alice).await), Some(0));
@@ -117,7 +134,11 @@ async fn mentions_while_away_are_counted_in_the_welcome(backend: Backend) {
 /// Waits until the store holds `user`'s read position `seq` in `group`.
 async fn wait_read(app: &TestApp, user: i64, group: i64, seq: i64) {
     for _ in 0..500 {
-        let states = app.store.read_states(user, Some(group)).await.expect("read");
+        let states = app
+            .store
+            .read_states(user, Some(group))
+            .await
+            .expect("read");
         if states.first().is_some_and(|s| s.read_seq >= seq) {
             return;
         }
