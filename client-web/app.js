@@ -1124,6 +1124,7 @@
       case "invitation": return loadInvitations();
       case "account": return account(m);
       case "account_locked": return locked(m);
+      case "facility_applied": return facilityApplied(m);
       case "read_position": return readPosition(m);
       case "receipt": return receipt(m);
       case "mention": return mentioned(m);
@@ -1200,6 +1201,11 @@
       cursors.push({ group: summary.id, after: held });
     }
     for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
+    // Mentions in posts not read yet, received while logged out or offline, count in
+    // 自分宛て as the live ones do.
+    const away = m.groups.reduce((sum, summary) => sum + (summary.unread_mentions ?? 0), 0);
+    state.mentionsNew = Math.max(state.mentionsNew, away);
+    renderMentions();
     if (cursors.length > 0) state.socket.send(JSON.stringify({ type: "sync", groups: cursors }));
     sendVisibility();
     show($("admin-view").hidden ? "chat" : "admin");
@@ -1343,21 +1349,68 @@
 
   // A new account (or one an admin reset) sets its password with the one-time code
   // the admin handed over, then logs in with it.
+  // The setup code in four boxes of five characters of Crockford's base32. Read as the
+  // server reads it: any case, O as 0, I and L as 1, other characters dropped. Typing
+  // five moves to the next box; a whole code pasted (or typed) into one box is spread.
+  const SETUP_BOXES = ["setup-code-1", "setup-code-2", "setup-code-3", "setup-code-4"];
+
+  function setupCodeChars(text) {
+    return text.normalize("NFKC").toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1")
+      .replace(/[^0-9A-HJKMNP-TV-Z]/g, "");
+  }
+
+  function spreadSetupCode(from, chars) {
+    let index = from;
+    for (let rest = chars; rest && index < SETUP_BOXES.length; index += 1, rest = rest.slice(5)) {
+      $(SETUP_BOXES[index]).value = rest.slice(0, 5);
+    }
+    const full = $(SETUP_BOXES[index - 1])?.value.length === 5;
+    if (full) $(index < SETUP_BOXES.length ? SETUP_BOXES[index] : "setup-password").focus();
+  }
+
+  function typeSetupCode(e) {
+    const from = SETUP_BOXES.indexOf(e.target.id);
+    const chars = setupCodeChars(e.target.value);
+    if (chars.length > 5) { spreadSetupCode(from, chars); return; }
+    if (e.target.value !== chars) e.target.value = chars;
+    if (chars.length === 5) $(SETUP_BOXES[from + 1] ?? "setup-password").focus();
+  }
+
+  function pasteSetupCode(e) {
+    const text = e.clipboardData?.getData("text") ?? "";
+    const chars = setupCodeChars(text);
+    if (chars.length <= 5) return;
+    e.preventDefault();
+    spreadSetupCode(SETUP_BOXES.indexOf(e.target.id), chars);
+  }
+
+  function backSetupCode(e) {
+    const from = SETUP_BOXES.indexOf(e.target.id);
+    if (e.key === "Backspace" && e.target.value === "" && from > 0) $(SETUP_BOXES[from - 1]).focus();
+  }
+
+  // The password rules, shown from the start and checked as the user types; the login
+  // typed above counts for the rule against personal words.
+  function renderSetupRules(serverBroken = []) {
+    renderRules(serverBroken, { input: "setup-password", list: "setup-rules", login: $("setup-login").value.trim(), name: "" });
+  }
+
   async function setUpPassword(e) {
     e.preventDefault();
     $("setup-error").textContent = "";
     const login = $("setup-login").value.trim();
     const password = $("setup-password").value;
     try {
-      await ui.api("POST", "/api/v1/password-setup", { code: $("setup-code").value.trim(), password });
+      await ui.api("POST", "/api/v1/password-setup", { code: SETUP_BOXES.map((id) => $(id).value).join("-"), password });
     } catch (error) {
       const rules = error.code === "weak_password" ? error.rules.map((r) => t(`rule.${r}`, { n: state.policy.min_length })) : [];
+      if (rules.length > 0) renderSetupRules(error.rules);
       $("setup-error").textContent = rules.length > 0 ? t("setup.weak", { rules: rules.join(" / ") })
         : error.code === "bad_request" ? t("setup.invalid_code") : ui.explain(error);
       return;
     }
     $("setup-password").value = "";
-    $("setup-code").value = "";
+    for (const id of SETUP_BOXES) $(id).value = "";
     $("setup-form").hidden = true;
     $("login-form").hidden = false;
     $("login-id").value = login;
@@ -1469,7 +1522,7 @@
   const LIVE_RULES = ["too_short", "needs_letters_digits_symbols", "repetitive", "personal"];
   const SERVER_RULES = ["common", "reused", "similar"];
 
-  function brokenRules(password) {
+  function brokenRules(password, login = state.login, name = state.name) {
     const broken = new Set();
     const chars = [...password];
     if (chars.length < minLength()) broken.add("too_short");
@@ -1478,8 +1531,7 @@
     if (!(letters && digits && symbols)) broken.add("needs_letters_digits_symbols");
     if (/(.)\1\1\1/u.test(password)) broken.add("repetitive");
     const squeeze = (s) => s.replace(/\s+/g, "").toLowerCase();
-    const login = state.login.toLowerCase();
-    const parts = [login, login.split("@")[0], ...state.name.split(/[\s・]+/), state.name].map(squeeze);
+    const parts = [login.toLowerCase(), login.toLowerCase().split("@")[0], ...name.split(/[\s・]+/), name].map(squeeze);
     const longEnough = (p) => [...p].length >= 4 || ([...p].length >= 2 && /[^\x00-\x7f]/.test(p));
     if (parts.filter(longEnough).some((p) => squeeze(password).includes(p))) broken.add("personal");
     return broken;
@@ -1490,10 +1542,10 @@
     return state.secondFactor ? (policy.min_length_with_second_factor ?? policy.min_length) : policy.min_length;
   }
 
-  function renderRules(serverBroken = []) {
-    const password = $("password-new").value;
-    const live = brokenRules(password);
-    const list = $("password-rules");
+  function renderRules(serverBroken = [], where = { input: "password-new", list: "password-rules", login: state.login, name: state.name }) {
+    const password = $(where.input).value;
+    const live = brokenRules(password, where.login, where.name);
+    const list = $(where.list);
     list.replaceChildren();
     for (const rule of [...LIVE_RULES, ...SERVER_RULES]) {
       const li = document.createElement("li");
@@ -1544,6 +1596,11 @@
   async function startTwoFactor() {
     const setup = await ui.api("POST", "/api/v1/session/two-factor").catch(() => null);
     if (!setup) { $("two-factor-error").textContent = t("password.failed"); return; }
+    // The server draws the QR code as SVG; shown through an <img> from a data: URL, so the
+    // document is an image and nothing in it can reach this page's DOM.
+    const qr = $("two-factor-qr");
+    qr.src = `data:image/svg+xml;base64,${btoa(setup.qr_svg)}`;
+    qr.alt = t("twofactor.qr_alt");
     $("two-factor-secret").textContent = setup.secret.replace(/(.{4})/g, "$1 ").trim();
     $("two-factor-uri").textContent = setup.uri;
     $("two-factor-setup").hidden = false;
@@ -1649,6 +1706,13 @@
     renderNotices();
   }
 
+  // The operator's page: a facility applied; the open admin screen shows it at once.
+  function facilityApplied(m) {
+    state.notices.push(m);
+    renderNotices();
+    if (!$("admin-view").hidden) admin.refresh();
+  }
+
   function renderNotices() {
     const box = $("notices");
     box.replaceChildren();
@@ -1656,6 +1720,7 @@
     for (const m of state.notices) {
       const p = document.createElement("p");
       p.className = "notice";
+      if (m.type === "facility_applied") { p.textContent = t("notice.facility_applied"); box.append(p); continue; }
       p.textContent = t("notice.locked", {
         name: m.user.name,
         facility: m.user.facility ? m.user.facility.name : "",
@@ -1747,11 +1812,19 @@
     });
     notify.bind();
     $("setup-open").addEventListener("click", async () => {
-      ui.api("GET", "/api/v1/password-policy").then((policy) => { state.policy = policy; }, () => {});
+      ui.api("GET", "/api/v1/password-policy").then((policy) => { state.policy = policy; renderSetupRules(); }, () => {});
+      renderSetupRules();
       $("login-form").hidden = true;
       $("setup-form").hidden = false;
       $("setup-login").focus();
     });
+    for (const id of SETUP_BOXES) {
+      $(id).addEventListener("input", typeSetupCode);
+      $(id).addEventListener("paste", pasteSetupCode);
+      $(id).addEventListener("keydown", backSetupCode);
+    }
+    $("setup-password").addEventListener("input", () => renderSetupRules());
+    $("setup-login").addEventListener("input", () => renderSetupRules());
     $("setup-back").addEventListener("click", () => { $("setup-form").hidden = true; $("login-form").hidden = false; });
     $("setup-form").addEventListener("submit", setUpPassword);
     $("timeline").addEventListener("scroll", timelineScrolled, { passive: true });

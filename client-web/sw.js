@@ -31,7 +31,7 @@ const SHELL = [
 // The catalogue, the same one the page uses (i18n.js sets it on the global object).
 importScripts("/i18n.js");
 const MESSAGES = self.RENKEI_MESSAGES;
-const KINDS = ["post", "mention", "invitation", "account", "test"];
+const KINDS = ["post", "mention", "invitation", "account", "test", "facility_applied"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {

@@ -36,7 +36,7 @@ test("an admin registers a staff member, who sets a password with the code and l
   const result = admin.page.locator(".result", { hasText: "山本 優子" });
   await result.waitFor();
   const code = (await result.locator(".secret").textContent()).trim();
-  assert.ok(code.length >= 8, `a setup code is shown: ${code}`);
+  assert.match(code, /^[0-9A-Z]{5}(-[0-9A-Z]{5}){3}$/, `a setup code is shown in groups: ${code}`);
   const row = admin.page.locator(".person", { hasText: "山本 優子" });
   assert.match(await row.textContent(), /薬剤師.*yamamoto@sakura\.example\.jp/);
   await screenshot(admin.page, "admin-staff");
@@ -48,11 +48,12 @@ test("an admin registers a staff member, who sets a password with the code and l
   await page.getByRole("button", { name: "初期設定コードでパスワードを設定する" }).click();
   const setup = page.locator("#setup-form");
   await setup.getByLabel("ログインID").fill("yamamoto@sakura.example.jp");
-  await setup.getByLabel("初期設定コード").fill("WRONG-CODE");
+  // Typed into the first box, a whole code spreads over the four.
+  await setup.getByLabel("初期設定コード（1〜5文字目）").fill("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ");
   await setup.getByLabel("新しいパスワード").fill("Hoshi-Zora!7Kumo");
   await setup.getByRole("button", { name: "パスワードを設定する" }).click();
   await page.locator("#setup-error", { hasText: "正しくないか" }).waitFor();
-  await setup.getByLabel("初期設定コード").fill(code);
+  await setup.getByLabel("初期設定コード（1〜5文字目）").fill(code);
   await setup.getByRole("button", { name: "パスワードを設定する" }).click();
   await page.locator("#login-note", { hasText: "パスワードを設定しました" }).waitFor();
   assert.equal(await page.locator("#login-id").inputValue(), "yamamoto@sakura.example.jp");
@@ -192,6 +193,7 @@ test("the operator approves a facility's application and suspends a facility wit
       name: "あおば薬局", kind: "pharmacy", address: "市内青葉町1-2-3",
       contact: { name: "青葉 一", email: "info@aoba.example.jp", phone: "000-0000-0000" },
       admins: [{ name: "青葉 一", email: "aoba.admin@aoba.example.jp", profession: "pharmacist" }],
+      pledged: true,
     }),
   });
   assert.equal(applied.status, 201);

@@ -16,7 +16,7 @@ test("Japanese and English have the same keys", () => {
 });
 
 test("every key the client names is in the catalogue", () => {
-  const sources = ["app.js", "admin.js", "notify.js", "drafts.js", "ui.js", "facilities.js", "index.html", "facilities.html"].map(read).join("\n");
+  const sources = ["app.js", "admin.js", "notify.js", "drafts.js", "ui.js", "facilities.js", "index.html", "facilities.html", "apply.js", "apply.html"].map(read).join("\n");
   const keys = new Set([
     ...[...sources.matchAll(/\bt\("([a-z_.]+)"/g)].map((m) => m[1]),
     ...[...sources.matchAll(/data-i18n(?:-placeholder)?="([a-z_.]+)"/g)].map((m) => m[1]),
@@ -31,7 +31,7 @@ test("every key the client names is in the catalogue", () => {
 test("every kind of push has its text", () => {
   const worker = read("sw.js");
   const kinds = JSON.parse(worker.match(/const KINDS = (\[[^\]]*\]);/)[1]);
-  assert.deepEqual(kinds, ["post", "mention", "invitation", "account", "test"]);
+  assert.deepEqual(kinds, ["post", "mention", "invitation", "account", "test", "facility_applied"]);
   const keys = ["push.title", "push.generic", ...kinds.map((k) => `push.${k}`)];
   assert.deepEqual(keys.filter((k) => !(k in ja) || !(k in en)), []);
 });

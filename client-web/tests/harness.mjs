@@ -56,11 +56,12 @@ export function stopServer(child) {
   });
 }
 
-// Registers the file's set-up and clean-up: a demo city, its server, the browser.
-export function useServer() {
+// Registers the file's set-up and clean-up: a demo city, its server, the browser. The
+// demo's groups start empty unless `week` asks for its week of posts.
+export function useServer({ week = false } = {}) {
   before(async () => {
     env.dataDir = mkdtempSync(join(tmpdir(), "renkei-web-"));
-    const demo = spawnSync(BIN, ["demo"], { env: { ...process.env, RENKEI_DATA_DIR: env.dataDir }, encoding: "utf8" });
+    const demo = spawnSync(BIN, week ? ["demo"] : ["demo", "--empty"], { env: { ...process.env, RENKEI_DATA_DIR: env.dataDir }, encoding: "utf8" });
     assert.equal(demo.status, 0, demo.stderr);
     env.logins = Object.fromEntries(
       demo.stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter((w) => w[0]?.includes(".")).map((w) => [w[0], w[1]]),

@@ -77,6 +77,9 @@ pub struct ApplicantAdmin {
 pub struct RosterEntry {
     pub name: String,
     pub profession: String,
+    /// The staff member's own e-mail address, for the invitation to register (optional).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
 }
 
 /// Who the city contacts about the application.
@@ -100,6 +103,12 @@ pub struct FacilityApplication {
     pub admins: Vec<ApplicantAdmin>,
     #[serde(default)]
     pub roster: Vec<RosterEntry>,
+    /// The applicant pledges that the facility will keep what it learns confidential and
+    /// send its pledge (様式2) to the city, and that each staff member signs theirs (様式4)
+    /// before using the network. Required to be true for a new application; applications
+    /// stored before it existed read as false.
+    #[serde(default)]
+    pub pledged: bool,
 }
 
 /// A participating facility as the public list (公示, art. 3(2)) shows it: no personal data.
@@ -243,6 +252,9 @@ pub struct TwoFactorSetup {
     pub secret: String,
     /// The same as an `otpauth://totp/…` URI, for apps that read one.
     pub uri: String,
+    /// `uri` as a QR code, an SVG document drawn by the server (black modules on white,
+    /// with the quiet zone), for the app's camera.
+    pub qr_svg: String,
 }
 
 /// `PUT /api/v1/session/two-factor`: a code from the app, confirming the new secret.
@@ -754,6 +766,8 @@ pub enum NoticeKind {
     Account,
     /// The user asked for a test notification.
     Test,
+    /// A facility applied to join (様式1): to the operators.
+    FacilityApplied,
 }
 
 /// Quiet hours (夜間は通知しない), in Japan time: no push between `start` and `end`

@@ -134,6 +134,9 @@ pub enum ServerMessage {
     AccountLocked { user: UserProfile, until: Millis },
     /// The answer to [`ClientMessage::Ping`], with its `n`.
     Pong { n: u64 },
+    /// Notice, to the operators: a facility applied (様式1); its application waits in the
+    /// operator's list (`GET /api/v1/facilities/applications`).
+    FacilityApplied { facility: i64 },
 }
 
 /// What a client needs to start.
@@ -199,6 +202,10 @@ pub struct GroupSummary {
     /// The client counts the posts by others that arrive after `last_seq`.
     #[serde(default)]
     pub unread: u32,
+    /// Of those, the posts that mention the user (`@name`): the 自分宛て count of
+    /// mentions received while they were away. Later ones arrive as `mention` notices.
+    #[serde(default)]
+    pub unread_mentions: u32,
 }
 
 /// The two kinds of group.

@@ -37,13 +37,60 @@ pub async fn new_setup_code(
     user: UserId,
     hours: u32,
 ) -> Result<(String, i64), StoreError> {
-    let code = session::random_token();
+    let code = random_setup_code();
     let now = clock::now_ms();
     let expires_at = now + i64::from(hours) * 3_600_000;
+    let canonical = normalize_setup_code(&code).unwrap_or_default();
     store
-        .create_password_setup(user, &session::token_hash(&code), now, expires_at)
+        .create_password_setup(user, &session::token_hash(&canonical), now, expires_at)
         .await?;
     Ok((code, expires_at))
+}
+
+/// Crockford's base32 alphabet: no I, L, O or U, so no two characters look alike.
+const SETUP_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters of a setup code: 20 × 5 bits = 100 bits, in groups of 5.
+const SETUP_CHARS: usize = 20;
+const SETUP_GROUP: usize = 5;
+
+/// A new setup code as handed over on paper: `XXXXX-XXXXX-XXXXX-XXXXX`, 100 random bits.
+fn random_setup_code() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; SETUP_CHARS];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut code = String::with_capacity(SETUP_CHARS + SETUP_CHARS / SETUP_GROUP);
+    for (i, byte) in bytes.iter().enumerate() {
+        if i > 0 && i % SETUP_GROUP == 0 {
+            code.push('-');
+        }
+        // 256 is a multiple of 32: the low five bits of a random byte are uniform.
+        code.push(char::from(SETUP_ALPHABET[usize::from(byte & 0x1f)]));
+    }
+    code
+}
+
+/// A setup code as typed, in its one canonical form (20 upper-case characters), or `None`
+/// if it cannot be one. Crockford's decoding: case does not matter, O reads as 0, I and L
+/// as 1; hyphens and spaces (also full-width ones from a Japanese keyboard) are ignored.
+pub fn normalize_setup_code(typed: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization as _;
+    let mut canonical = String::with_capacity(SETUP_CHARS);
+    for c in typed.nfkc() {
+        let c = match c.to_ascii_uppercase() {
+            c if c.is_whitespace() || matches!(c, '-' | '‐' | '‑' | '–' | '—' | 'ー') => {
+                continue
+            }
+            'O' => '0',
+            'I' | 'L' => '1',
+            c if c.is_ascii() && SETUP_ALPHABET.contains(&(c as u8)) => c,
+            _ => return None,
+        };
+        if canonical.len() == SETUP_CHARS {
+            return None;
+        }
+        canonical.push(c);
+    }
+    (canonical.len() == SETUP_CHARS).then_some(canonical)
 }
 
 /// Creates a one-time code with which `user` sets a first password.
@@ -153,14 +200,31 @@ async fn check_new_password(
 /// reset, with a one-time code.
 pub async fn setup_password(
     State(app): State<Arc<App>>,
+    ClientIp(client): ClientIp,
     body: Result<Json<PasswordSetup>, JsonRejection>,
 ) -> Result<StatusCode, HttpError> {
     let Json(setup) = body?;
-    let invalid = || HttpError::bad_request("invalid or expired code");
+    // Wrong codes count with the source address's failed logins (after 20, delays grow
+    // from 1 s to a minute): with 100 bits per code, guessing is hopeless either way.
+    if let Some(wait) = app.logins.wait_address(client, Instant::now()) {
+        return Err(HttpError::rate_limited(
+            wait,
+            "too many wrong setup codes: wait",
+        ));
+    }
+    let invalid = || {
+        app.logins.failed_address(client, Instant::now());
+        HttpError::bad_request("invalid or expired code")
+    };
     if setup.code.len() > 100 {
         return Err(invalid());
     }
-    let code = session::token_hash(setup.code.trim());
+    // Codes issued before they became Crockford base32 were stored as typed; they still
+    // work until they expire.
+    let code = match normalize_setup_code(&setup.code) {
+        Some(canonical) => session::token_hash(&canonical),
+        None => session::token_hash(setup.code.trim()),
+    };
     let now = clock::now_ms();
     let user = app
         .store
@@ -655,5 +719,44 @@ mod tests {
         assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
         assert_eq!(image_type(b"<svg xmlns=..."), None);
         assert_eq!(image_type(b""), None);
+    }
+
+    #[test]
+    fn setup_codes_are_four_groups_of_crockford_base32() {
+        let code = random_setup_code();
+        let groups: Vec<&str> = code.split('-').collect();
+        assert_eq!(groups.len(), 4, "{code}");
+        for group in groups {
+            assert_eq!(group.len(), 5, "{code}");
+            assert!(group.bytes().all(|b| SETUP_ALPHABET.contains(&b)), "{code}");
+        }
+        assert_ne!(random_setup_code(), code);
+        assert_eq!(normalize_setup_code(&code), Some(code.replace('-', "")));
+    }
+
+    #[test]
+    fn setup_codes_are_read_as_crockford_decodes_them() {
+        let canonical = Some("0123456789ABCDEFGHJK".to_string());
+        for typed in [
+            "01234-56789-ABCDE-FGHJK",
+            "01234 56789 abcde fghjk",
+            "o1234-56789-abcde-fghjk",
+            "0I234-56789-ABCDE-FGHJK",
+            "0l234-56789-ABCDE-FGHJK",
+            "０１２３４ー５６７８９ーＡＢＣＤＥーＦＧＨＪＫ",
+            " 0123456789ABCDEFGHJK\n",
+        ] {
+            assert_eq!(normalize_setup_code(typed), canonical, "{typed}");
+        }
+        // U is not in the alphabet; too short, too long, or another kind of token.
+        for typed in [
+            "U1234-56789-ABCDE-FGHJK",
+            "01234-56789-ABCDE-FGHJ",
+            "01234-56789-ABCDE-FGHJK-0",
+            "",
+            "dGhpcyBpcyBhbiBvbGQgc2V0dXAgY29kZSBvZiA0MyBjaA",
+        ] {
+            assert_eq!(normalize_setup_code(typed), None, "{typed}");
+        }
     }
 }

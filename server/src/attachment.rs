@@ -25,14 +25,14 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use renkei_protocol::{ErrorCode, FileRef, GroupId, UserId};
+use renkei_protocol::{ErrorCode, FileRef, GroupId, Millis, UserId};
 use sha2::{Digest, Sha256};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::Action;
-use crate::store::{NewFile, StoredFile};
+use crate::store::{NewFile, Store, StoredFile};
 use crate::{clock, group};
 
 /// The longest file name kept, in characters.
@@ -444,39 +444,68 @@ pub async fn upload(
     let kind = detect(&bytes)
         .filter(|kind| accepted.iter().any(|name| name == kind.name()))
         .ok_or_else(|| AttachError::Unsupported(accepted.join(", ")))?;
-    let thumbnail = if kind.is_image() {
-        let copy = bytes.clone();
-        let made = tokio::task::spawn_blocking(move || thumbnail(&copy))
-            .await
-            .map_err(|_| AttachError::BadImage)??;
-        Some(made)
-    } else {
-        None
-    };
-    let record = NewFile {
+    let upload = Upload {
         group: group_id,
         uploader: caller.user.id,
-        name: clean_name(query.name.as_deref(), kind),
+        name: query.name.as_deref(),
+        kind,
+        at: clock::now_ms(),
+    };
+    let stored = store_upload(app.store.as_ref(), &app.files, upload, bytes.into()).await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+/// A file to store, its type detected and accepted.
+pub struct Upload<'a> {
+    pub group: GroupId,
+    pub uploader: UserId,
+    /// The name it was given; cleaned before it is stored.
+    pub name: Option<&'a str>,
+    pub kind: Kind,
+    pub at: Millis,
+}
+
+/// Stores an uploaded file: its thumbnail made (an image's), its record, then its bytes;
+/// returns what a post attaches. The upload endpoint and `renkei demo` both take this path.
+pub async fn store_upload(
+    store: &dyn Store,
+    files: &FileStore,
+    upload: Upload<'_>,
+    bytes: Vec<u8>,
+) -> Result<FileRef, AttachError> {
+    let kind = upload.kind;
+    let (bytes, thumbnail) = if kind.is_image() {
+        let made = tokio::task::spawn_blocking(move || thumbnail(&bytes).map(|t| (bytes, t)))
+            .await
+            .map_err(|_| AttachError::BadImage)??;
+        (made.0, Some(made.1))
+    } else {
+        (bytes, None)
+    };
+    let record = NewFile {
+        group: upload.group,
+        uploader: upload.uploader,
+        name: clean_name(upload.name, kind),
         media_type: kind.media_type().to_string(),
         size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
         content_hash: Sha256::digest(&bytes).to_vec(),
         thumbnail: thumbnail.is_some(),
-        at: clock::now_ms(),
+        at: upload.at,
     };
-    let id = app.store.create_file(&record).await?;
-    app.files
-        .put(group_id, id, &bytes, thumbnail.as_deref())
+    let id = store.create_file(&record).await?;
+    files
+        .put(upload.group, id, &bytes, thumbnail.as_deref())
         .await
         .map_err(AttachError::from)?;
     tracing::info!(
-        group = group_id,
+        group = upload.group,
         file = id,
-        by = caller.user.id,
+        by = upload.uploader,
         kind = kind.name(),
         "file uploaded"
     );
-    let stored = app.store.file(id).await?.ok_or(AttachError::NotFound)?;
-    Ok((StatusCode::CREATED, Json(file_ref(&stored))))
+    let stored = store.file(id).await?.ok_or(AttachError::NotFound)?;
+    Ok(file_ref(&stored))
 }
 
 /// What a download takes.

@@ -26,7 +26,12 @@ pub enum Command {
     /// Serve the API, the WebSocket hub and the web client (the default).
     Serve,
     /// Fill an empty database with a demo city and print the logins and passwords.
-    Demo,
+    Demo {
+        /// Leave the groups empty, without the week of posts (for tests that start from
+        /// empty groups).
+        #[arg(long)]
+        empty: bool,
+    },
     /// Show what the archive process would do now (it runs inside the server).
     Archive {
         /// Print the plan without changing anything (the only mode: the server runs it).

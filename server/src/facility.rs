@@ -7,18 +7,19 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_protocol::api::NoticeKind;
 use renkei_protocol::api::{
     ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails, FacilityStatus,
     Pledge, PublicFacility, Reason, RosterEntry,
 };
-use renkei_protocol::{AccountStatus, Role};
+use renkei_protocol::{AccountStatus, Role, ServerMessage};
 
 use crate::account::issue_setup_code;
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::Action;
-use crate::store::{NewUser, StatusChange};
+use crate::store::{MailKind, NewUser, StatusChange};
 use crate::{clock, input, membership};
 
 /// The most admins and roster lines an application lists.
@@ -32,40 +33,54 @@ pub async fn public_list(
     Ok(Json(app.store.public_facilities().await?))
 }
 
-/// Checks an application field by field.
+/// Checks an application field by field. A refusal's message starts with the field it
+/// names, rows by index (`admins[1].email`), so a form can show it next to that field.
 fn checked(application: FacilityApplication) -> Result<FacilityApplication, HttpError> {
     if application.admins.is_empty() || application.admins.len() > MAX_ADMINS {
         return Err(HttpError::bad_request(format!(
-            "an application names 1 to {MAX_ADMINS} admins"
+            "admins: an application names 1 to {MAX_ADMINS} admins"
         )));
     }
     if application.roster.len() > MAX_ROSTER {
         return Err(HttpError::bad_request(format!(
-            "a roster has at most {MAX_ROSTER} lines"
+            "roster: a roster has at most {MAX_ROSTER} lines"
         )));
     }
+    if !application.pledged {
+        return Err(HttpError::bad_request(
+            "pledged: the pledges (様式2, 様式4) must be accepted",
+        ));
+    }
     let mut admins = Vec::with_capacity(application.admins.len());
-    for admin in application.admins {
-        let email = input::email("admins.email", &admin.email)?;
+    for (i, admin) in application.admins.into_iter().enumerate() {
+        let email = input::email(&format!("admins[{i}].email"), &admin.email)?;
         if admins.iter().any(|a: &ApplicantAdmin| a.email == email) {
-            return Err(HttpError::bad_request(
-                "each admin needs their own e-mail address (one account per person)",
-            ));
+            return Err(HttpError::bad_request(format!(
+                "admins[{i}].email is another admin's too: each admin needs their own \
+                 e-mail address (one account per person)"
+            )));
         }
         admins.push(ApplicantAdmin {
-            name: input::text("admins.name", &admin.name, 100)?,
-            kana: input::optional_text("admins.kana", &admin.kana, 100)?,
+            name: input::text(&format!("admins[{i}].name"), &admin.name, 100)?,
+            kana: input::optional_text(&format!("admins[{i}].kana"), &admin.kana, 100)?,
             email,
-            profession: input::text("admins.profession", &admin.profession, 100)?,
+            profession: input::text(&format!("admins[{i}].profession"), &admin.profession, 100)?,
         });
     }
     let roster = application
         .roster
         .into_iter()
-        .map(|line| {
+        .enumerate()
+        .map(|(i, line)| {
+            let email = if line.email.trim().is_empty() {
+                String::new()
+            } else {
+                input::email(&format!("roster[{i}].email"), &line.email)?
+            };
             Ok(RosterEntry {
-                name: input::text("roster.name", &line.name, 100)?,
-                profession: input::text("roster.profession", &line.profession, 100)?,
+                name: input::text(&format!("roster[{i}].name"), &line.name, 100)?,
+                profession: input::text(&format!("roster[{i}].profession"), &line.profession, 100)?,
+                email,
             })
         })
         .collect::<Result<_, HttpError>>()?;
@@ -80,6 +95,7 @@ fn checked(application: FacilityApplication) -> Result<FacilityApplication, Http
         },
         admins,
         roster,
+        pledged: true,
     })
 }
 
@@ -95,6 +111,19 @@ pub async fn apply(
         .apply_facility(&application, clock::now_ms())
         .await?;
     tracing::info!(facility = id, name = %application.name, "facility applied");
+    // The operators learn of it on their open pages, and by push and mail, which say only
+    // that an application arrived.
+    let notice = ServerMessage::FacilityApplied { facility: id };
+    for operator in app.store.operators().await? {
+        app.bus.notify(operator, &notice);
+        crate::notice::tell(
+            &app,
+            operator,
+            NoticeKind::FacilityApplied,
+            Some(MailKind::FacilityApplied),
+        )
+        .await;
+    }
     Ok((StatusCode::CREATED, Json(load(&app, id).await?)))
 }
 

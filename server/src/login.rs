@@ -113,6 +113,36 @@ impl Attempts {
         }
     }
 
+    /// How long a guess from `address` of something that names no login (a setup code)
+    /// must still wait: only the address's failures count.
+    pub fn wait_address(&self, address: IpAddr, now: Instant) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let f = failures.get(&Key::Address(address))?;
+        (f.last + delay(f.count, FREE_PER_ADDRESS))
+            .checked_duration_since(now)
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// A wrong guess from `address` that names no login: counted with its failed logins.
+    pub fn failed_address(&self, address: IpAddr, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_REMEMBERED {
+            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
+            if failures.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
+        let entry = failures.entry(Key::Address(address)).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.saturating_duration_since(entry.last) >= FORGET {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.last = now;
+    }
+
     pub fn succeeded(&self, login: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(&Key::Login(login.to_string()));
@@ -375,6 +405,29 @@ mod tests {
         // …and the owner's success clears the login's failures.
         attempts.succeeded("a@x.jp");
         assert_eq!(attempts.wait("a@x.jp", address, start), None);
+    }
+
+    #[test]
+    fn an_address_guessing_setup_codes_waits_with_its_failed_logins() {
+        let attempts = Attempts::default();
+        let address: IpAddr = [127, 0, 0, 1].into();
+        let other: IpAddr = [127, 0, 0, 2].into();
+        let start = Instant::now();
+        for _ in 0..FREE_PER_ADDRESS - 1 {
+            assert_eq!(attempts.wait_address(address, start), None);
+            attempts.failed_address(address, start);
+        }
+        attempts.failed("a@x.jp", address, start);
+        assert_eq!(
+            attempts.wait_address(address, start),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            attempts.wait("b@x.jp", address, start),
+            Some(Duration::from_secs(1)),
+            "a login from the guessing address waits too"
+        );
+        assert_eq!(attempts.wait_address(other, start), None);
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub fn compose(kind: MailKind, count: Option<i64>, url: &str) -> (String, String
              An administrator reset your Renkei password and ended all your sessions. Get the new setup code from them."
                 .to_string(),
         ),
+        MailKind::FacilityApplied => (
+            "Renkeiに新しい利用申請が届きました".to_string(),
+            "Renkeiに事業所からの新しい利用申請（様式1）が届きました。ログインして管理画面の事業所タブでご確認ください。\n\
+             A facility has applied to join Renkei. Log in and see the Facilities tab of the admin screen."
+                .to_string(),
+        ),
         MailKind::Test => (
             "Renkeiのテスト通知です".to_string(),
             "これはRenkeiのテスト通知です。メールでの通知が届いています。\n\
@@ -374,6 +380,7 @@ mod tests {
             MailKind::Locked,
             MailKind::PasswordReset,
             MailKind::Test,
+            MailKind::FacilityApplied,
         ] {
             let (subject, body) = compose(kind, None, "https://r.example.jp");
             assert!(subject.starts_with("Renkei"), "{subject}");

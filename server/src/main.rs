@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cli.config).await,
-            Command::Demo => demo(cli.config).await,
+            Command::Demo { empty } => demo(cli.config, empty).await,
             Command::Archive { dry_run } => archive(cli.config, dry_run).await,
             Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
             Command::Audit(AuditCommand::Verify) => verify_audit(cli.config).await,
@@ -82,9 +82,14 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 #[allow(clippy::print_stdout)]
-async fn demo(config: renkei::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn demo(
+    config: renkei::config::Config,
+    empty: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = renkei::app::open_store(&config).await?;
-    let logins = renkei::demo::seed(store.as_ref()).await?;
+    let files = renkei::attachment::FileStore::open(&config)?;
+    let week = (!empty).then_some(&files);
+    let logins = renkei::demo::seed(store.as_ref(), week).await?;
     print!("{}", renkei::demo::table(&logins));
     Ok(())
 }

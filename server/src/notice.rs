@@ -268,7 +268,9 @@ async fn try_tell(
 fn mail_wanted(mail: MailKind, settings: &NoticeSettingsRecord) -> bool {
     match mail {
         MailKind::Locked | MailKind::PasswordReset | MailKind::SetupCode => true,
-        MailKind::Digest | MailKind::Invitation | MailKind::Test => settings.email,
+        MailKind::Digest | MailKind::Invitation | MailKind::Test | MailKind::FacilityApplied => {
+            settings.email
+        }
     }
 }
 

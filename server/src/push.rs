@@ -483,7 +483,7 @@ fn build(app: &App, push: &ClaimedPush, now: Millis) -> Result<reqwest::RequestB
 fn urgency(kind: NoticeKind) -> &'static str {
     match kind {
         NoticeKind::Mention | NoticeKind::Invitation | NoticeKind::Account => "high",
-        NoticeKind::Post | NoticeKind::Test => "normal",
+        NoticeKind::Post | NoticeKind::Test | NoticeKind::FacilityApplied => "normal",
     }
 }
 

@@ -44,6 +44,7 @@ pub async fn summaries(app: &App, user: &UserRecord, groups: &[GroupRecord]) -> 
             if let Some(state) = states.get(&record.id) {
                 summary.read_seq = state.read_seq;
                 summary.unread = u32::try_from(state.unread).unwrap_or(u32::MAX);
+                summary.unread_mentions = u32::try_from(state.mentions).unwrap_or(u32::MAX);
                 // The count covers the group up to the store's last event; the client
                 // counts what arrives after `last_seq`.
                 summary.last_seq = summary.last_seq.max(state.last_seq);

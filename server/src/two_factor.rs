@@ -156,6 +156,26 @@ pub async fn accept(app: &App, user: UserId, secret: &[u8], code: &str) -> Resul
         .await?)
 }
 
+/// `text` as a QR code in SVG: medium error correction, 8-pixel modules with the quiet
+/// zone, so a phone's camera reads it off a screen. No external service sees the secret.
+fn qr_svg(text: &str) -> Result<String, HttpError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| {
+            // Only a text beyond a QR code's capacity (~2 KB) fails; logins are far shorter.
+            tracing::error!(error = %e, "the setup URI does not fit a QR code");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error: nothing was changed",
+            )
+        })?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .module_dimensions(8, 8)
+        .quiet_zone(true)
+        .build())
+}
+
 /// `GET /api/v1/session/two-factor`.
 pub async fn status(
     State(app): State<Arc<App>>,
@@ -199,7 +219,12 @@ pub async fn start(
     let uri = format!(
         "otpauth://totp/Renkei:{label}?secret={secret}&issuer=Renkei&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}"
     );
-    Ok(Json(TwoFactorSetup { secret, uri }))
+    let qr_svg = qr_svg(&uri)?;
+    Ok(Json(TwoFactorSetup {
+        secret,
+        uri,
+        qr_svg,
+    }))
 }
 
 /// `PUT /api/v1/session/two-factor`: a code confirms the pending secret, which takes

@@ -29,7 +29,7 @@ const VERSION_PLACEHOLDER: &str = "__RENKEI_VERSION__";
 type File = (&'static str, &'static str, &'static [u8]);
 
 /// Every file of the client.
-const FILES: [File; 16] = [
+const FILES: [File; 18] = [
     ("/", HTML, include_bytes!("../../client-web/index.html")),
     ("/app.js", JS, include_bytes!("../../client-web/app.js")),
     ("/ui.js", JS, include_bytes!("../../client-web/ui.js")),
@@ -84,6 +84,13 @@ const FILES: [File; 16] = [
         JS,
         include_bytes!("../../client-web/facilities.js"),
     ),
+    // The public application form of a facility (様式1).
+    (
+        "/apply",
+        HTML,
+        include_bytes!("../../client-web/apply.html"),
+    ),
+    ("/apply.js", JS, include_bytes!("../../client-web/apply.js")),
 ];
 
 /// The client's version: the first 16 hex digits of a SHA-256 over every file's path and

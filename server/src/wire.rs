@@ -112,6 +112,7 @@ pub fn group_summary(group: &GroupRecord) -> GroupSummary {
         last_seq: group.last_seq,
         read_seq: 0,
         unread: 0,
+        unread_mentions: 0,
     }
 }
 

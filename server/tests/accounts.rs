@@ -156,6 +156,14 @@ async fn an_admins_reset_ends_every_session_and_lifts_a_lock(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(closed(&mut alice_socket).await, Some(4001));
     let setup_code = body["setup_code"].as_str().expect("a code").to_string();
+    // Four groups of five characters of Crockford's base32, for typing from paper.
+    assert_eq!(setup_code.len(), 23, "{setup_code}");
+    assert!(
+        setup_code.split('-').all(|g| g.len() == 5
+            && g.bytes()
+                .all(|b| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(&b))),
+        "{setup_code}"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         login(&app, "alice", PASSWORD).await.status(),
@@ -177,8 +185,16 @@ async fn an_admins_reset_ends_every_session_and_lifts_a_lock(backend: Backend) {
         .post("/api/v1/password-setup", setup(PASSWORD))
         .await;
     assert_eq!((status, rules(&body)), (400, vec!["reused"]));
+    // Typed as a phone may: lower case, spaces between the groups, a 0 read as O.
+    let typed = setup_code
+        .to_lowercase()
+        .replace('-', " ")
+        .replace('0', "o");
     let (status, _) = anonymous
-        .post("/api/v1/password-setup", setup("tsukimi-dango 2026"))
+        .post(
+            "/api/v1/password-setup",
+            json!({"code": typed, "password": "tsukimi-dango 2026"}),
+        )
         .await;
     assert_eq!(status, 204);
     logged_in(&app, "alice", "tsukimi-dango 2026").await;

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::Client;
-use renkei_protocol::{GroupKind, LoginResponse};
+use renkei_protocol::{EventData, GroupKind, LoginResponse};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,56 @@ async fn demo_city_is_ready_to_chat() {
     };
     let nurse = login("sakura.ns.suzuki").await;
     let helper = login("midori.hp.yoshida").await;
+    let nurse_token = nurse.token.clone();
     let mut nurse = Client::connect(addr, &nurse.token).await;
+
+    // A week of posts in her groups, with confirmations and a file, dated over the past
+    // week by the server's clock.
+    let now = renkei::clock::now_ms();
+    let groups: Vec<_> = nurse.welcome.groups.iter().map(|g| g.id).collect();
+    let mut events = Vec::new();
+    for group in groups {
+        events.extend(nurse.sync(group, 0).await);
+    }
+    let posts: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.data, EventData::Post { .. }))
+        .collect();
+    assert!(posts.len() >= 10, "{} posts", posts.len());
+    assert!(posts
+        .iter()
+        .all(|p| p.at < now && p.at > now - 8 * 86_400_000));
+    let days: std::collections::HashSet<i64> =
+        posts.iter().map(|p| (now - p.at) / 86_400_000).collect();
+    assert!(days.len() >= 5, "spread over the week: {days:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.data, EventData::PostConfirmed { .. })),
+        "a confirmation"
+    );
+    let file = posts
+        .iter()
+        .find_map(|p| match &p.data {
+            EventData::Post { file, .. } => file.clone(),
+            _ => None,
+        })
+        .expect("a post with a file");
+    assert_eq!(file.media_type, "image/png");
+    assert!(file.thumbnail);
+    let download = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/files/{}", file.id))
+        .bearer_auth(&nurse_token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), 200);
+    let bytes = download.bytes().await.expect("bytes");
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "the file's bytes are in the file store"
+    );
+
     let mut helper = Client::connect(addr, &helper.token).await;
 
     // 中村 次郎 様 has both of them; the helper's list has patient groups only.

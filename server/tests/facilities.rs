@@ -24,7 +24,8 @@ fn application() -> Value {
         "address": "市内 1-2-3",
         "contact": {"name": "窓口 花子", "email": "contact@midori.example.jp", "phone": "000-0000"},
         "admins": [{"name": "管理 一郎", "kana": "かんり いちろう", "email": "Admin@Midori.example.jp", "profession": "pharmacist"}],
-        "roster": [{"name": "薬剤師 二郎", "profession": "pharmacist"}]
+        "roster": [{"name": "薬剤師 二郎", "profession": "pharmacist", "email": "jiro@midori.example.jp"}],
+        "pledged": true
     })
 }
 
@@ -107,14 +108,32 @@ async fn a_facility_applies_is_approved_and_registers_staff(backend: Backend) {
     assert!(body["error"]["message"]
         .as_str()
         .unwrap_or("")
-        .contains("admins.email"));
-    let mut bad = application();
-    bad["admins"] = json!([]);
-    let (status, _) = app
-        .anonymous()
-        .post("/api/v1/facilities/applications", bad)
-        .await;
-    assert_eq!(status, 400);
+        .starts_with("admins[0].email "));
+    // Each refusal names its field first, rows by index, for the web form.
+    for (field, value, named) in [
+        ("admins", json!([]), "admins:"),
+        ("pledged", json!(false), "pledged:"),
+        (
+            "roster",
+            json!([{"name": "a", "profession": "nurse"}, {"name": " ", "profession": "nurse"}]),
+            "roster[1].name ",
+        ),
+        (
+            "roster",
+            json!([{"name": "a", "profession": "nurse", "email": "nope"}]),
+            "roster[0].email ",
+        ),
+    ] {
+        let mut bad = application();
+        bad[field] = value;
+        let (status, body) = app
+            .anonymous()
+            .post("/api/v1/facilities/applications", bad)
+            .await;
+        assert_eq!(status, 400);
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.starts_with(named), "{message}");
+    }
 
     let (status, applied) = app
         .anonymous()
@@ -139,6 +158,11 @@ async fn a_facility_applies_is_approved_and_registers_staff(backend: Backend) {
         waiting[0]["application"]["roster"][0]["name"],
         "薬剤師 二郎"
     );
+    assert_eq!(
+        waiting[0]["application"]["roster"][0]["email"],
+        "jiro@midori.example.jp"
+    );
+    assert_eq!(waiting[0]["application"]["pledged"], true);
     let (status, _) = operator
         .get("/api/v1/facilities/applications?status=nonsense")
         .await;

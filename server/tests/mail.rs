@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, TestApp, WAIT};
 use renkei::clock::Clock;
-use renkei_protocol::{ClientMessage, Role};
+use renkei_protocol::{ClientMessage, Role, ServerMessage};
 use renkei_testbed::{Mail, OwnSmtp, SilentSmtp};
 use serde_json::json;
 
@@ -248,7 +248,54 @@ async fn a_silent_mail_server_blocks_nothing(backend: Backend) {
     app.stop().await;
 }
 
+/// A facility's application (様式1) reaches the operators at once: a notice on their open
+/// page and a content-free mail. Nobody else hears of it.
+async fn an_application_tells_the_operators(backend: Backend) {
+    let smtp = OwnSmtp::start().await.expect("SMTP server");
+    let app = spawn(backend, smtp.url()).await;
+    let operator = app.user(None, "city@example.jp", Role::Operator).await;
+    let mut page = app.client(operator).await;
+    let (status, applied) = app
+        .anonymous()
+        .post(
+            "/api/v1/facilities/applications",
+            json!({
+                "name": "ひまわり訪問看護ステーション",
+                "kind": "visiting_nurse_station",
+                "address": "市内 2-3-4",
+                "contact": {"name": "窓口 一子", "email": "info@himawari.example.jp", "phone": "000"},
+                "admins": [{"name": "管理 二子", "email": "admin@himawari.example.jp", "profession": "nurse"}],
+                "pledged": true
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{applied}");
+    let id = applied["id"].as_i64().expect("id");
+    let mut told = false;
+    for _ in 0..50 {
+        if let ServerMessage::FacilityApplied { facility } = page.recv().await {
+            assert_eq!(facility, id);
+            told = true;
+            break;
+        }
+    }
+    assert!(told, "the operator's open page is told");
+
+    let mails = smtp.wait_for(1, WAIT).await;
+    let mail = to(&mails, "city@example.jp");
+    assert_eq!(mail.len(), 1, "{mails:?}");
+    assert_eq!(mail[0].subject, "Renkeiに新しい利用申請が届きました");
+    assert!(mail[0].body.contains("https://renkei.example.jp"));
+    for detail in ["ひまわり", "himawari", "管理 二子"] {
+        assert!(!mail[0].raw.contains(detail), "{detail}");
+    }
+    mails_settled(&app).await;
+    assert_eq!(smtp.messages().len(), 1, "only the operator");
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_application_tells_the_operators,
     unread_posts_bring_a_content_free_digest,
     invitations_mail_and_refusals_reach_the_admins,
     a_silent_mail_server_blocks_nothing,

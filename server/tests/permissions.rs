@@ -51,7 +51,8 @@ async fn every_forbidden_action_is_refused(backend: Backend) {
             "/api/v1/facilities/applications",
             Some(json!({"name": "申請中", "kind": "other", "address": "市内",
                 "contact": {"name": "c", "email": "c@example.jp", "phone": "0"},
-                "admins": [{"name": "a", "email": "a@applied.example.jp", "profession": "nurse"}]})),
+                "admins": [{"name": "a", "email": "a@applied.example.jp", "profession": "nurse"}],
+                "pledged": true})),
         )
         .await["id"]
         .as_i64()

@@ -141,6 +141,9 @@ pub trait Access: Send + Sync {
     /// Who is told when the account is locked: the other active admins of its facility,
     /// or, when it has none (or the account is an operator's), the active operators.
     async fn lock_notice_recipients(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+
+    /// The active operators, who are told of a facility's application.
+    async fn operators(&self) -> Result<Vec<UserId>, StoreError>;
 }
 
 macro_rules! access_store {
@@ -531,6 +534,16 @@ macro_rules! access_store {
                     admins
                 };
                 Ok(recipients.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn operators(&self) -> Result<Vec<UserId>, StoreError> {
+                let operators: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM users WHERE role = 'operator' AND status = 'active' \
+                     ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(operators.into_iter().map(|(id,)| id).collect())
             }
 
             async fn login_succeeded(&self, user: UserId) -> Result<(), StoreError> {

@@ -125,6 +125,8 @@ pub enum MailKind {
     Locked,
     PasswordReset,
     Test,
+    /// To an operator: a facility applied (様式1).
+    FacilityApplied,
 }
 
 impl MailKind {
@@ -136,6 +138,7 @@ impl MailKind {
             MailKind::Locked => "locked",
             MailKind::PasswordReset => "password_reset",
             MailKind::Test => "test",
+            MailKind::FacilityApplied => "facility_applied",
         }
     }
 
@@ -147,6 +150,7 @@ impl MailKind {
             "locked" => MailKind::Locked,
             "password_reset" => MailKind::PasswordReset,
             "test" => MailKind::Test,
+            "facility_applied" => MailKind::FacilityApplied,
             other => return Err(StoreError::Corrupt(format!("mail kind {other:?}"))),
         })
     }
@@ -213,6 +217,7 @@ pub fn kind_name(kind: NoticeKind) -> &'static str {
         NoticeKind::Invitation => "invitation",
         NoticeKind::Account => "account",
         NoticeKind::Test => "test",
+        NoticeKind::FacilityApplied => "facility_applied",
     }
 }
 
@@ -223,6 +228,7 @@ fn parse_kind(name: &str) -> Result<NoticeKind, StoreError> {
         "invitation" => NoticeKind::Invitation,
         "account" => NoticeKind::Account,
         "test" => NoticeKind::Test,
+        "facility_applied" => NoticeKind::FacilityApplied,
         other => return Err(StoreError::Corrupt(format!("notice kind {other:?}"))),
     })
 }

@@ -14,6 +14,8 @@ pub struct ReadState {
     pub read_seq: Seq,
     /// Posts by others after `read_seq` up to `last_seq`, not deleted.
     pub unread: i64,
+    /// Of those, the posts that mention the member.
+    pub mentions: i64,
     /// The group's last sequence number when counted.
     pub last_seq: Seq,
 }
@@ -125,11 +127,17 @@ macro_rules! reading_store {
             ) -> Result<Vec<ReadState>, StoreError> {
                 // One seek per group: the count walks the group's events after the read
                 // position on the primary key.
-                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                // Mentions seek on their primary key (user, group, seq) the same way.
+                let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
                     "SELECT m.group_id, m.last_read_seq, \
                      (SELECT COUNT(*) FROM events e WHERE e.group_id = m.group_id \
                       AND e.seq > m.last_read_seq AND e.seq <= g.last_seq AND e.kind = 'post' \
-                      AND e.deleted_at IS NULL AND e.author_id <> m.user_id), g.last_seq \
+                      AND e.deleted_at IS NULL AND e.author_id <> m.user_id), g.last_seq, \
+                     (SELECT COUNT(*) FROM mentions n JOIN events e \
+                      ON e.group_id = n.group_id AND e.seq = n.seq \
+                      WHERE n.user_id = m.user_id AND n.group_id = m.group_id \
+                      AND n.seq > m.last_read_seq AND n.seq <= g.last_seq \
+                      AND e.deleted_at IS NULL) \
                      FROM memberships m JOIN care_groups g ON g.id = m.group_id \
                      WHERE m.user_id = $1 AND ($2 IS NULL OR m.group_id = $2) ORDER BY m.group_id",
                 )
@@ -139,10 +147,11 @@ macro_rules! reading_store {
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(group, read_seq, unread, last_seq)| ReadState {
+                    .map(|(group, read_seq, unread, last_seq, mentions)| ReadState {
                         group,
                         read_seq,
                         unread,
+                        mentions,
                         last_seq,
                     })
                     .collect())

@@ -331,6 +331,7 @@ fn facility_details(row: FacilityRow) -> Result<FacilityDetails, StoreError> {
             },
             admins: Vec::new(),
             roster: Vec::new(),
+            pledged: false,
         });
     Ok(FacilityDetails {
         id: row.id,
