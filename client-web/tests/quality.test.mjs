@@ -80,14 +80,14 @@ const SCREENS = [
     await page.locator("#account-open").click();
     await page.locator("#account[open] #sessions li").first().waitFor();
   } },
-  ...["職員", "グループと精査", "モニタリングと通報", "保管庫", "監査ログ"].map((tab) => ({
+  ...["職員", "グループと精査", "監視と報告", "保管庫", "監査ログ"].map((tab) => ({
     name: `admin: ${tab}`, login: "sakura.admin", show: (page) => openAdmin(page, tab),
   })),
   { name: "admin: audit log, a run unfolded", login: "sakura.admin", show: async (page) => {
     await openAdmin(page, "監査ログ");
     await page.locator("table.audit tr.routine button").first().click();
   } },
-  ...["施設", "職員", "監査ログ"].map((tab) => ({
+  ...["事業所", "職員", "監査ログ"].map((tab) => ({
     name: `operator: ${tab}`, login: "city.operator", show: (page) => openAdmin(page, tab),
   })),
 ];
