@@ -82,7 +82,11 @@ const FILES: [File; 16] = [
         include_bytes!("../../client-web/facilities.js"),
     ),
     // What a search engine may index: the pages, not the API.
-    ("/robots.txt", TEXT, include_bytes!("../../client-web/robots.txt")),
+    (
+        "/robots.txt",
+        TEXT,
+        include_bytes!("../../client-web/robots.txt"),
+    ),
 ];
 
 /// The client's version: the first 16 hex digits of a SHA-256 over every file's path and
@@ -228,7 +232,11 @@ fn assets(files: &[File]) -> Vec<Asset> {
         .iter()
         .filter(|(_, content_type, _)| is_page(content_type))
         .map(|&(path, content_type, body)| {
-            asset(path, content_type, versioned_page(body, &assets).into_bytes())
+            asset(
+                path,
+                content_type,
+                versioned_page(body, &assets).into_bytes(),
+            )
         })
         .collect();
     assets.extend(pages);
@@ -298,7 +306,9 @@ fn serve(asset: &Asset, headers: &HeaderMap, query: Option<&str>) -> Response {
         Some(coding) => format!("\"{}-{coding}\"", asset.hash),
         None => format!("\"{}\"", asset.hash),
     };
-    let current = query == Some(format!("v={}", asset.hash).as_str());
+    // The pages and the worker are how a new version is found: never cached for long.
+    let versioned = !is_page(asset.content_type) && asset.path != SERVICE_WORKER;
+    let current = versioned && query == Some(format!("v={}", asset.hash).as_str());
     let cache = if current {
         "public, max-age=31536000, immutable"
     } else {
@@ -308,11 +318,8 @@ fn serve(asset: &Asset, headers: &HeaderMap, query: Option<&str>) -> Response {
     let mut response = if not_modified(headers, &asset.hash) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = (
-            [(header::CONTENT_TYPE, asset.content_type)],
-            body.clone(),
-        )
-            .into_response();
+        let mut response =
+            ([(header::CONTENT_TYPE, asset.content_type)], body.clone()).into_response();
         if let Some(coding) = coding {
             response
                 .headers_mut()
@@ -459,7 +466,10 @@ mod tests {
         }
         // Scripts, styles, pages, manifest, robots.txt, the worker.
         assert!(compressed >= 12, "{compressed}");
-        assert!(asset("/icons/icon-192.png").brotli.is_none(), "PNG is compressed already");
+        assert!(
+            asset("/icons/icon-192.png").brotli.is_none(),
+            "PNG is compressed already"
+        );
     }
 
     #[tokio::test]
@@ -476,7 +486,11 @@ mod tests {
         for (accept, coding) in cases {
             let response = serve(app, &request(&[(header::ACCEPT_ENCODING, accept)]), None);
             assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(header(&response, header::CONTENT_ENCODING), coding, "{accept}");
+            assert_eq!(
+                header(&response, header::CONTENT_ENCODING),
+                coding,
+                "{accept}"
+            );
             assert_eq!(header(&response, header::VARY), Some("accept-encoding"));
             assert_eq!(header(&response, header::CONTENT_TYPE), Some(JS));
             let expected = match coding {
@@ -505,9 +519,17 @@ mod tests {
         };
         assert_eq!(cache(Some(&current)), "public, max-age=31536000, immutable");
         assert_eq!(cache(None), "no-cache");
-        assert_eq!(cache(Some("v=0123456789abcdef")), "no-cache", "a stale version");
-        for page in ["/", "/facilities"] {
-            let response = serve(asset(page), &accept, Some(&format!("v={}", asset(page).hash)));
+        assert_eq!(
+            cache(Some("v=0123456789abcdef")),
+            "no-cache",
+            "a stale version"
+        );
+        for page in ["/", "/facilities", SERVICE_WORKER] {
+            let response = serve(
+                asset(page),
+                &accept,
+                Some(&format!("v={}", asset(page).hash)),
+            );
             assert_eq!(header(&response, header::CACHE_CONTROL), Some("no-cache"));
         }
     }
@@ -545,7 +567,10 @@ mod tests {
         ] {
             let response = serve(
                 app,
-                &request(&[(header::IF_NONE_MATCH, &tag), (header::ACCEPT_ENCODING, "br")]),
+                &request(&[
+                    (header::IF_NONE_MATCH, &tag),
+                    (header::ACCEPT_ENCODING, "br"),
+                ]),
                 None,
             );
             assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{tag}");
