@@ -188,7 +188,9 @@ test("without a network the shell starts and says it is offline; it reconnects w
 async function upgradingProxy() {
   const proxy = { upgraded: false, server: null, port: 0 };
   proxy.server = http.createServer((req, res) => {
-    const upstream = http.request({ host: "127.0.0.1", port: env.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+    // The worker it rewrites is asked for uncompressed (the server sends brotli when it may).
+    const headers = req.url === "/sw.js" ? { ...req.headers, "accept-encoding": "identity" } : req.headers;
+    const upstream = http.request({ host: "127.0.0.1", port: env.port, path: req.url, method: req.method, headers }, (answer) => {
       if (!(req.url === "/sw.js" && proxy.upgraded)) {
         res.writeHead(answer.statusCode, answer.headers);
         answer.pipe(res);
