@@ -109,13 +109,6 @@ window.RenkeiAdmin = (shell) => {
       h("p", { id: "admin-error", class: "error", role: "alert" }),
       h("section", { id: "admin-panel", class: "admin-panel", role: "tabpanel", "aria-labelledby": `admin-tab-${view.tab}` }, content),
     ].filter(Boolean));
-    // A table scrolls sideways on a phone rather than squeezing names into a column of
-    // single characters: its container can be reached and scrolled by keyboard.
-    for (const wrap of $("admin-view").querySelectorAll(".table-wrap")) {
-      wrap.tabIndex = 0;
-      wrap.setAttribute("role", "region");
-      if (!wrap.hasAttribute("aria-label")) wrap.setAttribute("aria-label", t(`admin.tab.${view.tab}`));
-    }
   }
 
   async function load() {
@@ -364,9 +357,9 @@ window.RenkeiAdmin = (shell) => {
         h("td", {}, m.last_post_at ? formatTime(m.last_post_at) : "—"),
         h("td", {}, m.last_read_at ? formatTime(m.last_read_at) : "—"));
     });
-    parts.push(h("div", { class: "table-wrap", "aria-label": t("review.members_table", { group: title }) }, h("table", { class: "members" },
+    parts.push(scrollTable(t("review.members_table", { group: title }), h("table", { class: "members" },
       h("thead", {}, h("tr", {}, ["", "member", "facility", "profession", "last_post", "last_read"].map((k) =>
-        h("th", { scope: "col" }, k ? t(`review.${k}`) : "")))),
+        h("th", { scope: "col" }, k ? t(`review.${k}`) : h("span", { class: "visually-hidden" }, t("review.select_column")))))),
       h("tbody", {}, rows))));
 
     if (manage && !s.admins_room) {
@@ -549,6 +542,13 @@ window.RenkeiAdmin = (shell) => {
       view.staff = new Map();
       if (view.facility) await loadStaff().catch(() => {});
     }
+    // The groups' names for the records: the user's own groups, and (an admin) the groups
+    // of the facility in view.
+    if (view.facility && view.labelsOf !== view.facility) {
+      const review = await api("GET", `/api/v1/facilities/${view.facility}/review`).catch(() => null);
+      view.labels = new Map((review?.groups ?? []).map((g) => [g.group.id, groupLabel(g.group)]));
+      view.labelsOf = view.facility;
+    }
     const records = await api("GET", base + query(params));
     const form = h("form", { class: "inline-form", onsubmit: (e) => {
       e.preventDefault();
@@ -566,13 +566,147 @@ window.RenkeiAdmin = (shell) => {
     h("button", { type: "submit" }, t("audit.search")));
     const csv = h("a", { class: "button", href: base + query({ ...params, limit: 10000, format: "csv" }), download: "renkei-audit.csv" }, t("audit.csv"));
     const who = (id) => (id === null ? t("audit.system") : view.staff.get(id)?.name ?? `#${id}`);
-    const table = h("div", { class: "table-wrap" }, h("table", { class: "audit" },
+    const row = (r, hidden = false) => h("tr", { class: ok(r) ? "" : "failed", hidden, title: r.action },
+      h("td", {}, formatTime(r.at)), h("td", {}, who(r.actor)), h("td", {}, auditAction(r)),
+      h("td", {}, r.target), h("td", {}, r.source), h("td", {}, r.result));
+    const rows = [];
+    for (const run of auditRuns(records)) {
+      if (run.length === 1) { rows.push(row(run[0])); continue; }
+      // A run of routine reads: one line saying how many, the records behind it on demand.
+      const members = run.map((r) => row(r, true));
+      const [newest, oldest] = [run[0], run[run.length - 1]];
+      const toggle = h("button", { type: "button", class: "link-button", "aria-expanded": "false", onclick: (e) => {
+        const open = e.currentTarget.getAttribute("aria-expanded") !== "true";
+        e.currentTarget.setAttribute("aria-expanded", String(open));
+        for (const member of members) member.hidden = !open;
+      } }, t("audit.routine", { n: run.length }));
+      rows.push(h("tr", { class: "routine" },
+        h("td", {}, `${formatTime(oldest.at)} – ${formatTime(newest.at)}`), h("td", {}, who(newest.actor)),
+        h("td", { colspan: 4 }, toggle)), ...members);
+    }
+    const table = scrollTable(t("audit.table"), h("table", { class: "audit" },
       h("thead", {}, h("tr", {}, ["at", "who", "action", "target", "source", "result"].map((k) => h("th", { scope: "col" }, t(`audit.${k}`))))),
-      h("tbody", {}, records.map((r) => h("tr", { class: r.result === "ok" || /^2\d\d$/.test(r.result) ? "" : "failed" },
-        h("td", {}, formatTime(r.at)), h("td", {}, who(r.actor)), h("td", {}, r.action),
-        h("td", {}, r.target), h("td", {}, r.source), h("td", {}, r.result))))));
+      h("tbody", {}, rows)));
     return [form, h("p", {}, csv, " ", h("span", { class: "muted" }, t("audit.count", { n: records.length }))), table];
   };
+
+  const ok = (r) => r.result === "ok" || /^2\d\d$/.test(r.result);
+
+  // Every audited action in words: the text's key (audit.do.*) and whether it is a routine
+  // read (a list a screen loads; no patient's posts), which the table folds into one line
+  // per run. The CSV keeps the raw records.
+  const AUDIT_ACTIONS = {
+    "GET /api/v1/archive": ["archive_list", true],
+    "GET /api/v1/audit": ["audit", true],
+    "GET /api/v1/facilities": ["facilities", true],
+    "GET /api/v1/facilities/applications": ["applications", true],
+    "POST /api/v1/facilities/applications": ["apply", false],
+    "GET /api/v1/facilities/{id}": ["facility", true],
+    "POST /api/v1/facilities/{id}/approve": ["facility_approve", false],
+    "GET /api/v1/facilities/{id}/audit": ["audit", true],
+    "GET /api/v1/facilities/{id}/directory": ["directory", true],
+    "PUT /api/v1/facilities/{id}/pledge": ["facility_pledge", false],
+    "GET /api/v1/facilities/{id}/posts": ["monitoring", false],
+    "POST /api/v1/facilities/{id}/reinstate": ["facility_reinstate", false],
+    "POST /api/v1/facilities/{id}/reject": ["facility_reject", false],
+    "GET /api/v1/facilities/{id}/reports": ["reports", true],
+    "GET /api/v1/facilities/{id}/review": ["review", true],
+    "POST /api/v1/facilities/{id}/suspend": ["facility_suspend", false],
+    "GET /api/v1/facilities/{id}/users": ["staff", true],
+    "POST /api/v1/facilities/{id}/users": ["staff_add", false],
+    "POST /api/v1/facilities/{id}/withdraw": ["facility_withdraw", false],
+    "GET /api/v1/files/{id}": ["file", false],
+    "GET /api/v1/files/{id}/thumbnail": ["thumbnail", false],
+    "POST /api/v1/groups": ["group_create", false],
+    "GET /api/v1/groups/{id}": ["group", false],
+    "PATCH /api/v1/groups/{id}": ["group_rename", false],
+    "POST /api/v1/groups/{id}/archive": ["group_archive", false],
+    "PUT /api/v1/groups/{id}/consent": ["consent", false],
+    "GET /api/v1/groups/{id}/export": ["export", false],
+    "POST /api/v1/groups/{id}/files": ["upload", false],
+    "GET /api/v1/groups/{id}/history": ["history", false],
+    "POST /api/v1/groups/{id}/invitations": ["invite", false],
+    "POST /api/v1/groups/{id}/members/remove": ["members_remove", false],
+    "DELETE /api/v1/groups/{id}/members/{user}": ["member_remove", false],
+    "PUT /api/v1/groups/{id}/mute": ["mute", false],
+    "POST /api/v1/groups/{id}/posts/{seq}/confirm": ["confirm", false],
+    "POST /api/v1/groups/{id}/posts/{seq}/delete": ["post_delete", false],
+    "POST /api/v1/groups/{id}/posts/{seq}/report": ["report", false],
+    "GET /api/v1/groups/{id}/reads": ["reads", false],
+    "POST /api/v1/groups/{id}/restore": ["group_restore", false],
+    "GET /api/v1/invitations": ["invitations", true],
+    "POST /api/v1/invitations/{id}/accept": ["invitation_accept", false],
+    "POST /api/v1/invitations/{id}/approve": ["invitation_approve", false],
+    "POST /api/v1/invitations/{id}/cancel": ["invitation_cancel", false],
+    "POST /api/v1/invitations/{id}/decline": ["invitation_decline", false],
+    "POST /api/v1/invitations/{id}/refuse": ["invitation_refuse", false],
+    "GET /api/v1/mentions": ["mentions", true],
+    "GET /api/v1/notifications/settings": ["notify_settings", true],
+    "PUT /api/v1/notifications/settings": ["notify_change", false],
+    "POST /api/v1/notifications/test": ["notify_test", false],
+    "GET /api/v1/password-policy": ["password_policy", true],
+    "POST /api/v1/password-setup": ["password_setup", false],
+    "GET /api/v1/push/key": ["push_key", true],
+    "POST /api/v1/push/subscriptions": ["push_on", false],
+    "DELETE /api/v1/push/subscriptions/{id}": ["push_off", false],
+    "POST /api/v1/reports/{id}/dismiss": ["report_dismiss", false],
+    "GET /api/v1/search": ["search", false],
+    "DELETE /api/v1/session": ["logout", false],
+    "GET /api/v1/session": ["session", true],
+    "POST /api/v1/session": ["login", false],
+    "PUT /api/v1/session/password": ["password_change", false],
+    "DELETE /api/v1/session/two-factor": ["two_factor_off", false],
+    "GET /api/v1/session/two-factor": ["two_factor", true],
+    "POST /api/v1/session/two-factor": ["two_factor_start", false],
+    "PUT /api/v1/session/two-factor": ["two_factor_confirm", false],
+    "DELETE /api/v1/sessions": ["logout_all", false],
+    "GET /api/v1/sessions": ["sessions", true],
+    "DELETE /api/v1/sessions/{session}": ["session_end", false],
+    "GET /api/v1/users/{id}": ["user", true],
+    "PATCH /api/v1/users/{id}": ["user_edit", false],
+    "POST /api/v1/users/{id}/ban": ["user_ban", false],
+    "POST /api/v1/users/{id}/deactivate": ["user_deactivate", false],
+    "POST /api/v1/users/{id}/password-reset": ["user_password_reset", false],
+    "GET /api/v1/users/{id}/photo": ["photo", true],
+    "PUT /api/v1/users/{id}/photo": ["photo_upload", false],
+    "PUT /api/v1/users/{id}/pledge": ["user_pledge", false],
+    "POST /api/v1/users/{id}/reinstate": ["user_reinstate", false],
+    "POST /api/v1/users/{id}/restrict": ["user_restrict", false],
+    "PUT /api/v1/users/{id}/role": ["user_role", false],
+    // The connection catching up on each of the user's groups: automatic, at every connect.
+    "ws sync": ["sync", true],
+    "ws history": ["history", false],
+    "account locked": ["account_locked", false],
+  };
+
+  function groupName(id) {
+    if (id === null || id === undefined) return "";
+    return shell.groupName(id) ?? view.labels?.get(id) ?? t("audit.group_n", { id });
+  }
+
+  // "閲覧: 佐藤 ハナ 様のグループ"; an action this client does not know, as recorded.
+  function auditAction(r) {
+    const known = AUDIT_ACTIONS[r.action];
+    return known ? t(`audit.do.${known[0]}`, { group: groupName(r.group) }) : r.action;
+  }
+
+  // The records (newest first) in runs: consecutive successful routine reads by the same
+  // person form one run, every other record is a run of its own.
+  function auditRuns(records) {
+    const runs = [];
+    for (const r of records) {
+      const routine = AUDIT_ACTIONS[r.action]?.[1] === true && ok(r);
+      const last = runs[runs.length - 1];
+      if (routine && last?.routine && last.actor === r.actor) last.records.push(r);
+      else runs.push({ routine, actor: r.actor, records: [r] });
+    }
+    return runs.map((run) => run.records);
+  }
+
+  // A table wider than the screen scrolls inside a region the keyboard can reach.
+  function scrollTable(label, table) {
+    return h("div", { class: "table-wrap", role: "region", tabindex: "0", "aria-label": label }, table);
+  }
 
   // ---- facilities (the operator): applications, approval, suspension, withdrawal --------
   PANELS.facilities = async () => {

@@ -49,6 +49,7 @@
   const ui = window.RenkeiUI(t);
   const admin = window.RenkeiAdmin({
     ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
+    groupName: (id) => { const g = state.groups.get(id); return g ? groupLabel(g.summary) : null; },
   });
   const notify = window.RenkeiNotify({ ui, t, user: () => state.user, openGroup: openWanted });
   const drafts = window.RenkeiDrafts;
@@ -1209,6 +1210,10 @@
     if (cursors.length > 0) state.socket.send(JSON.stringify({ type: "sync", groups: cursors }));
     sendVisibility();
     show($("admin-view").hidden ? "chat" : "admin");
+    if (state.focusAfterLogin) {
+      state.focusAfterLogin = false;
+      if (!$("chat-view").hidden) $("groups-heading").focus();
+    }
     renderConnection();
     renderGroups();
     renderTimeline();
@@ -1293,15 +1298,20 @@
   }
 
   // ---- sessions ------------------------------------------------------------------------
+  // Whether this browser had a session when last seen (shared by its tabs). Only a hint,
+  // "1" or absent: the cookie (out of reach of scripts) decides; a stale hint costs one 401.
+  const SIGNED_IN = "renkei.signed-in";
   // "ok", "none" (no valid session: 401) or "unreachable" (network, server down).
   async function whoAmI(timeoutMs) {
     let info;
     try {
       info = await ui.api("GET", "/api/v1/session", undefined, { timeoutMs });
     } catch (error) {
+      if (error.status === 401) localStorage.removeItem(SIGNED_IN);
       return error.status === 401 ? "none" : "unreachable";
     }
     if (!info) return "unreachable"; // the answer's body did not arrive in time
+    localStorage.setItem(SIGNED_IN, "1");
     state.login = info.login;
     state.name = info.user?.name || "";
     state.mustChange = !!info.password_change_required;
@@ -1344,7 +1354,11 @@
     codeRow.hidden = true;
     $("login-note").textContent = "";
     $("login-error").textContent = error || "";
-    if (!error && await whoAmI() === "ok") start();
+    if (!error && await whoAmI() === "ok") {
+      // The form disappears with the focus in it; the group list's heading takes it (welcome).
+      state.focusAfterLogin = true;
+      start();
+    }
   }
 
   // A new account (or one an admin reset) sets its password with the one-time code
@@ -1420,6 +1434,7 @@
   }
 
   function enterLogin() {
+    localStorage.removeItem(SIGNED_IN);
     state.user = null;
     state.socket = null;
     stopBeat();
@@ -1846,7 +1861,9 @@
     notify.register();
     notify.saveLanguage(state.lang);
     applyLanguage();
-    const session = await whoAmI();
+    // A browser that never logged in (or logged out) goes straight to the login form: no
+    // session check whose 401 the console would report as an error.
+    const session = localStorage.getItem(SIGNED_IN) ? await whoAmI() : "none";
     if (session === "ok") start(); else if (session === "none") enterLogin(); else enterOffline();
   });
 })();

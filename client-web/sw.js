@@ -58,7 +58,10 @@ self.addEventListener("fetch", (event) => {
   if (url.origin !== self.location.origin) return;
   // A navigation to the app (`/?group=12` included) falls back to the cached page.
   const path = request.mode === "navigate" && url.pathname === "/" ? "/" : url.pathname;
-  if (!SHELL.includes(path) || (path !== "/" && url.search !== "")) return;
+  // The page names its files with their hash (`/app.js?v=<hash>`, see web.rs): the same
+  // file as the shell's `/app.js` of this version.
+  const versioned = /^\?v=[0-9a-f]{16}$/.test(url.search);
+  if (!SHELL.includes(path) || (path !== "/" && url.search !== "" && !versioned)) return;
   event.respondWith((async () => {
     try {
       return await fetch(request);

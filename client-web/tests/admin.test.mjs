@@ -241,10 +241,11 @@ test("the audit log is searched by person and exported as CSV", async () => {
   await admin.page.getByLabel("操作した人").selectOption({ label: "高橋 美咲" });
   await admin.page.getByRole("button", { name: "検索" }).click();
   await admin.page.waitForFunction(() => {
-    const cells = [...document.querySelectorAll("table.audit tbody tr td:nth-child(2)")];
+    const cells = [...document.querySelectorAll("table.audit tbody tr:not(.routine) td:nth-child(2)")];
     return cells.length > 0 && cells.every((cell) => cell.textContent === "高橋 美咲");
   });
-  const who = await admin.page.locator("table.audit tbody tr td:nth-child(2)").allTextContents();
+  // One row per record (a run of routine reads has a line of its own above its records).
+  const who = await admin.page.locator("table.audit tbody tr:not(.routine) td:nth-child(2)").allTextContents();
   assert.ok(who.length > 0 && who.every((name) => name === "高橋 美咲"), who.join(","));
   await screenshot(admin.page, "admin-audit");
 
@@ -257,6 +258,39 @@ test("the audit log is searched by person and exported as CSV", async () => {
   const actors = new Set(lines.slice(1).map((line) => line.split(",")[3]));
   assert.ok(lines.length - 1 >= who.length, `${lines.length - 1} rows`);
   assert.equal(actors.size, 1, "one person's records only");
+  await admin.context.close();
+});
+
+test("the audit log says what was done in words and folds routine reads into one line", async () => {
+  // A nurse connects: the server records the catch-up of each of her groups.
+  const nurse = await logIn("himawari.ns.ito");
+  await nurse.context.close();
+  const admin = await logIn("himawari.admin", WIDE);
+  await openAdmin(admin.page, "監査ログ");
+  const rows = admin.page.locator("table.audit tbody tr");
+  await rows.first().waitFor();
+  // No raw API path in the action column; the raw record stays in the row's title (and CSV).
+  const actions = await admin.page.locator("table.audit tbody tr:not(.routine) td:nth-child(3)").allTextContents();
+  assert.ok(actions.length > 0);
+  assert.deepEqual(actions.filter((a) => /^(GET|POST|PUT|PATCH|DELETE|ws) /.test(a)), []);
+  // The admin's own screen loads: one line with a count, the records hidden until asked.
+  const run = admin.page.locator("table.audit tr.routine").first();
+  const toggle = run.getByRole("button", { name: /^画面の表示（一覧の読み込み）×\d+$/ });
+  assert.equal(await toggle.getAttribute("aria-expanded"), "false");
+  const n = Number((await toggle.textContent()).split("×")[1]);
+  assert.ok(n >= 2, `${n}`);
+  const hidden = await admin.page.locator("table.audit tbody tr[hidden]").count();
+  assert.ok(hidden >= n, `${hidden} hidden rows`);
+  await toggle.click();
+  assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+  assert.equal(await admin.page.locator("table.audit tbody tr[hidden]").count(), hidden - n);
+  // The nurse's catch-up names her groups' patients, not their numbers.
+  const all = await admin.page.locator("table.audit tbody td:nth-child(3)").allTextContents();
+  assert.ok(all.some((a) => /^接続時の同期: .+ 様$/.test(a)), all.join(" | "));
+  assert.ok(all.some((a) => a === "ログイン"), "the logins in words");
+  // The table scrolls in a region the keyboard reaches.
+  const region = admin.page.getByRole("region", { name: "監査証跡の一覧" });
+  assert.equal(await region.getAttribute("tabindex"), "0");
   await admin.context.close();
 });
 

@@ -54,3 +54,18 @@ test("every value of the protocol's enums shown in words has its text", () => {
   const tabs = ["facilities", "staff", "groups", "moderation", "archive", "audit"].map((k) => `admin.tab.${k}`);
   assert.deepEqual(tabs.filter((k) => !(k in ja)), []);
 });
+
+// The audit trail in words (admin.js): every endpoint the API has (from docs/openapi.json)
+// has its words, and every word its text in both languages.
+test("every audited action has its words", () => {
+  const admin = read("admin.js");
+  const table = admin.slice(admin.indexOf("const AUDIT_ACTIONS = {"), admin.indexOf("};", admin.indexOf("const AUDIT_ACTIONS = {")));
+  const actions = new Map([...table.matchAll(/"([^"]+)": \["([a-z_]+)", (true|false)\]/g)].map((m) => [m[1], m[2]]));
+  const paths = JSON.parse(read("../docs/openapi.json")).paths;
+  const endpoints = Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+  assert.ok(endpoints.length > 50, `found ${endpoints.length} endpoints`);
+  assert.deepEqual(endpoints.filter((e) => !actions.has(e)), []);
+  for (const action of ["ws sync", "ws history"]) assert.ok(actions.has(action), action);
+  const keys = [...new Set(actions.values())].map((k) => `audit.do.${k}`);
+  assert.deepEqual(keys.filter((k) => !(k in ja) || !(k in en)), []);
+});
