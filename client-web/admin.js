@@ -653,6 +653,7 @@ window.RenkeiAdmin = (shell) => {
     "GET /api/v1/search": ["search", false],
     "DELETE /api/v1/session": ["logout", false],
     "GET /api/v1/session": ["session", true],
+    "GET /api/v1/session/key": ["session_key", true],
     "POST /api/v1/session": ["login", false],
     "PUT /api/v1/session/password": ["password_change", false],
     "DELETE /api/v1/session/two-factor": ["two_factor_off", false],

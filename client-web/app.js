@@ -47,10 +47,16 @@
   };
 
   const ui = window.RenkeiUI(t);
-  const admin = window.RenkeiAdmin({
-    ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
-    groupName: (id) => { const g = state.groups.get(id); return g ? groupLabel(g.summary) : null; },
-  });
+  // 管理 (admin.js) is fetched when first opened: most users never open it.
+  let admin = null;
+  async function adminScreens() {
+    await window.RenkeiLater.load("admin");
+    admin ??= window.RenkeiAdmin({
+      ui, t, formatTime, describe, groupLabel, user: () => state.user, lang: () => state.lang,
+      groupName: (id) => { const g = state.groups.get(id); return g ? groupLabel(g.summary) : null; },
+    });
+    return admin;
+  }
   const notify = window.RenkeiNotify({ ui, t, user: () => state.user, openGroup: openWanted });
   const drafts = window.RenkeiDrafts;
 
@@ -70,9 +76,16 @@
     renderTitle();
     renderConnection();
     if (state.user) { renderGroups(); renderTimeline(); renderMentions(); }
-    if (!$("admin-view").hidden) { show("admin"); admin.refresh(); } else if (state.user) show("chat");
+    if (!$("admin-view").hidden) { show("admin"); admin?.refresh(); } else if (state.user) show("chat");
     renderNotices();
     if ($("account").open) { renderRules(); notify.refresh(); }
+  }
+
+  // Shows the chosen language, fetching its catalogue first; Japanese (always there)
+  // meanwhile, and instead if the catalogue cannot be fetched.
+  async function useLanguage() {
+    try { await window.RenkeiLater.language(state.lang); } catch { /* Japanese texts stay */ }
+    applyLanguage();
   }
 
   function formatTime(ms) {
@@ -99,10 +112,16 @@
     $("admin-open").dataset.view = view;
   }
 
-  function toggleAdmin() {
+  async function toggleAdmin() {
     if ($("admin-view").hidden) {
       show("admin");
-      admin.open();
+      try {
+        (await adminScreens()).open();
+      } catch {
+        $("admin-view").replaceChildren(Object.assign(document.createElement("p"), {
+          className: "error", role: "alert", textContent: t("admin.unavailable"),
+        }));
+      }
     } else {
       show("chat");
       renderTimeline();
@@ -1454,7 +1473,7 @@
     renderTitle(); // no count left in the title or on the icon
     $("invitations").hidden = true;
     $("notices").hidden = true;
-    admin.reset();
+    admin?.reset();
     notify.reset();
     show("login");
     renderConnection();
@@ -1498,7 +1517,7 @@
     // Nothing stays on an unattended screen: open dialogs close, the admin screens empty.
     document.querySelectorAll("dialog[open]").forEach((dialog) => dialog.close());
     $("member-list").replaceChildren();
-    admin.clear();
+    admin?.clear();
     $("lock-login").value = state.login;
     $("lock").hidden = false;
     $("lock-password").focus();
@@ -1519,7 +1538,7 @@
     $("lock").hidden = true;
     await whoAmI();
     start();
-    if (!$("admin-view").hidden) admin.refresh();
+    if (!$("admin-view").hidden) admin?.refresh();
   }
 
   // After logging in: an expired password is changed first, then the socket opens.
@@ -1725,7 +1744,7 @@
   function facilityApplied(m) {
     state.notices.push(m);
     renderNotices();
-    if (!$("admin-view").hidden) admin.refresh();
+    if (!$("admin-view").hidden) admin?.refresh();
   }
 
   function renderNotices() {
@@ -1792,7 +1811,7 @@
       state.lang = state.lang === "ja" ? "en" : "ja";
       localStorage.setItem("renkei.lang", state.lang);
       notify.saveLanguage(state.lang);
-      applyLanguage();
+      useLanguage();
     });
     $("login-form").addEventListener("submit", submitLogin);
     $("lock-form").addEventListener("submit", unlock);
@@ -1860,7 +1879,7 @@
     takeWantedGroup();
     notify.register();
     notify.saveLanguage(state.lang);
-    applyLanguage();
+    await useLanguage();
     // A browser that never logged in (or logged out) goes straight to the login form: no
     // session check whose 401 the console would report as an error.
     const session = localStorage.getItem(SIGNED_IN) ? await whoAmI() : "none";

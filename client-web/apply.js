@@ -94,6 +94,11 @@
     $("apply-add-staff").disabled = $("apply-roster").children.length >= MAX_ROSTER;
   }
 
+  // Renders in the chosen language once its catalogue is here (Japanese if it cannot come).
+  function showLanguage() {
+    window.RenkeiLater.language(lang).catch(() => {}).finally(render);
+  }
+
   function render() {
     document.documentElement.lang = lang;
     document.title = `${t("apply.title")} — ${t("app.title")} Renkei`;
@@ -244,12 +249,12 @@
     $("language").addEventListener("click", () => {
       lang = lang === "ja" ? "en" : "ja";
       localStorage.setItem("renkei.lang", lang);
-      render();
+      showLanguage();
     });
     $("apply-add-admin").addEventListener("click", () => addRow("admins").querySelector("input").focus());
     $("apply-add-staff").addEventListener("click", () => addRow("roster").querySelector("input").focus());
     $("apply-form").addEventListener("submit", submit);
     addRow("admins");
-    render();
+    showLanguage();
   });
 })();

@@ -1,5 +1,5 @@
 // The public list of participating facilities (公示, art. 3(2)): no login, no personal data.
-// Its text comes from the client's catalogue (i18n.js), in the language the client chose.
+// Its text comes from the client's catalogue (i18n/), in the language the client chose.
 "use strict";
 
 (() => {
@@ -7,6 +7,11 @@
   let lang = localStorage.getItem("renkei.lang") || "ja";
   let facilities;        // undefined: loading; null: failed
   const t = (key) => (messages[lang] ?? messages.ja)[key] ?? messages.ja[key] ?? key;
+
+  // Renders in the chosen language once its catalogue is here (Japanese if it cannot come).
+  function showLanguage() {
+    window.RenkeiLater.language(lang).catch(() => {}).finally(render);
+  }
 
   function render() {
     document.documentElement.lang = lang;
@@ -30,13 +35,13 @@
     document.getElementById("language").addEventListener("click", () => {
       lang = lang === "ja" ? "en" : "ja";
       localStorage.setItem("renkei.lang", lang);
-      render();
+      showLanguage();
     });
     try {
       const response = await fetch("/api/v1/facilities");
       if (!response.ok) throw new Error(String(response.status));
       facilities = await response.json();
     } catch { facilities = null; }
-    render();
+    showLanguage();
   });
 })();

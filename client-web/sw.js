@@ -20,6 +20,8 @@ const SHELL = [
   "/notify.js",
   "/drafts.js",
   "/i18n.js",
+  "/i18n/ja.js",
+  "/i18n/en.js",
   "/app.css",
   "/manifest.webmanifest",
   "/icons/icon-192.png",
@@ -28,8 +30,8 @@ const SHELL = [
   "/icons/apple-touch-icon.png",
 ];
 
-// The catalogue, the same one the page uses (i18n.js sets it on the global object).
-importScripts("/i18n.js");
+// The catalogues, the same ones the page uses (each sets its language on the global object).
+importScripts("/i18n/ja.js", "/i18n/en.js");
 const MESSAGES = self.RENKEI_MESSAGES;
 const KINDS = ["post", "mention", "invitation", "account", "test", "facility_applied"];
 

@@ -1,4 +1,4 @@
-// The message catalogue (i18n.js): every key the client uses exists in Japanese and in
+// The message catalogue (i18n/ja.js, i18n/en.js): every key the client uses exists in Japanese and in
 // English, and both languages have the same keys. No browser needed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -7,7 +7,7 @@ import vm from "node:vm";
 
 const read = (file) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
 const sandbox = {};
-vm.runInNewContext(read("i18n.js"), sandbox);
+for (const file of ["i18n/ja.js", "i18n/en.js"]) vm.runInNewContext(read(file), sandbox);
 const { ja, en } = sandbox.RENKEI_MESSAGES;
 
 test("Japanese and English have the same keys", () => {

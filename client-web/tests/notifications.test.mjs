@@ -51,7 +51,7 @@ useServer();
 const YAMADA = "山田 太郎 様";
 const source = (file) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
 const sandbox = {};
-vm.runInNewContext(source("i18n.js"), sandbox);
+for (const file of ["i18n/ja.js", "i18n/en.js"]) vm.runInNewContext(source(file), sandbox);
 const { ja, en } = sandbox.RENKEI_MESSAGES;
 // The paths the worker may cache, as sw.js lists them.
 const SHELL = JSON.parse(source("sw.js").match(/const SHELL = (\[[^\]]*\]);/)[1].replace(/,\s*\]/, "]"));

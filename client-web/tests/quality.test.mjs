@@ -196,3 +196,34 @@ test("the page's files are compressed, versioned and cached immutably; the page 
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+// What most users never need is not sent to them: the admin screens come when 管理 is
+// first opened, the English catalogue when English is chosen.
+test("admin.js and the English catalogue are fetched only when needed", async () => {
+  const paths = (responses) => responses.map((r) => new URL(r.url()).pathname);
+  const nurse = await logIn("sakura.ns.suzuki");
+  const seen = [];
+  nurse.page.on("response", (r) => seen.push(r));
+  await nurse.page.reload();
+  await nurse.page.getByText("接続中").waitFor();
+  assert.ok(paths(seen).includes("/i18n/ja.js"), paths(seen).join(" "));
+  assert.ok(!paths(seen).includes("/admin.js"), "a nurse's page fetched admin.js");
+  assert.ok(!paths(seen).includes("/i18n/en.js"), "a Japanese page fetched the English catalogue");
+  await nurse.page.locator("#language").click();
+  await nurse.page.locator("#logout").getByText("Log out").waitFor();
+  const english = seen.find((r) => new URL(r.url()).pathname === "/i18n/en.js");
+  assert.ok(english, "English was shown without its catalogue");
+  assert.equal((await english.allHeaders())["cache-control"], "public, max-age=31536000, immutable");
+  await nurse.page.locator("#language").click();
+  await nurse.context.close();
+
+  const admin = await logIn("sakura.admin");
+  const fetched = [];
+  admin.page.on("response", (r) => fetched.push(r));
+  await admin.page.locator("#admin-open").click();
+  await admin.page.locator("#admin-panel").waitFor();
+  const script = fetched.find((r) => new URL(r.url()).pathname === "/admin.js");
+  assert.ok(script, "管理 opened without fetching admin.js");
+  assert.match(script.url(), /\?v=[0-9a-f]{16}$/);
+  await admin.context.close();
+});

@@ -31,7 +31,7 @@ const VERSION_PLACEHOLDER: &str = "__RENKEI_VERSION__";
 type File = (&'static str, &'static str, &'static [u8]);
 
 /// Every file of the client.
-const FILES: [File; 19] = [
+const FILES: [File; 21] = [
     ("/", HTML, include_bytes!("../../client-web/index.html")),
     ("/app.js", JS, include_bytes!("../../client-web/app.js")),
     ("/ui.js", JS, include_bytes!("../../client-web/ui.js")),
@@ -42,6 +42,8 @@ const FILES: [File; 19] = [
         include_bytes!("../../client-web/notify.js"),
     ),
     ("/i18n.js", JS, include_bytes!("../../client-web/i18n.js")),
+    ("/i18n/ja.js", JS, include_bytes!("../../client-web/i18n/ja.js")),
+    ("/i18n/en.js", JS, include_bytes!("../../client-web/i18n/en.js")),
     (
         "/drafts.js",
         JS,
@@ -549,7 +551,7 @@ mod tests {
 
     #[test]
     fn the_pages_name_every_file_by_its_version() {
-        for page in ["/", "/facilities"] {
+        for page in ["/", "/facilities", "/apply"] {
             let html = std::str::from_utf8(&asset(page).identity).unwrap();
             let mut named = 0;
             for (attribute, rest) in html
@@ -560,7 +562,12 @@ mod tests {
                     continue;
                 }
                 let reference = rest.split('"').next().unwrap();
-                if reference == "manifest.webmanifest" {
+                // Links to pages stay plain: a page is never cached for long.
+                if reference == "manifest.webmanifest"
+                    || FILES.iter().any(|&(path, content_type, _)| {
+                        is_page(content_type) && path == format!("/{reference}")
+                    })
+                {
                     continue;
                 }
                 let (path, version) = reference.split_once("?v=").expect(reference);
