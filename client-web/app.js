@@ -38,7 +38,6 @@
     scroll: null,        // where the next rendering puts the timeline: "open" (a group just opened) or "bottom"
     unreadFrom: null,    // {group, seq}: the read position when the group was opened (ここから未読)
     badgeTotal: -1,      // the unread total last shown in the title and the app badge
-    // issue 19: sending over bad networks
     drafts: new Map(),   // group id -> {id, text}: the composer's unsent text per group
     draftTimer: null,
     beat: { timer: null, n: 0, lastPing: 0, awaitingSince: null },
@@ -1832,7 +1831,7 @@
     $("offline-retry").addEventListener("click", resume);
     window.addEventListener("online", resume);
     document.addEventListener("visibilitychange", sendVisibility);
-    // issue 19: back online or in front of the user: reconnect now, not after the backoff.
+    // Back online or in front of the user: reconnect now, not after the backoff.
     window.addEventListener("online", reconnectNow);
     window.addEventListener("pageshow", reconnectNow);
     window.addEventListener("focus", reconnectNow);
