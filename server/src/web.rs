@@ -42,8 +42,16 @@ const FILES: [File; 21] = [
         include_bytes!("../../client-web/notify.js"),
     ),
     ("/i18n.js", JS, include_bytes!("../../client-web/i18n.js")),
-    ("/i18n/ja.js", JS, include_bytes!("../../client-web/i18n/ja.js")),
-    ("/i18n/en.js", JS, include_bytes!("../../client-web/i18n/en.js")),
+    (
+        "/i18n/ja.js",
+        JS,
+        include_bytes!("../../client-web/i18n/ja.js"),
+    ),
+    (
+        "/i18n/en.js",
+        JS,
+        include_bytes!("../../client-web/i18n/en.js"),
+    ),
     (
         "/drafts.js",
         JS,

@@ -191,7 +191,6 @@ on_both_backends!(storage_key_belongs_to_one_session_and_ends_with_it);
 async fn storage_key_belongs_to_one_session_and_ends_with_it(backend: Backend) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use renkei::store::Access as _;
     let app = TestApp::spawn(backend).await;
     let f = app.fixture.clone();
     let key_of = |token: String| {
