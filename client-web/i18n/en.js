@@ -10,7 +10,6 @@
   "twofactor.off_state": "Off",
   "twofactor.required": "Required for your role.",
   "twofactor.start": "Set up two-step verification",
-  "twofactor.scan": "Add this key to your authenticator app (Google Authenticator, for one), then enter the 6-digit code it shows.",
   "twofactor.code": "Code",
   "twofactor.confirm": "Finish",
   "twofactor.codes": "Your recovery codes: each works once if you lose your phone. They are shown only now; keep them somewhere safe.",

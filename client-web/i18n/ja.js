@@ -12,7 +12,6 @@
   "twofactor.off_state": "未設定",
   "twofactor.required": "あなたの役割では必須です。",
   "twofactor.start": "2段階認証を設定する",
-  "twofactor.scan": "認証アプリ（Google Authenticator など）に次のキーを登録し、表示された6桁のコードを入力してください。",
   "twofactor.code": "確認コード",
   "twofactor.confirm": "設定を完了する",
   "twofactor.codes": "リカバリーコードです。スマートフォンをなくしたときに一度ずつ使えます。今だけ表示されるので、安全な場所に控えてください。",
