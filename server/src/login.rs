@@ -94,23 +94,29 @@ impl Attempts {
 
     pub fn failed(&self, login: &str, address: IpAddr, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_REMEMBERED {
-            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
-        }
         for (key, _) in Self::keys(login, address) {
-            if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&key) {
-                continue;
-            }
-            let entry = failures.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            if now.saturating_duration_since(entry.last) >= FORGET {
-                entry.count = 0;
-            }
-            entry.count += 1;
-            entry.last = now;
+            Self::count(&mut failures, key, now);
         }
+    }
+
+    /// Counts one failure of `key`, forgetting old ones first when memory is full; a key
+    /// not yet known is dropped while it stays full.
+    fn count(failures: &mut HashMap<Key, Failures>, key: Key, now: Instant) {
+        if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&key) {
+            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
+            if failures.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
+        let entry = failures.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.saturating_duration_since(entry.last) >= FORGET {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.last = now;
     }
 
     /// How long a guess from `address` of something that names no login (a setup code)
@@ -126,21 +132,7 @@ impl Attempts {
     /// A wrong guess from `address` that names no login: counted with its failed logins.
     pub fn failed_address(&self, address: IpAddr, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_REMEMBERED {
-            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
-            if failures.len() >= MAX_REMEMBERED {
-                return;
-            }
-        }
-        let entry = failures.entry(Key::Address(address)).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        if now.saturating_duration_since(entry.last) >= FORGET {
-            entry.count = 0;
-        }
-        entry.count += 1;
-        entry.last = now;
+        Self::count(&mut failures, Key::Address(address), now);
     }
 
     pub fn succeeded(&self, login: &str) {
