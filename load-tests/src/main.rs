@@ -322,7 +322,7 @@ fn main() -> ExitCode {
                         if report.passed() {
                             ExitCode::SUCCESS
                         } else {
-                            eprintln!("renkei-load soak: the check failed (lost, duplicates, order, memory or audit)");
+                            eprintln!("renkei-load soak: the check failed (lost, undelivered, duplicates, order, memory or audit)");
                             ExitCode::FAILURE
                         }
                     }

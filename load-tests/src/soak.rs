@@ -75,9 +75,11 @@ pub struct Report {
     pub archived: u64,
     pub restored: u64,
     pub faults: Vec<Fault>,
-    /// Acknowledged posts missing from their group's final history, or never received by
-    /// another member of the group.
+    /// Acknowledged posts missing from their group's final history.
     pub lost: u64,
+    /// Times an acknowledged post in the history was never received by another member of
+    /// its group (live or by catch-up): a delivery fault, told apart from a storage one.
+    pub undelivered: u64,
     /// A client id twice in a group's final history, or an event received twice.
     pub duplicates: u64,
     /// Events a member received after a later one, and holes in a group's sequence.
@@ -96,6 +98,7 @@ pub struct Report {
 impl Report {
     pub fn passed(&self) -> bool {
         self.lost == 0
+            && self.undelivered == 0
             && self.duplicates == 0
             && self.out_of_order == 0
             && self.memory_steady
@@ -743,7 +746,7 @@ async fn check(
                 }
                 for (reader, other) in group.iter().enumerate() {
                     if reader != author && !other.seen.contains(seq) {
-                        report.lost += 1;
+                        report.undelivered += 1;
                     }
                 }
             }
