@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::{Backend, TestApp};
 use renkei::audit::AuditRecord;
 use renkei::seal::AnchorMismatch;
-use renkei::store::AuditLog as _;
 use sqlx::Connection as _;
 
 on_both_backends!(each_seal_is_anchored_and_a_rewritten_chain_differs);
