@@ -36,6 +36,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The audit trail's writer.
     pub audit: crate::audit::Auditor,
+    /// The key TOTP secrets are encrypted under (from `RENKEI_SECRET_KEY_FILE`).
+    pub secrets: crate::secret::SecretKey,
+    /// Where each seal's head hash is published besides the database.
+    pub anchor: crate::seal::Anchor,
     /// The bytes of uploaded files.
     pub files: crate::attachment::FileStore,
     /// Reaching people away from the page: push and e-mail.
@@ -61,6 +65,8 @@ pub enum ServeError {
     Notices(#[from] crate::notice::NoticeError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("secret key: {0}")]
+    SecretKey(#[from] crate::secret::KeyError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -84,7 +90,12 @@ pub async fn run(
     config.validate().map_err(ServeError::Config)?;
     tracing::info!(settings = %config.describe(), "starting");
     let store = open_store(&config).await?;
+    let secrets = crate::secret::open(&config.secret_key_path(), store.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
+    let anchor = crate::seal::Anchor::open(
+        config.audit_anchor_file.as_deref(),
+        Arc::clone(&metrics),
+    )?;
     let limits = &config.limits;
     let hub = Arc::new(Hub::new(
         store.directory().await?,
@@ -157,6 +168,8 @@ pub async fn run(
         requests,
         metrics,
         audit,
+        secrets,
+        anchor,
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });

@@ -65,8 +65,14 @@ pub enum AuditCommand {
     /// Follow the hash chain from the first record to the head; exits non-zero and names
     /// the first altered, removed or inserted record when it is broken. Note the printed
     /// head hash somewhere else: a chain rewritten from some record on would verify, but
-    /// no longer end in it.
-    Verify,
+    /// no longer end in it. With anchor files (or `RENKEI_AUDIT_ANCHOR_FILE`), also checks
+    /// that every seal's record still has the chain hash published when it was made.
+    Verify {
+        /// An anchor file to compare with (one per node that seals, or shipped log lines
+        /// of the same form); repeatable. Default: `RENKEI_AUDIT_ANCHOR_FILE`, if set.
+        #[arg(long = "anchor-file")]
+        anchor_files: Vec<std::path::PathBuf>,
+    },
 }
 
 /// Every setting of a running server.
@@ -210,6 +216,17 @@ pub struct Config {
     /// (one record for them all, once across all nodes), in seconds; 0 turns it off.
     #[arg(long, env = "RENKEI_AUDIT_SEAL_SECONDS", default_value_t = 300)]
     pub audit_seal_seconds: u32,
+    /// A file each seal's head hash is appended to as it is made (one line per seal,
+    /// fsynced), for `renkei audit verify --anchor-file`: keep it where whoever can write
+    /// the database cannot (another disk, a log shipper, WORM storage). Off by default;
+    /// every seal's hash is logged at info level either way.
+    #[arg(long, env = "RENKEI_AUDIT_ANCHOR_FILE")]
+    pub audit_anchor_file: Option<PathBuf>,
+    /// The file holding the key TOTP secrets are encrypted under (64 hex digits, mode
+    /// 0600), made at the first start if absent. Default: `secret.key` in the data
+    /// directory. Back it up apart from the database; every node needs the same file.
+    #[arg(long, env = "RENKEI_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitsConfig,
     #[command(flatten)]
@@ -345,6 +362,14 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("renkei.db").display()),
         }
+    }
+
+    /// The secret key file in force: the configured one, or `secret.key` in the data
+    /// directory.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
     }
 
     /// Refuses settings that contradict each other.

@@ -36,6 +36,7 @@ pub mod push;
 pub mod reading;
 pub mod seal;
 pub mod search;
+pub mod secret;
 pub mod sequencer;
 pub mod session;
 pub mod store;

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
             Command::Demo { empty } => demo(cli.config, empty).await,
             Command::Archive { dry_run } => archive(cli.config, dry_run).await,
             Command::AddOperator { email, name } => add_operator(cli.config, &email, &name).await,
-            Command::Audit(AuditCommand::Verify) => verify_audit(cli.config).await,
+            Command::Audit(AuditCommand::Verify { anchor_files }) => {
+                verify_audit(cli.config, anchor_files).await
+            }
             Command::Backup { to } => backup(cli.config, &to).await,
         }
     });
@@ -123,7 +125,10 @@ async fn add_operator(
 }
 
 #[allow(clippy::print_stdout)]
-async fn verify_audit(config: renkei::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn verify_audit(
+    config: renkei::config::Config,
+    mut anchor_files: Vec<std::path::PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = renkei::app::open_store(&config).await?;
     let (records, head) = match renkei::audit::verify(store.as_ref()).await? {
         Ok(end) => end,
@@ -139,6 +144,24 @@ async fn verify_audit(config: renkei::config::Config) -> Result<(), Box<dyn std:
          events match their seals: {} events in {} seals ({} groups purged by retention)",
         sealed.events, sealed.seals, sealed.purged_groups
     );
+    if anchor_files.is_empty() {
+        anchor_files.extend(config.audit_anchor_file.clone());
+    }
+    for path in &anchor_files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("anchor file {}: {err}", path.display()))?;
+        match renkei::seal::check_anchors(store.as_ref(), &text).await? {
+            Ok(matched) => println!(
+                "anchors match: {matched} seals in {} agree with the database",
+                path.display()
+            ),
+            Err(mismatch) => {
+                return Err(
+                    format!("audit trail differs from {}: {mismatch}", path.display()).into(),
+                )
+            }
+        }
+    }
     Ok(())
 }
 

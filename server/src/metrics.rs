@@ -38,6 +38,14 @@ pub struct Metrics {
     mails: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Runs of the digest job on this node.
     pub digest_runs: Counter,
+    /// The audit seals this node made, and the last one's record id, time (Unix seconds)
+    /// and head hash's first 48 bits (a gauge holds a number, not a 256-bit hash, and a
+    /// label per hash would be a new series per seal): a scrape history then keeps a
+    /// truncated copy of each anchor outside the database.
+    pub audit_seals: Counter,
+    pub audit_seal_record: Gauge,
+    pub audit_seal_time: Gauge,
+    pub audit_seal_head: Gauge,
 }
 
 impl Metrics {
@@ -108,7 +116,35 @@ impl Metrics {
             "Runs of the e-mail digest job",
             digest_runs.clone(),
         );
+        let audit_seals = Counter::default();
+        let audit_seal_record = Gauge::default();
+        let audit_seal_time = Gauge::default();
+        let audit_seal_head = Gauge::default();
+        registry.register(
+            "audit_seals",
+            "Audit seals made by this node",
+            audit_seals.clone(),
+        );
+        registry.register(
+            "audit_last_seal_record",
+            "Audit record id of the last seal this node made",
+            audit_seal_record.clone(),
+        );
+        registry.register(
+            "audit_last_seal_timestamp_seconds",
+            "Time of the last seal this node made",
+            audit_seal_time.clone(),
+        );
+        registry.register(
+            "audit_last_seal_head_prefix",
+            "First 48 bits of the chain hash of the last seal this node made",
+            audit_seal_head.clone(),
+        );
         Metrics {
+            audit_seals,
+            audit_seal_record,
+            audit_seal_time,
+            audit_seal_head,
             registry,
             pushes,
             mails,

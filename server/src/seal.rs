@@ -6,10 +6,18 @@
 //! digest from the events table, so an event altered, removed or inserted after its seal
 //! is found, and checks each post's text against its hash. What a seal covers never
 //! changes: the text of a post is left out (a deletion erases it; its hash stays).
+//!
+//! A chain can be recomputed by whoever can write the database, so each seal's head (its
+//! record's chain hash, which covers every record before it) is also published elsewhere
+//! as it is made ([`Anchor`]): a log line at info level, metrics, and optionally a line
+//! appended to `RENKEI_AUDIT_ANCHOR_FILE`. `renkei audit verify --anchor-file` compares
+//! them with the database ([`check_anchors`]).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use renkei_protocol::{GroupId, Seq};
 use sha2::{Digest as _, Sha256};
@@ -78,9 +86,128 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A seal as made: what its anchor says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub at: i64,
+    /// The seal's audit record.
+    pub record: i64,
+    pub groups: usize,
+    pub events: u64,
+    /// The record's chain hash: the head of the trail once it was appended.
+    pub head: Vec<u8>,
+}
+
+impl Made {
+    /// Its line in the anchor file: `<time> record=<id> groups=<n> events=<n> head=<hex>`.
+    pub fn line(&self) -> String {
+        let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| self.at.to_string());
+        format!(
+            "{time} record={} groups={} events={} head={}",
+            self.record,
+            self.groups,
+            self.events,
+            hex(&self.head)
+        )
+    }
+}
+
+/// Where each seal's head is published besides the database: the log (always), this
+/// node's metrics, and the anchor file if one is configured.
+#[derive(Clone, Default)]
+pub struct Anchor {
+    /// Opened append-only; a std lock, held for one write and its fsync on a blocking
+    /// thread.
+    file: Option<(PathBuf, Arc<Mutex<std::fs::File>>)>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Anchor {
+    /// Opens (creating, mode 0600) the anchor file at `path` for appending, if any.
+    pub fn open(
+        path: Option<&Path>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Anchor, std::io::Error> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = match path {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|err| {
+                        std::io::Error::new(
+                            err.kind(),
+                            format!("RENKEI_AUDIT_ANCHOR_FILE {}: {err}", path.display()),
+                        )
+                    })?;
+                Some((path.to_path_buf(), Arc::new(Mutex::new(file))))
+            }
+            None => None,
+        };
+        Ok(Anchor {
+            file,
+            metrics: Some(metrics),
+        })
+    }
+
+    /// Publishes a seal just committed.
+    pub async fn publish(&self, made: &Made) {
+        let head = hex(&made.head);
+        // Ids and counts only: no patient data.
+        tracing::info!(
+            record = made.record,
+            groups = made.groups,
+            events = made.events,
+            head = %head,
+            "audit seal made"
+        );
+        if let Some(metrics) = &self.metrics {
+            metrics.audit_seals.inc();
+            metrics.audit_seal_record.set(made.record);
+            metrics.audit_seal_time.set(made.at / 1000);
+            let mut prefix = [0u8; 8];
+            if let Some(first) = made.head.get(..6) {
+                prefix[2..].copy_from_slice(first);
+            }
+            metrics.audit_seal_head.set(i64::from_be_bytes(prefix));
+        }
+        if let Some((path, file)) = &self.file {
+            let line = made.line();
+            let file = Arc::clone(file);
+            let written = tokio::task::spawn_blocking(move || {
+                // A poisoned lock still guards a file: writing on is right.
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                file.write_all(format!("{line}\n").as_bytes())?;
+                file.sync_data()
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(
+                    path = %path.display(),
+                    record = made.record,
+                    error = %err,
+                    "cannot append the seal to the anchor file"
+                ),
+                Err(err) => tracing::error!(error = %err, "anchor file writer failed"),
+            }
+        }
+    }
+}
+
 /// Seals what is unsealed, one record per [`GROUPS_PER_SEAL`] groups; the number of
-/// events sealed.
+/// events sealed. Each seal is published only in the log.
 pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
+    seal_anchored(store, now, &Anchor::default()).await
+}
+
+/// [`seal_once`], publishing each seal through `anchor` once committed.
+pub async fn seal_anchored(store: &dyn Store, now: i64, anchor: &Anchor) -> Result<u64, StoreError> {
     let mut sealed = 0;
     loop {
         let unsealed = store.unsealed_groups(GROUPS_PER_SEAL).await?;
@@ -89,11 +216,12 @@ pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
         }
         let mut hasher = Sha256::new();
         let mut ranges = Vec::with_capacity(unsealed.len());
+        let mut events_in_seal = 0;
         for (group, after, last) in &unsealed {
             let upto = (*last).min(after + EVENTS_PER_GROUP);
             let events = store.sealed_events(*group, *after, upto).await?;
             digest_into(&mut hasher, *group, &events);
-            sealed += events.len() as u64;
+            events_in_seal += events.len() as u64;
             ranges.push((*group, after + 1, upto));
         }
         let marks: Vec<(GroupId, Seq)> = ranges.iter().map(|(g, _, last)| (*g, *last)).collect();
@@ -107,7 +235,17 @@ pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
             source: "audit seal".into(),
             result: hex(&hasher.finalize()),
         };
-        store.append_seal(&entry, &marks).await?;
+        let (record, head) = store.append_seal(&entry, &marks).await?;
+        sealed += events_in_seal;
+        anchor
+            .publish(&Made {
+                at: now,
+                record,
+                groups: ranges.len(),
+                events: events_in_seal,
+                head,
+            })
+            .await;
         if unsealed.len() < GROUPS_PER_SEAL as usize
             && unsealed
                 .iter()
@@ -122,11 +260,69 @@ pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
 pub fn spawn(app: Arc<App>) {
     let every = app.config.audit_seal_seconds;
     crate::job::spawn(app, "audit seal", every, |app| async move {
-        match seal_once(app.store.as_ref(), crate::clock::now_ms()).await {
+        match seal_anchored(app.store.as_ref(), crate::clock::now_ms(), &app.anchor).await {
             Ok(events) => tracing::debug!(events, "events sealed"),
             Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
         }
     });
+}
+
+/// Where the database differs from the anchors published as seals were made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnchorMismatch {
+    #[error("line {line} of the anchor file is not a seal's anchor")]
+    Malformed { line: usize },
+    #[error("record {record} is anchored but no longer in the database")]
+    Missing { record: i64 },
+    #[error(
+        "record {record}'s chain hash is {stored} in the database but {anchored} in the \
+         anchor: the trail up to it was rewritten"
+    )]
+    Differs {
+        record: i64,
+        anchored: String,
+        stored: String,
+    },
+}
+
+/// Compares every anchor in `text` (the anchor file's lines, or the `head=` and `record=`
+/// fields of shipped "audit seal made" log lines in the same form) with the chain hash of
+/// its record in the database; how many matched.
+pub async fn check_anchors(
+    store: &dyn Store,
+    text: &str,
+) -> Result<Result<u64, AnchorMismatch>, StoreError> {
+    let mut matched = 0;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (Some(record), Some(anchored)) = (
+            field("record").and_then(|r| r.parse::<i64>().ok()),
+            field("head"),
+        ) else {
+            return Ok(Err(AnchorMismatch::Malformed { line: index + 1 }));
+        };
+        let stored = store.audit_records(record - 1, 1).await?;
+        let Some(stored) = stored.first().filter(|r| r.id == record) else {
+            return Ok(Err(AnchorMismatch::Missing { record }));
+        };
+        let stored = hex(&stored.hash);
+        if stored != anchored {
+            return Ok(Err(AnchorMismatch::Differs {
+                record,
+                anchored: anchored.to_string(),
+                stored,
+            }));
+        }
+        matched += 1;
+    }
+    Ok(Ok(matched))
 }
 
 /// What the events' check found when nothing was wrong.
@@ -257,6 +453,24 @@ mod tests {
         assert_ne!(digest(4, &renamed), sealed);
         assert_ne!(digest(4, &events[..1]), sealed, "a removed event");
         assert_ne!(digest(5, &events), sealed, "another group");
+    }
+
+    #[test]
+    fn an_anchor_line_names_the_record_and_head() {
+        let made = Made {
+            at: 1_764_745_200_123,
+            record: 42,
+            groups: 3,
+            events: 17,
+            head: vec![0xab; 32],
+        };
+        assert_eq!(
+            made.line(),
+            format!(
+                "2025-12-03T07:00:00.123Z record=42 groups=3 events=17 head={}",
+                "ab".repeat(32)
+            )
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! (`RENKEI_TWO_FACTOR`), optional for staff or required for everyone. A code is accepted
 //! once: the last accepted time step is stored, and a code of that step or an earlier one
 //! is refused, on every node. A lost authenticator is answered by a recovery code, or by an
-//! admin's password reset, which removes the second factor with the password.
+//! admin's password reset, which removes the second factor with the password. Secrets are
+//! stored encrypted under the key of `RENKEI_SECRET_KEY_FILE` (`secret`), bound to their
+//! account.
 
 use std::sync::Arc;
 
@@ -135,12 +137,27 @@ fn new_recovery_codes() -> Vec<String> {
         .collect()
 }
 
+/// The TOTP secret of `user` from its stored, encrypted form. One that does not open (a
+/// node with another key file, an altered row) is an error the operator must fix: logged
+/// with why, never with the secret, and answered as an internal error, not as a wrong code.
+fn open_secret(app: &App, user: UserId, sealed: &[u8]) -> Result<Vec<u8>, HttpError> {
+    app.secrets.open_totp(user, sealed).map_err(|err| {
+        tracing::error!(user, error = %err, "cannot open the account's TOTP secret");
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "the second factor cannot be checked on this server: tell the operator",
+        )
+    })
+}
+
 /// Checks a login's second factor: a TOTP code not used before, or an unused recovery
-/// code (then used up).
-pub async fn accept(app: &App, user: UserId, secret: &[u8], code: &str) -> Result<bool, HttpError> {
+/// code (then used up). `sealed` is the secret as stored (encrypted).
+pub async fn accept(app: &App, user: UserId, sealed: &[u8], code: &str) -> Result<bool, HttpError> {
     let code = code.trim();
     if code.len() == DIGITS as usize && code.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(step) = matching_step(secret, code, clock::now_ms()) else {
+        let secret = open_secret(app, user, sealed)?;
+        let Some(step) = matching_step(&secret, code, clock::now_ms()) else {
             return Ok(false);
         };
         // Refused when this step or a later one was accepted already: no replay.
@@ -203,7 +220,9 @@ pub async fn start(
     }
     let mut secret = [0u8; 20];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    app.store.start_totp(user.id, &secret).await?;
+    app.store
+        .start_totp(user.id, &app.secrets.seal_totp(user.id, &secret))
+        .await?;
     let secret = base32(&secret);
     let label: String = user
         .login
@@ -241,7 +260,8 @@ pub async fn confirm(
         .pending_totp(user)
         .await?
         .ok_or_else(|| HttpError::conflict("no second factor is being set up"))?;
-    let Some(step) = matching_step(&pending, code.trim(), clock::now_ms()) else {
+    let secret = open_secret(&app, user, &pending)?;
+    let Some(step) = matching_step(&secret, code.trim(), clock::now_ms()) else {
         return Err(wrong_code());
     };
     let codes = new_recovery_codes();
@@ -249,6 +269,7 @@ pub async fn confirm(
         .iter()
         .map(|c| session::token_hash(&normalize(c)))
         .collect();
+    // The pending secret as stored (encrypted) moves into use as it is.
     app.store.enable_totp(user, &pending, step, &hashes).await?;
     tracing::info!(user, "second factor set up");
     Ok(Json(RecoveryCodes { codes }))

@@ -112,7 +112,8 @@ pub trait Access: Send + Sync {
     async fn login_succeeded(&self, user: UserId) -> Result<(), StoreError>;
     /// Whether the user has a second factor, and how many recovery codes are left.
     async fn two_factor(&self, user: UserId) -> Result<(bool, u32), StoreError>;
-    /// Keeps a new TOTP secret until a code confirms it.
+    /// Keeps a new TOTP secret (encrypted: `secret::SecretKey::seal_totp`) until a code
+    /// confirms it.
     async fn start_totp(&self, user: UserId, secret: &[u8]) -> Result<(), StoreError>;
     /// The TOTP secret being set up, if any.
     async fn pending_totp(&self, user: UserId) -> Result<Option<Vec<u8>>, StoreError>;
@@ -130,6 +131,15 @@ pub trait Access: Send + Sync {
     async fn disable_totp(&self, user: UserId) -> Result<(), StoreError>;
     /// Accepts TOTP step `step` once: false when it, or a later one, was accepted already.
     async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError>;
+    /// The TOTP secrets in use that are stored encrypted, by account.
+    async fn sealed_totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError>;
+    /// Encrypts with `seal` the TOTP secrets, in use or pending, still stored in the clear
+    /// (written before migration 0010), and marks them encrypted, in one transaction;
+    /// returns how many accounts. A row another node encrypted meanwhile is left alone.
+    async fn encrypt_plain_totp(
+        &self,
+        seal: &(dyn for<'s> Fn(UserId, &'s [u8]) -> Vec<u8> + Send + Sync),
+    ) -> Result<u64, StoreError>;
     /// Uses up an unused recovery code (its hash); false when there is none such.
     async fn use_recovery_code(
         &self,
@@ -413,7 +423,9 @@ macro_rules! access_store {
             }
 
             async fn start_totp(&self, user: UserId, secret: &[u8]) -> Result<(), StoreError> {
-                sqlx::query("UPDATE users SET totp_pending = $2 WHERE id = $1")
+                sqlx::query(
+                    "UPDATE users SET totp_pending = $2, totp_encrypted = TRUE WHERE id = $1",
+                )
                     .bind(user)
                     .bind(secret)
                     .execute(&self.pool)
@@ -490,6 +502,46 @@ macro_rules! access_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(updated.rows_affected() == 1)
+            }
+
+            async fn sealed_totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, totp_secret FROM users \
+                     WHERE totp_secret IS NOT NULL AND totp_encrypted = TRUE ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn encrypt_plain_totp(
+                &self,
+                seal: &(dyn for<'s> Fn(UserId, &'s [u8]) -> Vec<u8> + Send + Sync),
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let plain: Vec<(UserId, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT id, totp_secret, totp_pending FROM users WHERE totp_encrypted = FALSE \
+                     AND (totp_secret IS NOT NULL OR totp_pending IS NOT NULL) ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut encrypted = 0;
+                for (user, secret, pending) in plain {
+                    // Conditional: on PostgreSQL a node starting at the same time may have
+                    // encrypted the row since (this UPDATE waits for its lock, then finds
+                    // the mark set and changes nothing).
+                    let updated = sqlx::query(
+                        "UPDATE users SET totp_secret = $2, totp_pending = $3, \
+                         totp_encrypted = TRUE WHERE id = $1 AND totp_encrypted = FALSE",
+                    )
+                    .bind(user)
+                    .bind(secret.map(|s| seal(user, &s)))
+                    .bind(pending.map(|s| seal(user, &s)))
+                    .execute(&mut *tx)
+                    .await?;
+                    encrypted += updated.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(encrypted)
             }
 
             async fn use_recovery_code(

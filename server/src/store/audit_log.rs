@@ -41,12 +41,13 @@ pub trait AuditLog: Send + Sync {
         upto: Seq,
     ) -> Result<Vec<SealedEvent>, StoreError>;
     /// Appends `entry`, a seal of events, and moves each group's seal mark to its `Seq`
-    /// in `marks`, in one transaction.
+    /// in `marks`, in one transaction. Returns the record's id and chain hash (the head
+    /// it made, published elsewhere as the seal's anchor).
     async fn append_seal(
         &self,
         entry: &AuditEntry,
         marks: &[(GroupId, Seq)],
-    ) -> Result<(), StoreError>;
+    ) -> Result<(i64, Vec<u8>), StoreError>;
 }
 
 /// An event as a seal covers it: the fields that never change, and the text (a post's is
@@ -154,9 +155,9 @@ macro_rules! audit_store {
                 &self,
                 entry: &AuditEntry,
                 marks: &[(GroupId, Seq)],
-            ) -> Result<(), StoreError> {
+            ) -> Result<(i64, Vec<u8>), StoreError> {
                 let mut tx = self.begin_write().await?;
-                Self::append_in(&mut tx, std::slice::from_ref(entry)).await?;
+                let head = Self::append_in(&mut tx, std::slice::from_ref(entry)).await?;
                 for (group, upto) in marks {
                     sqlx::query(
                         "INSERT INTO audit_seals (group_id, sealed_seq) VALUES ($1, $2) \
@@ -168,7 +169,7 @@ macro_rules! audit_store {
                     .await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(head)
             }
 
             async fn audit_records(
@@ -235,7 +236,7 @@ macro_rules! audit_store {
             async fn append_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 entries: &[AuditEntry],
-            ) -> Result<(), StoreError> {
+            ) -> Result<(i64, Vec<u8>), StoreError> {
                 let sql = concat!("SELECT last_id, last_hash FROM audit_head WHERE id = 1", $lock);
                 let (mut id, mut hash): (i64, Vec<u8>) =
                     sqlx::query_as(sql).fetch_one(&mut **tx).await?;
@@ -264,7 +265,7 @@ macro_rules! audit_store {
                     .bind(&hash)
                     .execute(&mut **tx)
                     .await?;
-                Ok(())
+                Ok((id, hash))
             }
         }
     };

@@ -125,7 +125,8 @@ pub struct Credentials {
     pub password_changed_at: Option<Millis>,
     /// Locked after repeated failed logins until this time.
     pub locked_until: Option<Millis>,
-    /// The TOTP secret, when the account has a second factor.
+    /// The TOTP secret as stored (encrypted: `secret`), when the account has a second
+    /// factor.
     pub totp_secret: Option<Vec<u8>>,
 }
 
