@@ -69,9 +69,14 @@ impl FreshDb {
                     .execute(&mut conn)
                     .await
                     .map_err(|e| TargetError::Database(e.to_string()))?;
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                // The new database's name replaces the admin URL's; its parameters
+                // (`?sslmode=…&sslrootcert=/path`) stay.
+                let (admin_base, query) = admin
+                    .split_once('?')
+                    .map_or((admin.as_str(), String::new()), |(b, q)| (b, format!("?{q}")));
+                let base = admin_base.rsplit_once('/').map_or(admin_base, |(b, _)| b);
                 Ok(FreshDb {
-                    url: format!("{base}/{name}"),
+                    url: format!("{base}/{name}{query}"),
                     label: "renkei-postgres",
                     _dir: None,
                     drop: Some((admin.clone(), name)),

@@ -118,6 +118,7 @@ pub async fn run(
         Some(url) => Bus::Redis(
             RedisBus::start(
                 url,
+                config.redis_ca_file.as_deref(),
                 &config.redis_prefix,
                 Arc::clone(&hub),
                 Arc::clone(&store),

@@ -88,8 +88,13 @@ pub struct Config {
     #[arg(long, env = "RENKEI_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Redis URL: with it, several nodes on one PostgreSQL fan out through Redis pub/sub.
+    /// `rediss://user:password@host:6380` for TLS and a Redis ACL user.
     #[arg(long, env = "RENKEI_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// PEM file of the authorities a `rediss://` Redis's certificate must be signed by
+    /// (instead of the system's). PostgreSQL takes its own in the URL (`sslrootcert`).
+    #[arg(long, env = "RENKEI_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of this deployment's Redis channel names.
     #[arg(long, env = "RENKEI_REDIS_PREFIX", default_value = "renkei")]
     pub redis_prefix: String,
@@ -408,6 +413,14 @@ impl Config {
                     .into(),
             );
         }
+        if self.redis_ca_file.is_some()
+            && !self
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            return Err("RENKEI_REDIS_CA_FILE needs a rediss:// RENKEI_REDIS_URL".into());
+        }
         if self.invitation_days == 0 || self.setup_code_hours == 0 {
             return Err(
                 "RENKEI_INVITATION_DAYS and RENKEI_SETUP_CODE_HOURS must be at least 1".into(),
@@ -560,13 +573,16 @@ impl NotifyConfig {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+/// Replaces the password of a `scheme://user:password@host` URL with `***`: the user
+/// information ends at the last `@` before the query, so an `@` or `:` left unencoded in
+/// the password is masked with it.
 pub fn mask_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
+    let before_query = rest.find(['?', '#']).map_or(rest, |end| &rest[..end]);
+    let Some(at) = before_query.rfind('@') else {
         return url.to_string();
     };
     match rest[..at].find(':') {
@@ -597,6 +613,18 @@ mod tests {
         assert_eq!(
             mask_password("sqlite://data/renkei.db"),
             "sqlite://data/renkei.db"
+        );
+        assert_eq!(
+            mask_password("rediss://renkei:p@ss:w0rd@redis.internal:6380"),
+            "rediss://renkei:***@redis.internal:6380"
+        );
+        assert_eq!(
+            mask_password("rediss://:s3cret@redis.internal:6380"),
+            "rediss://:***@redis.internal:6380"
+        );
+        assert_eq!(
+            mask_password("postgres://renkei:s3cret@db/renkei?sslmode=verify-full&sslrootcert=/etc/a@b.pem"),
+            "postgres://renkei:***@db/renkei?sslmode=verify-full&sslrootcert=/etc/a@b.pem"
         );
     }
 

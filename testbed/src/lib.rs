@@ -4,7 +4,9 @@
 //! A PostgreSQL cluster (`initdb` into a temporary directory) and a Redis server that can be
 //! crashed and started again without disturbing anything else on the machine; and an
 //! S3-compatible object store for the file store's tests. Needs Debian's `postgresql` and
-//! `redis-server` packages, and moto (`pip install 'moto[server]'`).
+//! `redis-server` packages, and moto (`pip install 'moto[server]'`). Both can also be
+//! started with TLS on loopback ([`OwnPostgres::start_tls`], [`OwnRedis::start_tls`], the
+//! latter with an ACL user), their certificates signed by a [`TestCa`] of their own.
 //!
 //! A Web Push service ([`OwnPush`]): HTTPS with a self-signed certificate the server is
 //! told to trust; it makes subscriptions as a browser would, keeps their private keys, and
@@ -22,12 +24,14 @@ mod push;
 mod redis;
 mod s3;
 mod smtp;
+mod tls;
 
 pub use postgres::OwnPostgres;
 pub use push::{Behaviour, OwnPush, PushSubscription, Received, VapidClaims};
-pub use redis::OwnRedis;
+pub use redis::{OwnRedis, REDIS_COMMANDS, REDIS_PASSWORD, REDIS_USER};
 pub use s3::OwnS3;
 pub use smtp::{Mail, OwnSmtp, SilentSmtp};
+pub use tls::{ServerCert, TestCa};
 
 /// Why a service could not be started or stopped.
 #[derive(Debug, thiserror::Error)]

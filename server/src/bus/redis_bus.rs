@@ -1,6 +1,7 @@
 //! The Redis backend of the bus: publish once per commit, route on every node, and
 //! recover from the store whatever Redis lost.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub enum BusError {
         #[source]
         source: redis::RedisError,
     },
+    #[error("RENKEI_REDIS_CA_FILE {path}: {detail}")]
+    CaFile { path: String, detail: String },
 }
 
 /// Fan-out across nodes through Redis pub/sub.
@@ -47,10 +50,12 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Connects (failing at once if Redis cannot be reached) and starts the publisher, the
-    /// subscriber and the periodic check, which stop when `shutdown` is cancelled.
+    /// Connects (failing at once if Redis cannot be reached, or its certificate is not
+    /// signed by `ca_file`'s authorities or is not for its host) and starts the publisher,
+    /// the subscriber and the periodic check, which stop when `shutdown` is cancelled.
     pub async fn start(
         url: &str,
+        ca_file: Option<&Path>,
         prefix: &str,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
@@ -61,7 +66,7 @@ impl RedisBus {
             url: crate::config::mask_password(url),
             source,
         };
-        let client = redis::Client::open(url).map_err(failed)?;
+        let client = client(url, ca_file, failed)?;
         let publisher = client
             .get_multiplexed_async_connection()
             .await
@@ -193,6 +198,40 @@ impl RedisBus {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// A client for `url`. A `rediss://` one verifies the server's certificate and host name
+/// against `ca_file`'s authorities only when given, the system's otherwise.
+fn client(
+    url: &str,
+    ca_file: Option<&Path>,
+    failed: impl Fn(redis::RedisError) -> BusError,
+) -> Result<redis::Client, BusError> {
+    let Some(path) = ca_file else {
+        return redis::Client::open(url).map_err(failed);
+    };
+    let ca_error = |detail: String| BusError::CaFile {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(ca_error("no PEM certificate in the file".into()));
+    }
+    // The redis crate builds its TLS settings with rustls's process-wide provider: make it
+    // `ring`, as everywhere else in the server (a no-op when one is installed already).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(failed)
 }
 
 /// Publishes queued events in order; while Redis is down they are dropped (the other

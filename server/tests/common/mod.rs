@@ -101,9 +101,14 @@ impl TestDb {
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        // The new database's name replaces the admin URL's; its parameters
+        // (`?sslmode=…&sslrootcert=/path`) stay.
+        let (admin_base, query) = admin
+            .split_once('?')
+            .map_or((admin, String::new()), |(b, q)| (b, format!("?{q}")));
+        let base = admin_base.rsplit_once('/').map_or(admin_base, |(b, _)| b);
         TestDb {
-            url: format!("{base}/{name}"),
+            url: format!("{base}/{name}{query}"),
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
