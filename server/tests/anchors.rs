@@ -114,8 +114,9 @@ async fn each_seal_is_anchored_and_a_rewritten_chain_differs(backend: Backend) {
     .await;
     let f = app.fixture.clone();
     let mut alice = app.client(f.alice).await;
-    // A read on record (the fixture's joins are the first seal's events).
+    // The fixture's groups start without events: a post makes the first seal.
     alice.sync(f.patient_group, 0).await;
+    alice.post_acked(f.patient_group, "a-0", "申し送り").await;
     let first = anchor_lines(&anchor, 1).await;
     alice.post_acked(f.patient_group, "a-1", "訪問記録").await;
     anchor_lines(&anchor, first.len() + 1).await;

@@ -55,9 +55,9 @@ async fn a_post_round_trips_over_verify_full_tls_to_postgresql() {
     assert!(db.url.contains("sslmode=verify-full&sslrootcert="));
     let name = db
         .url
-        .rsplit_once('/')
-        .and_then(|(_, rest)| rest.split_once('?'))
-        .map(|(name, _)| name.to_string())
+        .split_once('?')
+        .and_then(|(base, _)| base.rsplit_once('/'))
+        .map(|(_, name)| name.to_string())
         .expect("the database's name");
     let app = TestApp::spawn_in(db, |_| {}).await;
     let g = app.fixture.patient_group;
