@@ -93,6 +93,7 @@
   "error.group_archived": "This group is archived and takes no posts.",
   "error.rate_limited": "Too many posts; it will be sent again shortly.",
   "error.post_too_long": "The post is too long.",
+  "error.too_many_cursors": "Too many groups were asked for at once.",
   "error.empty_post": "The post is empty.",
   "error.unavailable": "The server could not store it; it will be sent again.",
   "error.generic": "Something went wrong ({code}).",

@@ -95,6 +95,7 @@
   "error.group_archived": "このグループは保管庫にあり、投稿できません。",
   "error.rate_limited": "送信が多すぎます。少し待ってから再送します。",
   "error.post_too_long": "投稿が長すぎます。",
+  "error.too_many_cursors": "一度に求めたグループが多すぎます。",
   "error.empty_post": "内容が空です。",
   "error.unavailable": "サーバーに保存できませんでした。再送します。",
   "error.generic": "エラーが発生しました ({code})。",

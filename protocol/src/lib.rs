@@ -14,6 +14,11 @@ pub use api::AccountStatus;
 /// The protocol version announced in [`Welcome`]. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// How many cursors a `sync` may name beyond the user's number of groups (a group joined
+/// or left while the frame was on its way); more is refused with
+/// [`ErrorCode::TooManyCursors`].
+pub const SYNC_CURSOR_MARGIN: usize = 16;
+
 /// A group's id (a patient group or a free group).
 pub type GroupId = i64;
 /// A user's id.
@@ -43,6 +48,9 @@ pub enum ClientMessage {
     },
     /// Catch up: for each group, every event after `after`, in order, then
     /// [`ServerMessage::Synced`]. Live events of that group wait until the catch-up is done.
+    /// At most as many cursors as the user has groups, plus a margin of
+    /// [`SYNC_CURSOR_MARGIN`]; beyond, the whole frame is refused with
+    /// [`ErrorCode::TooManyCursors`].
     Sync { groups: Vec<SyncCursor> },
     /// Page backwards through a group's history: up to `limit` events before `before`
     /// (or the newest ones when `before` is absent), answered by [`ServerMessage::Page`].
@@ -365,6 +373,9 @@ pub enum ErrorCode {
     EmptyPost,
     /// The post's text is longer than `limits.max_post_chars`.
     PostTooLong,
+    /// A `sync` names more groups than the user has, beyond a small margin (a client
+    /// names each of its groups once): nothing of it was done.
+    TooManyCursors,
     /// The group does not exist or the user is not a member of it (deliberately one code,
     /// so that group ids cannot be probed).
     NotMember,

@@ -111,19 +111,58 @@ async fn admitted(
     let group = template
         .strip_prefix("/api/v1/groups/{id}")
         .and_then(|_| target.split('/').nth(4)?.parse().ok());
-    app.audit
-        .record(AuditEntry {
-            at: crate::clock::now_ms(),
-            actor: actor.map(|a| a.user),
-            facility: actor.and_then(|a| a.facility),
-            action,
-            group,
-            target,
-            source,
-            result: response.status().as_u16().to_string(),
-        })
-        .await;
+    let entry = AuditEntry {
+        at: crate::clock::now_ms(),
+        actor: actor.map(|a| a.user),
+        facility: actor.and_then(|a| a.facility),
+        action,
+        group,
+        target,
+        source,
+        result: response.status().as_u16().to_string(),
+    };
+    match response.extensions().get::<AuditReads>() {
+        Some(AuditReads(reads)) if !reads.is_empty() => {
+            let entries = reads
+                .iter()
+                .map(|(group, what)| AuditEntry {
+                    group: Some(*group),
+                    target: format!("{} {what}", entry.target),
+                    ..entry.clone()
+                })
+                .collect();
+            app.audit.record_all(entries).await;
+        }
+        _ => app.audit.record(entry).await,
+    }
     response
+}
+
+/// The groups whose posts a response carries, each with which (`seq=3,7`), for a handler
+/// that reads across groups (search, mentions): put in the response's extensions, it makes
+/// the audit layer write one record per group instead of one without a group, so that
+/// each group's owning facility finds the read in its own trail (its admins' trail is
+/// filtered by the records' group). What was asked (a search's text, which may hold a
+/// patient's name) is never in them: the target is the path and the sequence numbers.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReads(pub Vec<(renkei_protocol::GroupId, String)>);
+
+impl AuditReads {
+    /// The groups of `posts` (group, seq), in group order, each with its posts' numbers.
+    pub fn of(
+        posts: impl IntoIterator<Item = (renkei_protocol::GroupId, renkei_protocol::Seq)>,
+    ) -> Self {
+        let mut groups: BTreeMap<renkei_protocol::GroupId, Vec<String>> = BTreeMap::new();
+        for (group, seq) in posts {
+            groups.entry(group).or_default().push(seq.to_string());
+        }
+        AuditReads(
+            groups
+                .into_iter()
+                .map(|(group, seqs)| (group, format!("seq={}", seqs.join(","))))
+                .collect(),
+        )
+    }
 }
 
 fn too_many() -> axum::response::Response {

@@ -19,7 +19,7 @@ use futures::stream::{FuturesUnordered, SplitSink, SplitStream, StreamExt};
 use futures::SinkExt;
 use renkei_protocol::{
     close, Ack, ClientMessage, ErrorBody, ErrorCode, GroupId, Seq, ServerMessage, SyncCursor,
-    Welcome, PROTOCOL_VERSION,
+    Welcome, PROTOCOL_VERSION, SYNC_CURSOR_MARGIN,
 };
 use tokio::time::MissedTickBehavior;
 
@@ -248,7 +248,7 @@ impl Connection {
     fn audit_entry(
         &self,
         action: &str,
-        group: GroupId,
+        group: Option<GroupId>,
         target: String,
         refused: Option<ErrorCode>,
     ) -> AuditEntry {
@@ -257,7 +257,7 @@ impl Connection {
             actor: Some(self.user.id),
             facility: self.user.facility_id,
             action: action.into(),
-            group: Some(group),
+            group,
             target,
             source: self.source.clone(),
             result: audit::outcome(refused),
@@ -636,7 +636,28 @@ impl Connection {
         }
     }
 
+    /// A catch-up of each group a frame names. The frame names at most the user's groups
+    /// and a margin, and its refused cursors leave one record between them: a frame of
+    /// thousands of foreign ids would otherwise become thousands of records, written
+    /// while audited REST calls wait for theirs.
     async fn on_sync(&mut self, writer: &mut Writer, cursors: Vec<SyncCursor>) -> Result<(), Stop> {
+        let most = self.app.hub.group_count(self.user.id) + SYNC_CURSOR_MARGIN;
+        if cursors.len() > most {
+            let code = ErrorCode::TooManyCursors;
+            let target = format!("cursors={}", cursors.len());
+            self.app
+                .audit
+                .record(self.audit_entry("ws sync", None, target, Some(code)))
+                .await;
+            return writer
+                .error(wire::error(
+                    code,
+                    format!(
+                        "a sync names at most {most} groups (yours, and {SYNC_CURSOR_MARGIN} more)"
+                    ),
+                ))
+                .await;
+        }
         let mut refusals = Vec::new();
         let mut reads = Vec::with_capacity(cursors.len());
         for SyncCursor { group, after } in cursors {
@@ -649,19 +670,46 @@ impl Connection {
             } else {
                 self.refusal(group, Action::ReadGroup)
             };
-            let code = refusal.as_ref().map(|r| r.code);
-            reads.push(self.audit_entry("ws sync", group, format!("after={after}"), code));
             match refusal {
-                Some(refusal) => refusals.push(refusal),
-                None => self.start_sync(group, after),
+                Some(refusal) => refusals.push((refusal, after)),
+                None => {
+                    let target = format!("after={after}");
+                    reads.push(self.audit_entry("ws sync", Some(group), target, None));
+                    self.start_sync(group, after);
+                }
             }
+        }
+        if let Some(summary) = self.refused_sync(&refusals) {
+            reads.push(summary);
         }
         // Every read of a group is on record before any of its content goes out.
         self.app.audit.record_all(reads).await;
-        for refusal in refusals {
+        for (refusal, _) in refusals {
             writer.error(refusal).await?;
         }
         Ok(())
+    }
+
+    /// The one record of a sync frame's refused cursors: the group and cursor when it
+    /// names one (its owning facility sees it in its trail), else their count and the
+    /// first few ids; the first refusal's code.
+    fn refused_sync(&self, refusals: &[(ErrorBody, Seq)]) -> Option<AuditEntry> {
+        /// Ids named in the record of a frame refused for several groups.
+        const NAMED: usize = 10;
+        let (first, after) = refusals.first()?;
+        if refusals.len() == 1 {
+            let target = format!("after={after}");
+            return Some(self.audit_entry("ws sync", first.group, target, Some(first.code)));
+        }
+        let ids: Vec<String> = refusals
+            .iter()
+            .filter_map(|(refusal, _)| refusal.group)
+            .take(NAMED)
+            .map(|group| group.to_string())
+            .collect();
+        let more = if refusals.len() > NAMED { ",…" } else { "" };
+        let target = format!("refused={} groups={}{more}", refusals.len(), ids.join(","));
+        Some(self.audit_entry("ws sync", None, target, Some(first.code)))
     }
 
     /// Puts `group` into the syncing state (live events wait) and queues its catch-up.
@@ -774,7 +822,7 @@ impl Connection {
         let code = refusal.as_ref().map(|r| r.code);
         self.app
             .audit
-            .record(self.audit_entry("ws history", group, target, code))
+            .record(self.audit_entry("ws history", Some(group), target, code))
             .await;
         if let Some(refusal) = refusal {
             return writer.error(refusal).await;

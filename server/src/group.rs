@@ -228,6 +228,7 @@ pub async fn remove_member(
     Ids(group, user): Ids,
 ) -> Result<StatusCode, HttpError> {
     let (details, facts) = target(&app, &caller, group).await?;
+    caller.may(Action::RemoveFromGroup(facts))?;
     may_remove(&app, &caller, facts, user).await?;
     if !details.members.iter().any(|(m, _)| m.id == user) {
         return Err(HttpError::conflict("not a member"));
@@ -250,18 +251,22 @@ pub async fn remove_members(
         )));
     }
     let (details, facts) = target(&app, &caller, group).await?;
+    // The policy first, on the group and then on each user, and only then whether they
+    // are a member: someone who may not act on the group gets one refusal whatever ids
+    // they send, and an admin of another facility learns only of their own staff.
+    caller.may(Action::RemoveFromGroup(facts))?;
     let mut result = RemovalResult {
         removed: Vec::new(),
         skipped: Vec::new(),
     };
     for user in users {
         let skip = |reason: String| Skipped { user, reason };
-        if !details.members.iter().any(|(m, _)| m.id == user) {
-            result.skipped.push(skip("not a member".into()));
-            continue;
-        }
         if let Err(err) = may_remove(&app, &caller, facts, user).await {
             result.skipped.push(skip(format!("{:?}", err.code())));
+            continue;
+        }
+        if !details.members.iter().any(|(m, _)| m.id == user) {
+            result.skipped.push(skip("not a member".into()));
             continue;
         }
         membership::remove(&app, group, user, caller.user.id).await?;

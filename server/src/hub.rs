@@ -298,6 +298,14 @@ impl Hub {
             .map_or_else(Vec::new, |entry| records_of(&state.groups, &entry.groups))
     }
 
+    /// How many groups `user` is a member of.
+    pub fn group_count(&self, user: UserId) -> usize {
+        self.read()
+            .users
+            .get(&user)
+            .map_or(0, |entry| entry.groups.len())
+    }
+
     fn unregister(&self, user: UserId, socket: u64) {
         let mut state = self.write();
         if let Some(entry) = state.users.get_mut(&user) {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use renkei_protocol::api::MentionView;
 use renkei_protocol::{Millis, UserId};
 
-use crate::api::Caller;
+use crate::api::{AuditReads, Caller};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::search::fold;
@@ -62,7 +62,7 @@ pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
     query: Result<Query<MentionQuery>, QueryRejection>,
-) -> Result<Json<Vec<MentionView>>, HttpError> {
+) -> Result<(Extension<AuditReads>, Json<Vec<MentionView>>), HttpError> {
     let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
     let groups: Vec<_> = group::readable(&app, &caller)
@@ -73,21 +73,22 @@ pub async fn list(
         .store
         .mentions_of(caller.user.id, &groups, query.before, limit)
         .await?;
-    Ok(Json(
-        records
-            .into_iter()
-            .filter_map(|record| match record.body {
-                EventBody::Post { author, text, .. } => Some(MentionView {
-                    group: record.group,
-                    seq: record.seq,
-                    at: record.at,
-                    author: wire::profile(&author),
-                    text,
-                }),
-                _ => None,
-            })
-            .collect(),
-    ))
+    let mentions: Vec<MentionView> = records
+        .into_iter()
+        .filter_map(|record| match record.body {
+            EventBody::Post { author, text, .. } => Some(MentionView {
+                group: record.group,
+                seq: record.seq,
+                at: record.at,
+                author: wire::profile(&author),
+                text,
+            }),
+            _ => None,
+        })
+        .collect();
+    // On record per group whose posts are returned.
+    let reads = AuditReads::of(mentions.iter().map(|m| (m.group, m.seq)));
+    Ok((Extension(reads), Json(mentions)))
 }
 
 #[cfg(test)]

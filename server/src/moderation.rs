@@ -32,18 +32,28 @@ pub async fn delete_post(
 ) -> Result<StatusCode, HttpError> {
     let Json(request) = body?;
     let (_, facts) = group::target(&app, &caller, group).await?;
-    let (author, file) = match group::event_at(&app, group, seq).await? {
-        Some(EventBody::Post { author, file, .. }) => (author, file),
-        Some(EventBody::DeletedPost { .. }) => {
-            return Err(HttpError::conflict("the post is deleted already"))
-        }
-        _ => return Err(HttpError::not_found("post")),
+    // The policy on the group before anything is looked up, then on the post with what
+    // `seq` holds (a deleted post as the post it was; nothing as no one's post): only
+    // who may delete it learns that it is gone, so a sequence number tells an outsider
+    // nothing (they get the same refusal for every one).
+    caller.may(Action::DeleteInGroup(facts))?;
+    let (post, deleted) = match group::event_at(&app, group, seq).await? {
+        Some(EventBody::Post { author, file, .. }) => (Some((author, file)), false),
+        Some(EventBody::DeletedPost { author, .. }) => (Some((author, None)), true),
+        _ => (None, false),
     };
+    let author = post.as_ref().map(|(author, _)| author);
     caller.may(Action::DeletePost(PostFacts {
         group: facts,
-        author: author.id,
-        author_facility: author.facility_id,
+        author: author.map(|a| a.id),
+        author_facility: author.and_then(|a| a.facility_id),
     }))?;
+    let Some((author, file)) = post else {
+        return Err(HttpError::not_found("post"));
+    };
+    if deleted {
+        return Err(HttpError::conflict("the post is deleted already"));
+    }
     let reason = match request.reason.as_deref().map(str::trim) {
         Some(reason) if !reason.is_empty() => Some(input::reason(reason)?),
         _ if author.id != caller.user.id => {

@@ -125,15 +125,21 @@ pub async fn confirm(
     Ids(group, seq): Ids,
 ) -> Result<StatusCode, HttpError> {
     let (_, facts) = group::target(&app, &caller, group).await?;
+    // The policy on the group before the post is looked up: a non-member gets the same
+    // answer for every sequence number (existing, deleted or never used).
+    caller.may(Action::ReadGroup(facts))?;
     let author = match group::event_at(&app, group, seq).await? {
-        Some(EventBody::Post { author, .. }) => author,
-        _ => return Err(HttpError::not_found("post")),
+        Some(EventBody::Post { author, .. }) => Some(author),
+        _ => None,
     };
     caller.may(Action::ConfirmPost(PostFacts {
         group: facts,
-        author: author.id,
-        author_facility: author.facility_id,
+        author: author.as_ref().map(|a| a.id),
+        author_facility: author.as_ref().and_then(|a| a.facility_id),
     }))?;
+    if author.is_none() {
+        return Err(HttpError::not_found("post"));
+    }
     let by = caller.user.id;
     membership::change(&app, group, Change::Confirm { seq, by }).await?;
     tracing::info!(group, seq, by, "post confirmed");

@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use renkei_protocol::api::{SearchHit, SearchResults};
 use renkei_protocol::Millis;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::api::Caller;
+use crate::api::{AuditReads, Caller};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::store::{EventBody, PostSearch};
@@ -52,7 +52,7 @@ pub async fn search(
     State(app): State<Arc<App>>,
     caller: Caller,
     query: Result<Query<SearchQuery>, QueryRejection>,
-) -> Result<Json<SearchResults>, HttpError> {
+) -> Result<(Extension<AuditReads>, Json<SearchResults>), HttpError> {
     let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
     let folded = fold(query.q.trim());
     if folded.is_empty() {
@@ -75,7 +75,7 @@ pub async fn search(
         })
         .await?;
     let has_more = records.len() > limit as usize;
-    let hits = records
+    let hits: Vec<SearchHit> = records
         .into_iter()
         .take(limit as usize)
         .filter_map(|record| {
@@ -94,7 +94,9 @@ pub async fn search(
             })
         })
         .collect();
-    Ok(Json(SearchResults { hits, has_more }))
+    // On record per group whose posts are returned, never with the query.
+    let reads = AuditReads::of(hits.iter().map(|hit| (hit.group, hit.seq)));
+    Ok((Extension(reads), Json(SearchResults { hits, has_more })))
 }
 
 #[cfg(test)]
