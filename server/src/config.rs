@@ -102,6 +102,12 @@ pub struct Config {
     /// address needs built-in TLS.
     #[arg(long, env = "RENKEI_ALLOW_PLAIN_HTTP", default_value_t = false)]
     pub allow_plain_http: bool,
+    /// Browsers reach the server over HTTPS through a proxy that terminates TLS: the
+    /// session cookie is `Secure` and responses carry HSTS, as with built-in TLS. Default:
+    /// on with `RENKEI_ALLOW_PLAIN_HTTP`; `false` turns both off (a proxy that serves plain
+    /// HTTP, on a closed network only).
+    #[arg(long, env = "RENKEI_BEHIND_TLS_PROXY", action = clap::ArgAction::Set)]
+    pub behind_tls_proxy: Option<bool>,
     /// A session's absolute lifetime, in hours: a shift with its handover, after which
     /// one logs in again whatever the use (art. 13(4)).
     #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
@@ -456,9 +462,20 @@ impl Config {
         self.tls_cert.is_some()
     }
 
+    /// Whether browsers reach the server over HTTPS through a TLS-terminating proxy: as
+    /// set, else whenever plain HTTP is allowed (that is what it is allowed for).
+    pub fn behind_tls_proxy(&self) -> bool {
+        self.behind_tls_proxy.unwrap_or(self.allow_plain_http)
+    }
+
     /// Whether the session cookie is sent only over HTTPS.
     pub fn secure_cookies(&self) -> bool {
-        self.cookie_secure || self.tls()
+        self.cookie_secure || self.tls() || self.behind_tls_proxy()
+    }
+
+    /// Whether responses tell browsers to use HTTPS only (HSTS).
+    pub fn hsts(&self) -> bool {
+        self.tls() || self.behind_tls_proxy()
     }
 
     /// Password checks running at once: the configured number, or half the cores.
@@ -480,9 +497,10 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-                        "listen={} tls={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
+                        "listen={} tls={} behind_tls_proxy={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
             self.listen,
             self.tls(),
+            self.behind_tls_proxy(),
             self.data_dir.display(),
             self.file_store_url.as_deref().unwrap_or("data_dir/files"),
             mask_password(&self.effective_database_url()),
@@ -597,7 +615,13 @@ mod tests {
             .is_err_and(|e| e.contains("RENKEI_ALLOW_PLAIN_HTTP")));
         config.allow_plain_http = true;
         assert_eq!(config.validate(), Ok(()));
+        // Behind the TLS proxy that implies: Secure cookies and HSTS, unless turned off.
+        assert!(config.secure_cookies() && config.hsts());
+        config.behind_tls_proxy = Some(false);
+        assert!(!config.secure_cookies() && !config.hsts());
+        config.behind_tls_proxy = None;
         config.allow_plain_http = false;
+        assert!(!config.secure_cookies() && !config.hsts());
         config.tls_cert = Some("cert.pem".into());
         config.tls_key = Some("key.pem".into());
         assert_eq!(config.validate(), Ok(()));

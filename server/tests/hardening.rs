@@ -77,3 +77,38 @@ async fn a_promotion_to_admin_ends_the_sessions_without_a_second_factor(backend:
     app.stop().await;
 }
 
+/// Behind a proxy that terminates TLS (`RENKEI_ALLOW_PLAIN_HTTP`), browsers reach the
+/// server over HTTPS: the session cookie must never go out over plain HTTP, and browsers
+/// must not try plain HTTP first (HSTS). An explicit off switch turns both off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_tls_proxy_the_cookie_is_secure_and_hsts_is_sent() {
+    for (behind_proxy, secure) in [(None, true), (Some(false), false)] {
+        let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+            c.allow_plain_http = true;
+            c.behind_tls_proxy = behind_proxy;
+        })
+        .await;
+        let response = login(&app, "alice").await;
+        assert_eq!(response.status(), 200);
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .expect("a session cookie")
+            .to_string();
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+        let hsts = response.headers().get("strict-transport-security").cloned();
+        assert_eq!(hsts.is_some(), secure, "{hsts:?}");
+        if let Some(hsts) = hsts {
+            assert_eq!(hsts, "max-age=31536000");
+        }
+        let page = reqwest::get(app.url("/healthz")).await.expect("healthz");
+        assert_eq!(
+            page.headers().contains_key("strict-transport-security"),
+            secure,
+            "on every response"
+        );
+        app.stop().await;
+    }
+}
+
