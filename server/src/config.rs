@@ -313,6 +313,11 @@ pub struct LimitsConfig {
     /// starts one or opens a connection: slower ones (slowloris) are disconnected.
     #[arg(long, env = "RENKEI_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub header_timeout_seconds: u32,
+    /// Seconds a request's body may take once its handler starts reading it, extended by
+    /// a second per 16 KiB received (a large upload on a slow but working line finishes;
+    /// a stalled or trickling body does not): slower ones get 408 and are disconnected.
+    #[arg(long, env = "RENKEI_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u32,
     /// Seconds between keepalive pings; a socket silent for two intervals is dropped.
     #[arg(long, env = "RENKEI_PING_SECONDS", default_value_t = 30)]
     pub ping_seconds: u32,
@@ -378,6 +383,9 @@ impl Config {
                  for RENKEI_MAX_POST_CHARS = {}",
                 l.outbox_bytes, l.max_post_chars
             ));
+        }
+        if l.body_timeout_seconds == 0 {
+            return Err("RENKEI_BODY_TIMEOUT_SECONDS must be at least 1".into());
         }
         if l.max_frame_bytes < 1024 {
             return Err("RENKEI_MAX_FRAME_BYTES must be at least 1024".into());

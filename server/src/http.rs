@@ -42,6 +42,10 @@ pub fn router(app: Arc<App>) -> Router {
                 "no such resource",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            crate::accept::time_bodies,
+        ))
         .layer(axum::middleware::map_response_with_state(
             Arc::clone(&app),
             crate::web::security_headers,

@@ -112,3 +112,61 @@ async fn behind_a_tls_proxy_the_cookie_is_secure_and_hsts_is_sent() {
     }
 }
 
+/// A request whose head arrives but whose body stalls or trickles a byte now and then.
+async fn slow_body(app: &TestApp, trickle: bool) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(
+            b"POST /api/v1/session HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"login\":",
+        )
+        .await
+        .expect("head");
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        while trickle {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if write.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        // Stalled: keeps the connection open without sending more.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut answer = Vec::new();
+    let cut = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut answer)).await;
+    writer.abort();
+    assert!(
+        cut.is_ok(),
+        "the server cut the slow body off (trickle: {trickle})"
+    );
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&answer).into_owned(),
+    )
+}
+
+/// Request heads have a deadline (slowloris); bodies too: a client that sends a head and
+/// then stalls, or trickles its body, is answered 408 and disconnected after
+/// `RENKEI_BODY_TIMEOUT_SECONDS`, so slow bodies cannot pile up connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_trickling_body_is_cut_off() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.limits.body_timeout_seconds = 1;
+    })
+    .await;
+    for trickle in [false, true] {
+        let (after, answer) = slow_body(&app, trickle).await;
+        assert!(after >= Duration::from_millis(900), "{after:?}");
+        assert!(after < Duration::from_secs(5), "{after:?}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    // A body that arrives in time is read as always.
+    assert_eq!(login(&app, "alice").await.status(), 200);
+    app.stop().await;
+}
+
