@@ -75,6 +75,15 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "RENKEI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`), apart from the one clients
+    /// reach: loopback by default, for a scraper on the same host. Port 0 takes any free
+    /// port (logged as `serving metrics`).
+    #[arg(long, env = "RENKEI_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    /// A bearer token `/metrics` then asks for (`Authorization: Bearer <token>`); needed
+    /// when `RENKEI_METRICS_LISTEN` is not a loopback address.
+    #[arg(long, env = "RENKEI_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Directory for the embedded database and, later, files.
     #[arg(long, env = "RENKEI_DATA_DIR", default_value = "renkei-data")]
     pub data_dir: PathBuf,
@@ -413,6 +422,20 @@ impl Config {
                 self.listen
             ));
         }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err("RENKEI_METRICS_TOKEN must not be empty".into());
+        }
+        if !self.metrics_listen.ip().is_loopback() && self.metrics_token.is_none() {
+            return Err(format!(
+                "serving /metrics on {} would show this server's activity to anyone who \
+                 reaches it: set RENKEI_METRICS_TOKEN, or keep RENKEI_METRICS_LISTEN on loopback",
+                self.metrics_listen
+            ));
+        }
         if self.session_hours == 0 || self.session_idle_minutes == 0 {
             return Err(
                 "RENKEI_SESSION_HOURS and RENKEI_SESSION_IDLE_MINUTES must be at least 1".into(),
@@ -505,8 +528,9 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-                        "listen={} tls={} behind_tls_proxy={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
+                        "listen={} metrics_listen={} tls={} behind_tls_proxy={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
             self.listen,
+            self.metrics_listen,
             self.tls(),
             self.behind_tls_proxy(),
             self.data_dir.display(),
@@ -635,6 +659,20 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert!(config.secure_cookies());
         assert!(Cli::try_parse_from(["renkei", "--tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn metrics_stay_on_loopback_unless_a_token_guards_them() {
+        let mut config = Cli::try_parse_from(["renkei", "--metrics-listen", "0.0.0.0:9464"])
+            .expect("parses")
+            .config;
+        assert!(config
+            .validate()
+            .is_err_and(|e| e.contains("RENKEI_METRICS_TOKEN")));
+        config.metrics_token = Some("a long random token".into());
+        assert_eq!(config.validate(), Ok(()));
+        config.metrics_token = Some(" ".into());
+        assert!(config.validate().is_err());
     }
 
     #[test]

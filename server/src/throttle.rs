@@ -95,11 +95,18 @@ impl<K: Hash + Eq> Limiter<K> {
     }
 }
 
+/// Readiness probes (`/readyz`, which asks the database) per second per address, and at
+/// once: a load balancer checks every few seconds.
+const PROBES_PER_SECOND: u32 = 10;
+const PROBE_BURST: u32 = 50;
+
 /// The REST API's limits: per user, and per source address (which many users of one
 /// facility may share).
 pub struct RequestLimits {
     pub users: Limiter<UserId>,
     pub addresses: Limiter<IpAddr>,
+    /// `/readyz` per address.
+    pub probes: Limiter<IpAddr>,
 }
 
 impl RequestLimits {
@@ -110,6 +117,7 @@ impl RequestLimits {
                 limits.address_requests_per_second,
                 limits.address_request_burst,
             ),
+            probes: Limiter::new(PROBES_PER_SECOND, PROBE_BURST),
         }
     }
 }

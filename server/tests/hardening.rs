@@ -170,3 +170,59 @@ async fn a_stalled_or_trickling_body_is_cut_off() {
     app.stop().await;
 }
 
+/// `/metrics` is not on the address clients reach, but on its own
+/// (`RENKEI_METRICS_LISTEN`); with `RENKEI_METRICS_TOKEN`, only for its bearer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_their_own_address_only() {
+    for token in [None, Some("a long random scraping token")] {
+        let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+            c.metrics_token = token.map(Into::into);
+        })
+        .await;
+        let response = reqwest::get(app.url("/metrics")).await.expect("metrics");
+        assert_eq!(response.status(), 404, "not on the clients' address");
+        let metrics = format!("http://{}", common::metrics_addr(app.addr));
+        let client = reqwest::Client::new();
+        let scrape = |bearer: Option<&str>| {
+            let mut request = client.get(format!("{metrics}/metrics"));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            request.send()
+        };
+        if let Some(token) = token {
+            let refused = scrape(None).await.expect("scrape");
+            assert_eq!(refused.status(), 401);
+            assert!(refused.headers().contains_key("www-authenticate"));
+            assert_eq!(scrape(Some("a guess")).await.expect("scrape").status(), 401);
+        }
+        let scraped = scrape(token).await.expect("scrape");
+        assert_eq!(scraped.status(), 200);
+        let text = scraped.text().await.expect("text");
+        assert!(text.contains("renkei_connections"), "{text}");
+        // Nothing else is served there.
+        let other = client
+            .get(format!("{metrics}/readyz"))
+            .send()
+            .await
+            .expect("other");
+        assert_eq!(other.status(), 404);
+        app.stop().await;
+    }
+}
+
+/// `/readyz` asks the database: from one address it is throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probes_from_one_address_are_throttled() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        let response = client.get(app.url("/readyz")).send().await.expect("readyz");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[0], 200);
+    assert!(statuses.contains(&429), "{statuses:?}");
+    app.stop().await;
+}
+
