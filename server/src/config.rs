@@ -356,6 +356,10 @@ pub struct LimitsConfig {
     /// REST requests an address may send at once before its per-second rate applies.
     #[arg(long, env = "RENKEI_ADDRESS_REQUEST_BURST", default_value_t = 400)]
     pub address_request_burst: u32,
+    /// Facility applications (様式1, open to anyone) an address may send per hour, all at
+    /// once at most: a city office helping several facilities apply stays well below.
+    #[arg(long, env = "RENKEI_APPLICATIONS_PER_HOUR", default_value_t = 10)]
+    pub applications_per_hour: u32,
 }
 
 impl Config {
@@ -392,6 +396,9 @@ impl Config {
                  for RENKEI_MAX_POST_CHARS = {}",
                 l.outbox_bytes, l.max_post_chars
             ));
+        }
+        if l.applications_per_hour == 0 {
+            return Err("RENKEI_APPLICATIONS_PER_HOUR must be at least 1".into());
         }
         if l.body_timeout_seconds == 0 {
             return Err("RENKEI_BODY_TIMEOUT_SECONDS must be at least 1".into());

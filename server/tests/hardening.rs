@@ -226,3 +226,60 @@ async fn readiness_probes_from_one_address_are_throttled() {
     app.stop().await;
 }
 
+on_both_backends!(
+    facility_applications_are_throttled_per_address,
+    an_oversized_roster_is_refused,
+);
+
+/// An application (様式1) of facility number `i`, with `staff` roster lines.
+fn application(i: usize, staff: usize) -> serde_json::Value {
+    let roster: Vec<_> = (0..staff)
+        .map(|s| json!({"name": format!("職員 {s}"), "profession": "nurse", "email": ""}))
+        .collect();
+    json!({
+        "name": format!("みどり訪問看護 {i}"),
+        "kind": "visiting_nurse_station",
+        "address": "市内 1-2-3",
+        "contact": {"name": "窓口 花子", "email": format!("contact{i}@midori.example.jp"), "phone": "000-0000"},
+        "admins": [{"name": "管理 一郎", "kana": "", "email": format!("admin{i}@midori.example.jp"), "profession": "nurse"}],
+        "roster": roster,
+        "pledged": true
+    })
+}
+
+/// Anyone may apply, so one address may not fill the operator's queue (and mailbox).
+async fn facility_applications_are_throttled_per_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let anonymous = app.anonymous();
+    for i in 0..10 {
+        let (status, body) = anonymous
+            .post("/api/v1/facilities/applications", application(i, 1))
+            .await;
+        assert_eq!(status, 201, "application {i}: {body}");
+    }
+    let (status, body) = anonymous
+        .post("/api/v1/facilities/applications", application(10, 1))
+        .await;
+    assert_eq!((status, code(&body)), (429, "rate_limited"), "{body}");
+    app.stop().await;
+}
+
+/// A roster beyond any facility's staff is refused, naming the field and the limit.
+async fn an_oversized_roster_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let anonymous = app.anonymous();
+    let (status, body) = anonymous
+        .post("/api/v1/facilities/applications", application(0, 501))
+        .await;
+    assert_eq!((status, code(&body)), (400, "bad_request"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("roster") && message.contains("500"),
+        "{message}"
+    );
+    let (status, body) = anonymous
+        .post("/api/v1/facilities/applications", application(1, 500))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.stop().await;
+}
