@@ -1,6 +1,6 @@
 // The public application form of a facility (様式1): no login. It checks what the server
 // checks (required fields, lengths, e-mail addresses, 1 to 20 admins each with their own
-// address, at most 2000 roster lines, the pledges) before sending, and shows a refusal of
+// address, at most 500 roster lines, the pledges) before sending, and shows a refusal of
 // the server next to the field it names (`admins[1].email …`).
 "use strict";
 
@@ -13,7 +13,7 @@
 
   // The server's limits (server/src/facility.rs).
   const MAX_ADMINS = 20;
-  const MAX_ROSTER = 2000;
+  const MAX_ROSTER = 500;
   const KINDS = ["hospital", "clinic", "dental_clinic", "pharmacy", "visiting_nurse_station",
     "care_management_office", "home_help_office", "day_service", "other"];
   const PROFESSIONS = ["doctor", "dentist", "nurse", "pharmacist", "physical_therapist",

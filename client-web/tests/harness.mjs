@@ -35,6 +35,8 @@ export function startServer() {
       // Admins log in with a password alone here; the second factor has its own test.
       env: {
         ...process.env, RENKEI_DATA_DIR: env.dataDir, RENKEI_LISTEN: `127.0.0.1:${env.port}`,
+        // Test files run at once: each server its own metrics port.
+        RENKEI_METRICS_LISTEN: "127.0.0.1:0",
         RENKEI_LOG_FORMAT: "json", RENKEI_TWO_FACTOR: "optional",
       },
       stdio: ["ignore", "ignore", "pipe"],

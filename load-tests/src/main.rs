@@ -216,6 +216,10 @@ struct Common {
     /// spread over them. Needs `--population`; the scenario's sizes come from that file.
     #[arg(long = "url", requires = "population", conflicts_with_all = ["postgres", "nodes", "redis", "server_bin", "server_env"])]
     urls: Vec<String>,
+    /// The metrics address (`RENKEI_METRICS_LISTEN`, `http://host:port`) of each `--url`,
+    /// in the same order, for the nodes' memory and CPU in the report.
+    #[arg(long = "metrics-url", requires = "urls")]
+    metrics_urls: Vec<String>,
     /// A population saved by `renkei-load populate` in the nodes' database.
     #[arg(long, requires = "urls")]
     population: Option<PathBuf>,
@@ -543,8 +547,16 @@ async fn measure(
     }
     if let Some(population) = given {
         let mut servers = Vec::with_capacity(common.urls.len());
-        for url in &common.urls {
-            servers.push(Target::external(url).await.map_err(|e| e.to_string())?);
+        if !common.metrics_urls.is_empty() && common.metrics_urls.len() != common.urls.len() {
+            return Err("--metrics-url: one per --url, in the same order".into());
+        }
+        for (i, url) in common.urls.iter().enumerate() {
+            let metrics = common.metrics_urls.get(i).map(String::as_str);
+            servers.push(
+                Target::external(url, metrics)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let mut ours = scenario::run(&servers, &population, spec).await;
         compare_with_bare(&mut ours, &reports);

@@ -1,6 +1,7 @@
 //! What the load runs against: a `renkei` process on a fresh database, or the bare hub,
 //! each spawned as its own process so that its memory and CPU can be read; or `renkei`
-//! nodes someone else started, whose memory and CPU come from their `/metrics`.
+//! nodes someone else started, whose memory and CPU come from their `/metrics` (on their
+//! metrics address, `--metrics-url`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,8 @@ pub struct Target {
     pub bare: bool,
     /// The process, when this tool started it; `None` for a server given by its URL.
     child: Option<Child>,
+    /// Where a server given by its URL serves `/metrics` (its `RENKEI_METRICS_LISTEN`).
+    metrics: Option<SocketAddr>,
     problems: Arc<Mutex<Problems>>,
 }
 
@@ -136,6 +139,9 @@ impl Target {
         let mut command = Command::new(bin);
         command
             .env("RENKEI_LISTEN", "127.0.0.1:0")
+            // Several nodes on one host: each its own metrics port (its usage comes from
+            // `/proc`, not from its metrics).
+            .env("RENKEI_METRICS_LISTEN", "127.0.0.1:0")
             .env("RENKEI_DATABASE_URL", &db.url)
             .env("RENKEI_LOG_FORMAT", "json")
             // Every simulated user connects from 127.0.0.1: a per-address limit meant
@@ -192,30 +198,26 @@ impl Target {
             addr,
             bare,
             child: Some(child),
+            metrics: None,
             problems,
         })
     }
 
     /// A `renkei` node this tool did not start, at `url` (`http://host:port` or
-    /// `host:port`; plain HTTP: put the load generator where it reaches the nodes directly).
-    pub async fn external(url: &str) -> Result<Target, TargetError> {
-        let host = url
-            .strip_prefix("http://")
-            .unwrap_or(url)
-            .trim_end_matches('/');
-        if host.is_empty() || host.contains('/') || host.contains("://") {
-            return Err(TargetError::Address(url.into()));
-        }
-        let addr = tokio::net::lookup_host(host)
-            .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| TargetError::Address(url.into()))?;
+    /// `host:port`; plain HTTP: put the load generator where it reaches the nodes directly),
+    /// with its metrics address (`RENKEI_METRICS_LISTEN`) if its usage is to be reported.
+    pub async fn external(url: &str, metrics: Option<&str>) -> Result<Target, TargetError> {
+        let (host, addr) = resolve(url).await?;
+        let metrics = match metrics {
+            Some(url) => Some(resolve(url).await?.1),
+            None => None,
+        };
         Ok(Target {
             label: format!("renkei@{host}"),
             addr,
             bare: false,
             child: None,
+            metrics,
             problems: Arc::default(),
         })
     }
@@ -235,7 +237,7 @@ impl Target {
 
     /// The node's own account of its memory and CPU, from one scrape of `/metrics`.
     async fn metrics_usage(&self) -> Option<renkei::metrics::Process> {
-        let url = format!("http://{}/metrics", self.addr);
+        let url = format!("http://{}/metrics", self.metrics?);
         let text = reqwest::get(url).await.ok()?.text().await.ok()?;
         Some(renkei::metrics::Process {
             resident_bytes: metric_value(&text, "renkei_process_resident_memory_bytes")? as i64,
@@ -258,6 +260,23 @@ impl Target {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The host and address of `url` (`http://host:port` or `host:port`).
+async fn resolve(url: &str) -> Result<(String, SocketAddr), TargetError> {
+    let host = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains("://") {
+        return Err(TargetError::Address(url.into()));
+    }
+    let addr = tokio::net::lookup_host(host)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| TargetError::Address(url.into()))?;
+    Ok((host.to_string(), addr))
 }
 
 /// The value of the sample `name` in a Prometheus/OpenMetrics text exposition.

@@ -1,7 +1,7 @@
 //! `renkei-load` against nodes it did not start: a population saved by `populate` into the
 //! deployment's PostgreSQL, two nodes on it fanning out through Redis, and a quick fan-out
 //! given their URLs. It must see every acknowledged post delivered once and read the
-//! nodes' memory from their `/metrics`.
+//! nodes' memory from their `/metrics` (on their metrics addresses).
 //!
 //! Reads `RENKEI_TEST_POSTGRES_URL` and `RENKEI_TEST_REDIS_URL` (defaults: the local
 //! services) and fails, never skips, when they are unreachable.
@@ -33,8 +33,12 @@ async fn fresh_database() -> (String, String) {
     (admin.clone(), format!("{base}/{name}"))
 }
 
-/// A node in this process, on `database` and Redis.
-async fn node(database: &str, prefix: &str, shutdown: &CancellationToken) -> SocketAddr {
+/// A node in this process, on `database` and Redis: its address and its metrics address.
+async fn node(
+    database: &str,
+    prefix: &str,
+    shutdown: &CancellationToken,
+) -> (SocketAddr, SocketAddr) {
     let mut config = renkei::config::Cli::try_parse_from(["renkei"])
         .expect("defaults")
         .config;
@@ -47,9 +51,13 @@ async fn node(database: &str, prefix: &str, shutdown: &CancellationToken) -> Soc
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics_addr = metrics.local_addr().expect("addr");
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        renkei::run(listener, config, shutdown)
+        renkei::run_with(listener, metrics, config, shutdown)
             .await
             .expect("node runs")
     });
@@ -58,7 +66,7 @@ async fn node(database: &str, prefix: &str, shutdown: &CancellationToken) -> Soc
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return addr;
+            return (addr, metrics_addr);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -90,8 +98,8 @@ async fn a_quick_fanout_against_two_nodes_given_by_url() {
 
     let shutdown = CancellationToken::new();
     let prefix = format!("renkei-test-load-{}", std::process::id());
-    let a = node(&database, &prefix, &shutdown).await;
-    let b = node(&database, &prefix, &shutdown).await;
+    let (a, a_metrics) = node(&database, &prefix, &shutdown).await;
+    let (b, b_metrics) = node(&database, &prefix, &shutdown).await;
 
     let run = tokio::process::Command::new(load)
         .args(["fanout", "--quick", "--json"])
@@ -100,6 +108,10 @@ async fn a_quick_fanout_against_two_nodes_given_by_url() {
             &format!("http://{a}"),
             "--url",
             &format!("http://{b}"),
+            "--metrics-url",
+            &format!("http://{a_metrics}"),
+            "--metrics-url",
+            &format!("http://{b_metrics}"),
         ])
         .arg("--population")
         .arg(&population)
@@ -137,7 +149,7 @@ async fn a_quick_fanout_against_two_nodes_given_by_url() {
         (report["lost"].as_u64(), report["duplicates"].as_u64()),
         (Some(0), Some(0))
     );
-    // Memory and CPU came from the nodes' /metrics.
+    // Memory and CPU came from the nodes' /metrics, on their metrics addresses.
     assert!(
         report["server_rss_mib"].as_f64().is_some_and(|m| m > 0.0),
         "{report}"

@@ -521,6 +521,14 @@ pub async fn set_role(
         ));
     }
     app.store.set_role(user, role).await?;
+    // Their sessions were opened without the second factor the new role requires: they
+    // end (with their sockets on every node, and their push subscriptions), so the next
+    // login asks for the code or its setup. Before the admins' room is joined, so that no
+    // old socket receives it.
+    let two_factor = app.config.two_factor;
+    if two_factor.applies_to(role) && !two_factor.applies_to(details.role) {
+        membership::end_sessions(&app, user).await?;
+    }
     membership::follow_role(&app, user, role, caller.user.id).await?;
     membership::announce_account(&app, user).await?;
     tracing::info!(user, ?role, by = caller.user.id, "role changed");

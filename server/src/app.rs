@@ -81,9 +81,29 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets every
 /// socket finish its in-flight posts, tells clients to reconnect, and commits what is
-/// queued before returning: nothing acknowledged is lost.
+/// queued before returning: nothing acknowledged is lost. `/metrics` is served on
+/// `RENKEI_METRICS_LISTEN`, bound here.
 pub async fn run(
     listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    config.validate().map_err(ServeError::Config)?;
+    let metrics = TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|err| {
+            ServeError::Config(format!(
+                "RENKEI_METRICS_LISTEN {}: {err}",
+                config.metrics_listen
+            ))
+        })?;
+    run_with(listener, metrics, config, shutdown).await
+}
+
+/// [`run`] with the metrics listener bound by the caller too (tests bind `127.0.0.1:0`).
+pub async fn run_with(
+    listener: TcpListener,
+    metrics_listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -178,15 +198,26 @@ pub async fn run(
     crate::session::spawn_keepalive(Arc::clone(&app));
     crate::seal::spawn(Arc::clone(&app));
     crate::notice::spawn(Arc::clone(&app));
+    let header_timeout = Duration::from_secs(u64::from(app.config.limits.header_timeout_seconds));
+    // Logged before `listening`, which those who start the binary wait for.
+    tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics");
+    let metrics_served = tokio::spawn(crate::accept::serve(
+        metrics_listener,
+        crate::http::metrics_router(Arc::clone(&app)),
+        header_timeout,
+        shutdown.clone(),
+    ));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let router = crate::http::router(Arc::clone(&app));
-    let header_timeout = Duration::from_secs(u64::from(app.config.limits.header_timeout_seconds));
     match tls {
         Some(acceptor) => {
             let listener = crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?;
             crate::accept::serve(listener, router, header_timeout, shutdown.clone()).await;
         }
         None => crate::accept::serve(listener, router, header_timeout, shutdown.clone()).await,
+    }
+    if let Err(err) = metrics_served.await {
+        tracing::error!(error = %err, "the metrics listener failed");
     }
     tracing::info!("stopped accepting; draining sockets");
     app.sockets.close();

@@ -81,6 +81,15 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "RENKEI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`), apart from the one clients
+    /// reach: loopback by default, for a scraper on the same host. Port 0 takes any free
+    /// port (logged as `serving metrics`).
+    #[arg(long, env = "RENKEI_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    /// A bearer token `/metrics` then asks for (`Authorization: Bearer <token>`); needed
+    /// when `RENKEI_METRICS_LISTEN` is not a loopback address.
+    #[arg(long, env = "RENKEI_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Directory for the embedded database and, later, files.
     #[arg(long, env = "RENKEI_DATA_DIR", default_value = "renkei-data")]
     pub data_dir: PathBuf,
@@ -113,6 +122,12 @@ pub struct Config {
     /// address needs built-in TLS.
     #[arg(long, env = "RENKEI_ALLOW_PLAIN_HTTP", default_value_t = false)]
     pub allow_plain_http: bool,
+    /// Browsers reach the server over HTTPS through a proxy that terminates TLS: the
+    /// session cookie is `Secure` and responses carry HSTS, as with built-in TLS. Default:
+    /// on with `RENKEI_ALLOW_PLAIN_HTTP`; `false` turns both off (a proxy that serves plain
+    /// HTTP, on a closed network only).
+    #[arg(long, env = "RENKEI_BEHIND_TLS_PROXY", action = clap::ArgAction::Set)]
+    pub behind_tls_proxy: Option<bool>,
     /// A session's absolute lifetime, in hours: a shift with its handover, after which
     /// one logs in again whatever the use (art. 13(4)).
     #[arg(long, env = "RENKEI_SESSION_HOURS", default_value_t = 12)]
@@ -329,6 +344,11 @@ pub struct LimitsConfig {
     /// starts one or opens a connection: slower ones (slowloris) are disconnected.
     #[arg(long, env = "RENKEI_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub header_timeout_seconds: u32,
+    /// Seconds a request's body may take once its handler starts reading it, extended by
+    /// a second per 16 KiB received (a large upload on a slow but working line finishes;
+    /// a stalled or trickling body does not): slower ones get 408 and are disconnected.
+    #[arg(long, env = "RENKEI_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u32,
     /// Seconds between keepalive pings; a socket silent for two intervals is dropped.
     #[arg(long, env = "RENKEI_PING_SECONDS", default_value_t = 30)]
     pub ping_seconds: u32,
@@ -358,6 +378,10 @@ pub struct LimitsConfig {
     /// REST requests an address may send at once before its per-second rate applies.
     #[arg(long, env = "RENKEI_ADDRESS_REQUEST_BURST", default_value_t = 400)]
     pub address_request_burst: u32,
+    /// Facility applications (様式1, open to anyone) an address may send per hour, all at
+    /// once at most: a city office helping several facilities apply stays well below.
+    #[arg(long, env = "RENKEI_APPLICATIONS_PER_HOUR", default_value_t = 10)]
+    pub applications_per_hour: u32,
 }
 
 impl Config {
@@ -403,6 +427,12 @@ impl Config {
                 l.outbox_bytes, l.max_post_chars
             ));
         }
+        if l.applications_per_hour == 0 {
+            return Err("RENKEI_APPLICATIONS_PER_HOUR must be at least 1".into());
+        }
+        if l.body_timeout_seconds == 0 {
+            return Err("RENKEI_BODY_TIMEOUT_SECONDS must be at least 1".into());
+        }
         if l.max_frame_bytes < 1024 {
             return Err("RENKEI_MAX_FRAME_BYTES must be at least 1024".into());
         }
@@ -435,6 +465,20 @@ impl Config {
                  clear: set RENKEI_TLS_CERT and RENKEI_TLS_KEY, or, behind a reverse proxy \
                  that terminates TLS, RENKEI_ALLOW_PLAIN_HTTP=true",
                 self.listen
+            ));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err("RENKEI_METRICS_TOKEN must not be empty".into());
+        }
+        if !self.metrics_listen.ip().is_loopback() && self.metrics_token.is_none() {
+            return Err(format!(
+                "serving /metrics on {} would show this server's activity to anyone who \
+                 reaches it: set RENKEI_METRICS_TOKEN, or keep RENKEI_METRICS_LISTEN on loopback",
+                self.metrics_listen
             ));
         }
         if self.session_hours == 0 || self.session_idle_minutes == 0 {
@@ -494,9 +538,20 @@ impl Config {
         self.tls_cert.is_some()
     }
 
+    /// Whether browsers reach the server over HTTPS through a TLS-terminating proxy: as
+    /// set, else whenever plain HTTP is allowed (that is what it is allowed for).
+    pub fn behind_tls_proxy(&self) -> bool {
+        self.behind_tls_proxy.unwrap_or(self.allow_plain_http)
+    }
+
     /// Whether the session cookie is sent only over HTTPS.
     pub fn secure_cookies(&self) -> bool {
-        self.cookie_secure || self.tls()
+        self.cookie_secure || self.tls() || self.behind_tls_proxy()
+    }
+
+    /// Whether responses tell browsers to use HTTPS only (HSTS).
+    pub fn hsts(&self) -> bool {
+        self.tls() || self.behind_tls_proxy()
     }
 
     /// Password checks running at once: the configured number, or half the cores.
@@ -518,9 +573,11 @@ impl Config {
     /// The settings as they may be logged: passwords in URLs are masked.
     pub fn describe(&self) -> String {
         format!(
-                        "listen={} tls={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
+                        "listen={} metrics_listen={} tls={} behind_tls_proxy={} data_dir={} files={} database={} redis={} cookie_secure={} session_hours={} mail={} {:?}",
             self.listen,
+            self.metrics_listen,
             self.tls(),
+            self.behind_tls_proxy(),
             self.data_dir.display(),
             self.file_store_url.as_deref().unwrap_or("data_dir/files"),
             mask_password(&self.effective_database_url()),
@@ -650,12 +707,32 @@ mod tests {
             .is_err_and(|e| e.contains("RENKEI_ALLOW_PLAIN_HTTP")));
         config.allow_plain_http = true;
         assert_eq!(config.validate(), Ok(()));
+        // Behind the TLS proxy that implies: Secure cookies and HSTS, unless turned off.
+        assert!(config.secure_cookies() && config.hsts());
+        config.behind_tls_proxy = Some(false);
+        assert!(!config.secure_cookies() && !config.hsts());
+        config.behind_tls_proxy = None;
         config.allow_plain_http = false;
+        assert!(!config.secure_cookies() && !config.hsts());
         config.tls_cert = Some("cert.pem".into());
         config.tls_key = Some("key.pem".into());
         assert_eq!(config.validate(), Ok(()));
         assert!(config.secure_cookies());
         assert!(Cli::try_parse_from(["renkei", "--tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn metrics_stay_on_loopback_unless_a_token_guards_them() {
+        let mut config = Cli::try_parse_from(["renkei", "--metrics-listen", "0.0.0.0:9464"])
+            .expect("parses")
+            .config;
+        assert!(config
+            .validate()
+            .is_err_and(|e| e.contains("RENKEI_METRICS_TOKEN")));
+        config.metrics_token = Some("a long random token".into());
+        assert_eq!(config.validate(), Ok(()));
+        config.metrics_token = Some(" ".into());
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -17,14 +17,15 @@ use renkei_protocol::{AccountStatus, Role, ServerMessage};
 use crate::account::issue_setup_code;
 use crate::api::{Caller, Id};
 use crate::app::App;
-use crate::http::HttpError;
+use crate::http::{ClientIp, HttpError};
 use crate::policy::Action;
 use crate::store::{MailKind, NewUser, StatusChange};
 use crate::{clock, input, membership};
 
-/// The most admins and roster lines an application lists.
+/// The most admins and roster lines an application lists: more staff than any home-care
+/// facility has, and a bound on what one public request makes the server check and store.
 const MAX_ADMINS: usize = 20;
-const MAX_ROSTER: usize = 2000;
+const MAX_ROSTER: usize = 500;
 
 /// `GET /api/v1/facilities`: the participating facilities.
 pub async fn public_list(
@@ -43,7 +44,7 @@ fn checked(application: FacilityApplication) -> Result<FacilityApplication, Http
     }
     if application.roster.len() > MAX_ROSTER {
         return Err(HttpError::bad_request(format!(
-            "roster: a roster has at most {MAX_ROSTER} lines"
+            "roster: a roster has at most {MAX_ROSTER} staff: list the others after approval"
         )));
     }
     if !application.pledged {
@@ -99,11 +100,22 @@ fn checked(application: FacilityApplication) -> Result<FacilityApplication, Http
     })
 }
 
-/// `POST /api/v1/facilities/applications`: anyone may apply; the operator decides.
+/// `POST /api/v1/facilities/applications`: anyone may apply; the operator decides. Each
+/// address may apply `RENKEI_APPLICATIONS_PER_HOUR` times an hour (429 beyond), so that no
+/// one fills the operator's queue and mailbox.
 pub async fn apply(
     State(app): State<Arc<App>>,
+    ClientIp(client): ClientIp,
     body: Result<Json<FacilityApplication>, JsonRejection>,
 ) -> Result<(StatusCode, Json<FacilityDetails>), HttpError> {
+    if !app.requests.applications.try_take(client) {
+        return Err(HttpError::rate_limited(
+            std::time::Duration::from_secs(
+                3600 / u64::from(app.config.limits.applications_per_hour.max(1)),
+            ),
+            "too many applications from this address: retry later",
+        ));
+    }
     let Json(application) = body?;
     let application = checked(application)?;
     let id = app

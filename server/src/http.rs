@@ -33,7 +33,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .merge(crate::web::routes())
         .fallback(|| async {
             HttpError::new(
@@ -42,6 +41,10 @@ pub fn router(app: Arc<App>) -> Router {
                 "no such resource",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            crate::accept::time_bodies,
+        ))
         .layer(axum::middleware::map_response_with_state(
             Arc::clone(&app),
             crate::web::security_headers,
@@ -370,8 +373,22 @@ async fn websocket(
         }))
 }
 
-/// `GET /readyz`: 200 when the database answers.
-async fn ready(State(app): State<Arc<App>>) -> Response {
+/// What the metrics address serves (`RENKEI_METRICS_LISTEN`): `/metrics` and nothing
+/// else. Not the clients' address: the counts tell how busy the service is and when.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { HttpError::not_found("resource") })
+        .with_state(app)
+}
+
+/// `GET /readyz`: 200 when the database answers. Each call asks the database, so it is
+/// throttled per address (429).
+async fn ready(State(app): State<Arc<App>>, ClientIp(client): ClientIp) -> Response {
+    if !app.requests.probes.try_take(client) {
+        return HttpError::rate_limited(Duration::from_secs(1), "too many probes: slow down")
+            .into_response();
+    }
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(err) => {
@@ -381,8 +398,26 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `GET /metrics`: Prometheus text exposition; with `RENKEI_METRICS_TOKEN`, only for a
+/// request that carries it as a bearer token (401 otherwise).
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &app.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        // Compared as digests: the time taken tells nothing of how much of it matched.
+        if session::token_hash(presented) != session::token_hash(token) {
+            let mut refused = HttpError::unauthorized().into_response();
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return refused;
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -46,4 +46,4 @@ pub mod two_factor;
 pub mod web;
 pub mod wire;
 
-pub use app::run;
+pub use app::{run, run_with};

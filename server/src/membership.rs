@@ -66,6 +66,17 @@ pub fn end_sockets(app: &App, user: UserId) {
     app.bus.control(Control::AccountEnded { user });
 }
 
+/// Ends every session of `user` (their push subscriptions go with them) and closes the
+/// sockets of each, on every node: they log in again.
+pub async fn end_sessions(app: &App, user: UserId) -> Result<(), HttpError> {
+    let ended = app.store.end_user_sessions(user, None).await?;
+    for hash in &ended {
+        app.bus.end_session(hash);
+    }
+    tracing::info!(user, sessions = ended.len(), "sessions ended");
+    Ok(())
+}
+
 /// Removes a deactivated user from every group (each removal an event of its group) and
 /// ends their sockets. Safe to repeat: a retry finishes what a failure left.
 pub async fn remove_everywhere(app: &App, user: UserId, by: UserId) -> Result<(), HttpError> {

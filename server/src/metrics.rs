@@ -1,4 +1,4 @@
-//! Prometheus metrics, served at `/metrics`.
+//! Prometheus metrics, served at `/metrics` on their own address (`RENKEI_METRICS_LISTEN`).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use renkei_protocol::UserId;
 
@@ -23,9 +23,14 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(rate), burst)
+    }
+
+    /// A full bucket refilled at `rate` tokens per second, which may be below one.
+    fn with_rate(rate: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         TokenBucket {
-            rate: f64::from(rate),
+            rate,
             burst,
             tokens: burst,
             updated: Instant::now(),
@@ -61,7 +66,8 @@ const MAX_KEYS: usize = 100_000;
 
 /// One token bucket per key (a user, an address), created full on first use.
 pub struct Limiter<K> {
-    rate: u32,
+    /// Tokens per second.
+    rate: f64,
     burst: u32,
     buckets: Mutex<HashMap<K, TokenBucket>>,
 }
@@ -69,8 +75,17 @@ pub struct Limiter<K> {
 impl<K: Hash + Eq> Limiter<K> {
     pub fn new(rate: u32, burst: u32) -> Self {
         Limiter {
-            rate,
+            rate: f64::from(rate),
             burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `count` at once, and `count` again per `period` (for rare acts: per hour).
+    pub fn per(count: u32, period: Duration) -> Self {
+        Limiter {
+            rate: f64::from(count) / period.as_secs_f64().max(1.0),
+            burst: count,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -87,7 +102,7 @@ impl<K: Hash + Eq> Limiter<K> {
         }
         let (rate, burst) = (self.rate, self.burst);
         let bucket = buckets.entry(key).or_insert_with(|| {
-            let mut bucket = TokenBucket::new(rate, burst);
+            let mut bucket = TokenBucket::with_rate(rate, burst);
             bucket.updated = now;
             bucket
         });
@@ -95,11 +110,20 @@ impl<K: Hash + Eq> Limiter<K> {
     }
 }
 
+/// Readiness probes (`/readyz`, which asks the database) per second per address, and at
+/// once: a load balancer checks every few seconds.
+const PROBES_PER_SECOND: u32 = 10;
+const PROBE_BURST: u32 = 50;
+
 /// The REST API's limits: per user, and per source address (which many users of one
 /// facility may share).
 pub struct RequestLimits {
     pub users: Limiter<UserId>,
     pub addresses: Limiter<IpAddr>,
+    /// `/readyz` per address.
+    pub probes: Limiter<IpAddr>,
+    /// Facility applications (様式1, public) per address.
+    pub applications: Limiter<IpAddr>,
 }
 
 impl RequestLimits {
@@ -110,6 +134,8 @@ impl RequestLimits {
                 limits.address_requests_per_second,
                 limits.address_request_burst,
             ),
+            probes: Limiter::new(PROBES_PER_SECOND, PROBE_BURST),
+            applications: Limiter::per(limits.applications_per_hour, Duration::from_secs(3600)),
         }
     }
 }
@@ -117,7 +143,6 @@ impl RequestLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn burst_then_rate() {
@@ -135,6 +160,17 @@ mod tests {
             2,
             "refill caps at burst"
         );
+    }
+
+    #[test]
+    fn rare_acts_refill_over_their_period() {
+        let limiter = Limiter::per(2, Duration::from_secs(3600));
+        let now = Instant::now();
+        assert!(limiter.try_take_at("a", now));
+        assert!(limiter.try_take_at("a", now));
+        assert!(!limiter.try_take_at("a", now + Duration::from_secs(60)));
+        assert!(limiter.try_take_at("a", now + Duration::from_secs(1900)));
+        assert!(!limiter.try_take_at("a", now + Duration::from_secs(1901)));
     }
 
     #[test]

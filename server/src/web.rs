@@ -387,10 +387,11 @@ fn not_modified(headers: &HeaderMap, hash: &str) -> bool {
 
 /// Headers on every response: scripts only from this server (no inline script, so
 /// injected text cannot run), no framing, no MIME sniffing, no referrer to outside links;
-/// with built-in TLS, HSTS (browsers then never try plain HTTP for a year).
+/// with built-in TLS or behind a TLS proxy, HSTS (browsers then never try plain HTTP for a
+/// year).
 pub async fn security_headers(State(app): State<Arc<App>>, mut response: Response) -> Response {
     let headers = response.headers_mut();
-    if app.config.tls() {
+    if app.config.hsts() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),

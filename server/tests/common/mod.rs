@@ -244,8 +244,27 @@ pub struct TestApp {
 /// A running server.
 pub struct Node {
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` (`RENKEI_METRICS_LISTEN`).
+    pub metrics_addr: SocketAddr,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The metrics address of each node started here, by its address, so that [`metric`]
+/// takes the address tests know a node by.
+static METRICS_ADDRS: std::sync::Mutex<Vec<(SocketAddr, SocketAddr)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The metrics address of the node at `addr` (a node started by [`Node`]).
+pub fn metrics_addr(addr: SocketAddr) -> SocketAddr {
+    METRICS_ADDRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .rev()
+        .find(|(node, _)| *node == addr)
+        .map(|(_, metrics)| *metrics)
+        .unwrap_or_else(|| panic!("no node of this test listens on {addr}"))
 }
 
 impl Node {
@@ -254,17 +273,26 @@ impl Node {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let metrics_addr = metrics.local_addr().expect("addr");
+        METRICS_ADDRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((addr, metrics_addr));
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
-                renkei::run(listener, config, shutdown)
+                renkei::run_with(listener, metrics, config, shutdown)
                     .await
                     .expect("server runs")
             }
         });
         Node {
             addr,
+            metrics_addr,
             shutdown,
             server: Some(server),
         }
@@ -290,9 +318,10 @@ impl Drop for Node {
     }
 }
 
-/// The value of a counter or gauge in the `/metrics` of the server at `addr`.
+/// The value of a counter or gauge in the `/metrics` of the server at `addr` (served on
+/// its metrics address).
 pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    let text = reqwest::get(format!("http://{}/metrics", metrics_addr(addr)))
         .await
         .expect("metrics")
         .text()
@@ -326,6 +355,7 @@ pub fn redis() -> (String, String) {
 pub fn test_config(db: &TestDb) -> Config {
     let mut config = default_config();
     config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
     config.database_url = Some(db.url.clone());
     config.data_dir = db.dir.path().to_path_buf();
     config.limits.posts_per_second = 10_000;
@@ -655,6 +685,7 @@ impl Process {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_renkei"));
         command
             .env("RENKEI_LISTEN", "127.0.0.1:0")
+            .env("RENKEI_METRICS_LISTEN", "127.0.0.1:0")
             .env("RENKEI_LOG_FORMAT", "json")
             .env("RENKEI_POSTS_PER_SECOND", "100000")
             .env("RENKEI_POST_BURST", "100000")
