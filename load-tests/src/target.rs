@@ -390,7 +390,7 @@ mod tests {
             "127.0.0.1:8080",
             "http://127.0.0.1:8080/",
         ] {
-            let target = Target::external(url).await.expect(url);
+            let target = Target::external(url, None).await.expect(url);
             assert_eq!(target.addr, "127.0.0.1:8080".parse().expect("addr"));
             assert!(!target.bare);
         }
@@ -400,7 +400,7 @@ mod tests {
             "http://127.0.0.1:8080/x",
             "no port",
         ] {
-            assert!(Target::external(url).await.is_err(), "{url}");
+            assert!(Target::external(url, None).await.is_err(), "{url}");
         }
     }
 
@@ -416,6 +416,7 @@ mod tests {
             addr: "127.0.0.1:9".parse().expect("addr"),
             bare: false,
             child: Some(child),
+            metrics: None,
             problems: Arc::default(),
         };
         assert!(target.usage().await.rss_kib > 0);
