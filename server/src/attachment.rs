@@ -911,28 +911,47 @@ pub async fn download(
     caller: Caller,
     Id(id): Id,
     query: Result<Query<DownloadQuery>, QueryRejection>,
-) -> Result<Response, HttpError> {
-    let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
-    serve(&app, &caller, id, false, query.inline).await
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
+    };
+    let mut group = None;
+    let served = serve(&app, &caller, id, false, query.inline, &mut group).await;
+    on_record_with(served, group)
 }
 
 /// `GET /api/v1/files/{id}/thumbnail`: an image's small JPEG preview.
-pub async fn thumbnail_of(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Id(id): Id,
-) -> Result<Response, HttpError> {
-    serve(&app, &caller, id, true, true).await
+pub async fn thumbnail_of(State(app): State<Arc<App>>, caller: Caller, Id(id): Id) -> Response {
+    let mut group = None;
+    let served = serve(&app, &caller, id, true, true, &mut group).await;
+    on_record_with(served, group)
 }
 
+/// The response, naming the file's group for its audit record (the path names only the
+/// file): the owning facility's admins then see who read their patient's file, and who
+/// tried to.
+fn on_record_with(served: Result<Response, HttpError>, group: Option<GroupId>) -> Response {
+    let mut response = served.into_response();
+    if let Some(group) = group {
+        response
+            .extensions_mut()
+            .insert(crate::api::AuditGroup(group));
+    }
+    response
+}
+
+/// Serves a file or its thumbnail; `group` is set to the file's group once it is known.
 async fn serve(
     app: &App,
     caller: &Caller,
     id: i64,
     thumbnail: bool,
     inline: bool,
+    group: &mut Option<GroupId>,
 ) -> Result<Response, HttpError> {
     let file = app.store.file(id).await?.ok_or(AttachError::NotFound)?;
+    *group = Some(file.group_id);
     let (_, facts) = group::target(app, caller, file.group_id).await?;
     // Read as the group is read: members now, or through the archive view.
     caller

@@ -380,6 +380,51 @@ async fn abandoned_uploads_are_erased(backend: Backend) {
 
 on_both_backends!(abandoned_uploads_are_erased);
 
+/// Downloads and thumbnails are on the audit trail with the file's group, so that the
+/// facility owning the group sees who read its patient's files (issue 20, finding 6).
+async fn downloads_are_on_record_with_the_files_group(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let (status, body) = app.upload(f.alice, g, "wound.png", png(64, 48)).await;
+    assert_eq!(status, 201, "{body}");
+    let file: FileRef = serde_json::from_value(body).expect("file");
+    let mut alice = app.client(f.alice).await;
+    let mut bob = app.client(f.bob).await;
+    bob.sync(g, 0).await;
+    post_file(&mut alice, g, "a-1", "創部の写真", file.id).await;
+    bob.next_event().await;
+
+    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) =
+        download(&app, f.bob, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
+    assert_eq!(status, 200);
+    // carol is not a member: her attempt is on the group's record too.
+    let (status, _, _) = download(&app, f.carol, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 403);
+
+    // The facility's admin asks for the group's records.
+    let path = format!("/api/v1/facilities/{}/audit?group={g}", f.facility);
+    let records = app
+        .api(f.adam)
+        .await
+        .ok(reqwest::Method::GET, &path, None)
+        .await;
+    let records = records.as_array().expect("records");
+    let of = |action: &str, actor: i64, result: &str| {
+        records.iter().any(|r| {
+            r["action"] == action && r["actor"] == actor && r["result"] == result && r["group"] == g
+        })
+    };
+    assert!(of("GET /api/v1/files/{id}", f.bob, "200"), "{records:?}");
+    assert!(
+        of("GET /api/v1/files/{id}/thumbnail", f.bob, "200"),
+        "{records:?}"
+    );
+    assert!(of("GET /api/v1/files/{id}", f.carol, "403"), "{records:?}");
+}
+
 /// A PNG of `width` × `height` black 1-bit pixels: a few KiB that decode to
 /// `width` × `height` bytes.
 fn png_bomb(width: u32, height: u32) -> Vec<u8> {
@@ -557,6 +602,7 @@ async fn uploads_in_progress_are_bounded_and_leave_nothing_behind(backend: Backe
 }
 
 on_both_backends!(
+    downloads_are_on_record_with_the_files_group,
     decompression_bombs_are_refused,
     uploads_in_progress_are_bounded_and_leave_nothing_behind
 );
