@@ -454,7 +454,7 @@ fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 43 bytes that decode to
+/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 35 bytes that decode to
 /// `width` × `height` × 4 bytes.
 fn gif_bomb(width: u16, height: u16) -> Vec<u8> {
     let mut out = b"GIF89a".to_vec();
