@@ -34,6 +34,10 @@ pub enum Attack {
     BigFrames,
     /// Posts under the client ids the members use (`p{n}`), each twice with other text.
     Replay,
+    /// Uploads decompression bombs (a 35-byte GIF declaring a 6000 × 6000 screen: 144 MB
+    /// once decoded) into the groups from many connections at once, each sending the next
+    /// as soon as the last is answered (50 ms after a 429).
+    Uploads,
 }
 
 impl Attack {
@@ -45,6 +49,7 @@ impl Attack {
             Attack::Flood => "flood",
             Attack::BigFrames => "big-frames",
             Attack::Replay => "replay",
+            Attack::Uploads => "uploads",
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct AttackStats {
     pub closed_by_server: u64,
     /// The intruder's connections still open when the attack ended.
     pub still_open: u64,
+    /// Uploads: how many answers of each HTTP status (0: no answer).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub statuses: std::collections::BTreeMap<u16, u64>,
 }
 
 /// Upper bounds, whatever the window: the attack never runs away.
@@ -74,6 +82,10 @@ const MAX_BIG_FRAMES: u64 = 200;
 /// Replayed posts per second: under the per-user post limit, so that what is measured is
 /// what a replay does, not the rate limit.
 const REPLAYS_PER_SECOND: f64 = 5.0;
+/// Uploads in flight at once: each of these connections sends its next bomb when the last
+/// is answered, so a server that decodes them all holds this many decoded images at most.
+const UPLOAD_CONNECTIONS: usize = 16;
+const MAX_UPLOADS: u64 = 100_000;
 
 /// Runs `attack` against `addr` for `seconds`, after `delay`.
 pub async fn run(
@@ -97,6 +109,7 @@ pub async fn run(
         Attack::Flood => flood(addr, &intruder, &groups, until, &mut stats).await,
         Attack::BigFrames => big_frames(addr, &intruder, until, &mut stats).await,
         Attack::Replay => replay(addr, &intruder, &groups, until, &mut stats).await,
+        Attack::Uploads => uploads(addr, &intruder, &groups, until, &mut stats).await,
     }
     stats
 }
@@ -372,4 +385,80 @@ async fn replay(
         },
     )
     .await;
+}
+
+/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 35 bytes that a decoder
+/// without limits expands to `width` × `height` × 4 bytes.
+fn gif_bomb(width: u16, height: u16) -> Vec<u8> {
+    let mut out = b"GIF89a".to_vec();
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&[0x80, 0, 0]); // a global table of two colours
+    out.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    out.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]); // a 1 × 1 frame at 0, 0
+    out.extend_from_slice(&[2, 2, 0x44, 1, 0]); // its one pixel, LZW
+    out.push(0x3b);
+    out
+}
+
+async fn uploads(
+    addr: SocketAddr,
+    intruder: &Member,
+    groups: &[GroupId],
+    until: Instant,
+    stats: &mut AttackStats,
+) {
+    let bomb = gif_bomb(6_000, 6_000);
+    let client = reqwest::Client::new();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(UPLOAD_CONNECTIONS);
+    for n in 0..UPLOAD_CONNECTIONS {
+        let (client, bomb, sent) = (client.clone(), bomb.clone(), sent.clone());
+        let token = intruder.token.clone();
+        let groups = groups.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(12 + n as u64);
+            let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+            while Instant::now() < until
+                && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < MAX_UPLOADS
+            {
+                let group = groups[rng.gen_range(0..groups.len())];
+                let answer = client
+                    .post(format!(
+                        "http://{addr}/api/v1/groups/{group}/files?name=bomb.gif"
+                    ))
+                    .bearer_auth(&token)
+                    .body(bomb.clone())
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await;
+                let status = match answer {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                *statuses.entry(status).or_default() += 1;
+                if status == 429 || status == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            statuses
+        }));
+    }
+    for task in tasks {
+        if let Ok(statuses) = task.await {
+            for (status, count) in statuses {
+                stats.attempted += count;
+                match status {
+                    200..=299 => stats.accepted += count,
+                    0 => stats.closed_by_server += count,
+                    _ => stats.refused += count,
+                }
+                *stats.statuses.entry(status).or_default() += count;
+            }
+        }
+    }
 }

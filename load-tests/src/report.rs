@@ -28,6 +28,10 @@ pub struct Report {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub server_rss_mib: f64,
+    /// The most resident memory the servers this tool started ever had (their `VmHWM`):
+    /// what a burst in the middle of the run took, even if it was given back since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_peak_rss_mib: Option<f64>,
     pub server_rss_per_conn_kib: f64,
     pub server_cpu_s: f64,
     /// Login storm: logins attempted, accepted, shed (429), and their latency.

@@ -183,6 +183,10 @@ pub async fn run(targets: &[Target], population: &Population, spec: &Spec) -> Re
     report.deliveries_per_sec = report.deliveries as f64 / duration.max(1e-9);
     report.errors += errors;
     report.server_rss_mib = end.rss_kib as f64 / 1024.0;
+    let peaks: Vec<u64> = targets.iter().filter_map(Target::peak_rss_kib).collect();
+    if !peaks.is_empty() {
+        report.server_peak_rss_mib = Some(peaks.iter().sum::<u64>() as f64 / 1024.0);
+    }
     report.server_rss_per_conn_kib =
         connected_usage.rss_kib.saturating_sub(before.rss_kib) as f64 / connected.max(1) as f64;
     report.server_cpu_s = end.cpu_seconds - before.cpu_seconds;

@@ -39,7 +39,9 @@ pub enum Database {
 pub struct FreshDb {
     pub url: String,
     pub label: &'static str,
-    _dir: Option<tempfile::TempDir>,
+    /// A directory of the run's own, also the servers' data directory (uploads in
+    /// progress, files).
+    dir: Option<tempfile::TempDir>,
     /// (admin URL, database name) to drop afterwards.
     drop: Option<(String, String)>,
 }
@@ -53,7 +55,7 @@ impl FreshDb {
                 Ok(FreshDb {
                     url,
                     label: "renkei-sqlite",
-                    _dir: Some(dir),
+                    dir: Some(dir),
                     drop: None,
                 })
             }
@@ -76,10 +78,11 @@ impl FreshDb {
                     .split_once('?')
                     .map_or((admin.as_str(), String::new()), |(b, q)| (b, format!("?{q}")));
                 let base = admin_base.rsplit_once('/').map_or(admin_base, |(b, _)| b);
+                let dir = tempfile::tempdir().map_err(|e| TargetError::Database(e.to_string()))?;
                 Ok(FreshDb {
                     url: format!("{base}/{name}{query}"),
                     label: "renkei-postgres",
-                    _dir: None,
+                    dir: Some(dir),
                     drop: Some((admin.clone(), name)),
                 })
             }
@@ -149,6 +152,9 @@ impl Target {
             .env("RENKEI_ADDRESS_REQUESTS_PER_SECOND", "1000000")
             .env("RENKEI_ADDRESS_REQUEST_BURST", "1000000")
             .env("RUST_LOG", "warn,renkei::app=info");
+        if let Some(dir) = &db.dir {
+            command.env("RENKEI_DATA_DIR", dir.path());
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -233,6 +239,21 @@ impl Target {
             rss_kib: u64::try_from(p.resident_bytes / 1024).unwrap_or(0),
             cpu_seconds: p.cpu_milliseconds as f64 / 1000.0,
         })
+    }
+
+    /// The most resident memory the process ever had (`VmHWM`), for a process this tool
+    /// started.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The node's own account of its memory and CPU, from one scrape of `/metrics`.

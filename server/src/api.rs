@@ -70,6 +70,12 @@ pub struct AuditActor {
     pub facility: Option<i64>,
 }
 
+/// The group a request concerned, for a handler whose path does not name it (a file's
+/// download): put it in the response's extensions and the audit record names it, so that
+/// the group's owning facility sees the record in its trail.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditGroup(pub renkei_protocol::GroupId);
+
 /// In front of every endpoint: the per-address and per-user rate limits (429 beyond,
 /// before any work), the session checked once for the handler, and for an audited
 /// endpoint its record: who (the session's user, or the handler's `AuditActor`), the
@@ -110,7 +116,8 @@ async fn admitted(
         .or_else(|| response.extensions().get::<AuditActor>().copied());
     let group = template
         .strip_prefix("/api/v1/groups/{id}")
-        .and_then(|_| target.split('/').nth(4)?.parse().ok());
+        .and_then(|_| target.split('/').nth(4)?.parse().ok())
+        .or_else(|| response.extensions().get::<AuditGroup>().map(|g| g.0));
     let entry = AuditEntry {
         at: crate::clock::now_ms(),
         actor: actor.map(|a| a.user),

@@ -42,6 +42,8 @@ pub struct App {
     pub anchor: crate::seal::Anchor,
     /// The bytes of uploaded files.
     pub files: crate::attachment::FileStore,
+    /// Uploads in progress, and their bounds.
+    pub uploads: crate::attachment::Uploads,
     /// Reaching people away from the page: push and e-mail.
     pub notices: crate::notice::Notifications,
     /// Cancelled when the server stops: sockets finish their posts and close.
@@ -176,8 +178,10 @@ pub async fn run_with(
     let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let requests = crate::throttle::RequestLimits::new(&config.limits);
     let files = crate::attachment::FileStore::open(&config).map_err(ServeError::Config)?;
+    let uploads = crate::attachment::Uploads::new(&config);
     let app = Arc::new(App {
         files,
+        uploads,
         notices,
         config,
         store,

@@ -5,6 +5,16 @@
 //! - The type is recognised from the content's first bytes, never from the name or the
 //!   declared type; only the types in `RENKEI_FILE_TYPES` are taken, up to
 //!   `RENKEI_MAX_FILE_BYTES`. Images must decode: each gets a small JPEG thumbnail.
+//! - An upload is never held whole in memory: its body streams into a temporary file in
+//!   `<data dir>/incoming` (hashed and counted on the way, refused as soon as it is too
+//!   large or of a type not taken), which moves into the file store and is removed on
+//!   every other path — an error, a refusal, a client that goes away. Images are decoded
+//!   from that file within explicit limits (`RENKEI_IMAGE_MAX_EDGE` pixels each way,
+//!   `RENKEI_IMAGE_MAX_DECODE_MIB` of decoded pixels), checked against the image's header
+//!   before anything is allocated, so a small file declaring a huge image (a
+//!   decompression bomb) costs nothing; a few decode at once (`RENKEI_IMAGE_WORKERS`).
+//!   Uploads in progress are bounded per node and per person (`RENKEI_UPLOADS_AT_ONCE`,
+//!   `RENKEI_UPLOADS_PER_USER`): 429 beyond.
 //! - The bytes live in the file store — `<data dir>/files/<group>/<id>` by default, or an
 //!   S3-compatible object store (`RENKEI_FILE_STORE_URL`) — and the record in the
 //!   database. Every download checks that the caller may read the group now, and is on the
@@ -16,17 +26,22 @@
 //!   its bytes leave the store right after. An upload no post took within a day is erased
 //!   by the archive process.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt as _;
 use renkei_protocol::{ErrorCode, FileRef, GroupId, Millis, UserId};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
@@ -39,8 +54,14 @@ use crate::{clock, group};
 const MAX_NAME_CHARS: usize = 200;
 /// A thumbnail fits in this many pixels each way.
 const THUMBNAIL_EDGE: u32 = 320;
-/// Images larger than this many pixels each way are refused (a "decompression bomb").
-const MAX_IMAGE_EDGE: u32 = 12_000;
+/// The first bytes of an upload, enough to recognise its type.
+const HEAD_BYTES: usize = 16;
+/// Temporary files in `<data dir>/incoming` older than this at startup were left by a
+/// node that died mid-upload; they are removed.
+const STALE_INCOMING: Duration = Duration::from_secs(3600);
+/// An S3 object up to this size is written with one PUT; a larger one in parts of this
+/// size, so that no more than two parts are in memory.
+const S3_PART_BYTES: usize = 5 * 1024 * 1024;
 /// An upload is posted within this time (milliseconds), or uploaded again.
 pub const POST_WITHIN_MS: i64 = 12 * 3_600_000;
 /// Uploads no post took are erased after this time (twice the above, so that the clean-up
@@ -121,6 +142,18 @@ pub enum AttachError {
     Unsupported(String),
     #[error("the image cannot be read")]
     BadImage,
+    #[error(
+        "the image is too large: at most {} pixels each way and {} MiB once decoded",
+        .0.max_edge,
+        .0.max_bytes / (1024 * 1024)
+    )]
+    ImageTooLarge(ImageLimits),
+    #[error("the upload ended before its end")]
+    Incomplete,
+    #[error("at most {0} uploads at once per person: wait for one to finish")]
+    TooManyOfYours(u32),
+    #[error("the server is receiving too many uploads at once: retry in a moment")]
+    TooManyAtOnce,
     #[error("the file store failed: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -131,8 +164,11 @@ impl AttachError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AttachError::NotAttachable | AttachError::NotFound => ErrorCode::NotFound,
-            AttachError::TooLarge(_) => ErrorCode::TooLarge,
+            AttachError::TooLarge(_) | AttachError::ImageTooLarge(_) => ErrorCode::TooLarge,
             AttachError::Unsupported(_) | AttachError::BadImage => ErrorCode::UnsupportedMediaType,
+            AttachError::Incomplete => ErrorCode::BadRequest,
+            AttachError::TooManyOfYours(_) => ErrorCode::RateLimited,
+            AttachError::TooManyAtOnce => ErrorCode::Overloaded,
             AttachError::Io(_) | AttachError::Store(_) => ErrorCode::Unavailable,
         }
     }
@@ -153,9 +189,16 @@ impl From<AttachError> for HttpError {
         let status = match err {
             AttachError::Store(store) => return store.into(),
             AttachError::NotAttachable | AttachError::NotFound => StatusCode::NOT_FOUND,
-            AttachError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AttachError::TooLarge(_) | AttachError::ImageTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             AttachError::Unsupported(_) | AttachError::BadImage => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            AttachError::Incomplete => StatusCode::BAD_REQUEST,
+            // `Retry-After: 1` goes with every 429.
+            AttachError::TooManyOfYours(_) | AttachError::TooManyAtOnce => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             AttachError::Io(ref io) => {
                 tracing::error!(error = %io, "file store failed");
@@ -230,27 +273,33 @@ impl FileStore {
         }
     }
 
-    /// Writes a file's bytes (and its thumbnail), each complete or not at all.
+    /// Moves a received file into the store (and writes its thumbnail), each complete or
+    /// not at all.
     async fn put(
         &self,
         group: GroupId,
         id: i64,
-        bytes: &[u8],
+        incoming: Incoming,
         thumbnail: Option<&[u8]>,
     ) -> std::io::Result<()> {
-        let parts = [(false, Some(bytes)), (true, thumbnail)];
-        for (is_thumbnail, content) in parts {
-            let Some(content) = content else { continue };
-            let name = Self::name(group, id, is_thumbnail);
-            match self {
-                FileStore::Local(dir) => {
-                    tokio::fs::create_dir_all(dir.join(group.to_string())).await?;
-                    write_whole(&dir.join(&name), content).await?;
+        let name = Self::name(group, id, false);
+        let thumbnail_name = Self::name(group, id, true);
+        match self {
+            FileStore::Local(dir) => {
+                tokio::fs::create_dir_all(dir.join(group.to_string())).await?;
+                persist(incoming.path, dir.join(&name)).await?;
+                if let Some(thumbnail) = thumbnail {
+                    write_whole(&dir.join(&thumbnail_name), thumbnail).await?;
                 }
-                FileStore::S3 { store, prefix } => {
-                    // An object appears whole when its PUT succeeds.
+            }
+            FileStore::S3 { store, prefix } => {
+                put_object(store.as_ref(), &Self::key(prefix, &name), &incoming).await?;
+                if let Some(thumbnail) = thumbnail {
                     store
-                        .put(&Self::key(prefix, &name), content.to_vec().into())
+                        .put(
+                            &Self::key(prefix, &thumbnail_name),
+                            thumbnail.to_vec().into(),
+                        )
                         .await
                         .map_err(io_error)?;
                 }
@@ -342,6 +391,59 @@ pub async fn erase_abandoned(app: &App) -> Result<usize, crate::store::StoreErro
     Ok(abandoned.len())
 }
 
+/// Moves a received file to `to` (a rename, on the same filesystem); copies it under a
+/// temporary name, syncs and renames when the files' directory is mounted from elsewhere.
+async fn persist(temp: tempfile::TempPath, to: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || match temp.persist(&to) {
+        Ok(()) => Ok(()),
+        Err(failed) => {
+            let partial = to.with_extension("partial");
+            std::fs::copy(&failed.path, &partial)?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, &to)
+            // The temporary file goes with `failed`.
+        }
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// Writes a received file as the object `key`: one PUT up to [`S3_PART_BYTES`], else a
+/// multipart upload read from the file part by part (an object appears whole when its
+/// PUT or its multipart upload's completion succeeds).
+async fn put_object(
+    store: &dyn object_store::ObjectStore,
+    key: &object_store::path::Path,
+    incoming: &Incoming,
+) -> std::io::Result<()> {
+    if incoming.size <= S3_PART_BYTES as u64 {
+        let bytes = tokio::fs::read(&incoming.path).await?;
+        store.put(key, bytes.into()).await.map_err(io_error)?;
+        return Ok(());
+    }
+    let upload = store.put_multipart(key).await.map_err(io_error)?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, S3_PART_BYTES);
+    let mut source = tokio::fs::File::open(&incoming.path).await?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = match source.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) => {
+                let _ = writer.abort().await;
+                return Err(err);
+            }
+        };
+        // One part in flight while the next one fills.
+        if let Err(err) = writer.wait_for_capacity(1).await {
+            let _ = writer.abort().await;
+            return Err(io_error(err));
+        }
+        writer.write(&buffer[..read]);
+    }
+    writer.finish().await.map(|_| ()).map_err(io_error)
+}
+
 /// Writes under a temporary name, syncs and renames: a reader finds all of it or nothing.
 async fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt as _;
@@ -352,17 +454,85 @@ async fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tokio::fs::rename(&partial, path).await
 }
 
-/// A JPEG thumbnail of an image, fitting in [`THUMBNAIL_EDGE`] pixels; `BadImage` when it
-/// does not decode (or is absurdly large).
-fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, AttachError> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| AttachError::BadImage)?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_EDGE);
-    limits.max_image_height = Some(MAX_IMAGE_EDGE);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|_| AttachError::BadImage)?;
+/// How large an image may be to be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Pixels each way.
+    pub max_edge: u32,
+    /// Bytes of the decoded image.
+    pub max_bytes: u64,
+}
+
+impl Default for ImageLimits {
+    /// The defaults of `RENKEI_IMAGE_MAX_EDGE` and `RENKEI_IMAGE_MAX_DECODE_MIB`.
+    fn default() -> Self {
+        ImageLimits {
+            max_edge: 8192,
+            max_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl ImageLimits {
+    pub fn of(config: &crate::config::Config) -> ImageLimits {
+        ImageLimits {
+            max_edge: config.image_max_edge,
+            max_bytes: u64::from(config.image_max_decode_mib) * 1024 * 1024,
+        }
+    }
+}
+
+/// Decoding images: within limits, a few at once.
+#[derive(Clone)]
+pub struct Decoding {
+    pub limits: ImageLimits,
+    /// One permit per image being decoded: each may take `limits.max_bytes`, so this
+    /// bounds the memory decoding takes on a node.
+    workers: Arc<Semaphore>,
+}
+
+impl Decoding {
+    pub fn new(limits: ImageLimits, workers: u32) -> Decoding {
+        Decoding {
+            limits,
+            workers: Arc::new(Semaphore::new(workers.max(1) as usize)),
+        }
+    }
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Decoding::new(ImageLimits::default(), 1)
+    }
+}
+
+/// A JPEG thumbnail of an image of `kind`, fitting in [`THUMBNAIL_EDGE`] pixels;
+/// `ImageTooLarge` when its header declares more than `limits` allow (nothing is decoded),
+/// `BadImage` when it does not decode.
+fn thumbnail<R: std::io::BufRead + std::io::Seek>(
+    source: R,
+    kind: Kind,
+    limits: ImageLimits,
+) -> Result<Vec<u8>, AttachError> {
+    let format = match kind {
+        Kind::Jpeg => image::ImageFormat::Jpeg,
+        Kind::Png => image::ImageFormat::Png,
+        Kind::Gif => image::ImageFormat::Gif,
+        Kind::Webp => image::ImageFormat::WebP,
+        Kind::Pdf => return Err(AttachError::BadImage),
+    };
+    let mut reader = image::ImageReader::with_format(source, format);
+    let mut allowed = image::Limits::default();
+    allowed.max_image_width = Some(limits.max_edge);
+    allowed.max_image_height = Some(limits.max_edge);
+    allowed.max_alloc = Some(limits.max_bytes);
+    reader.limits(allowed);
+    // `decode` reserves the whole image against `max_alloc` from the header's dimensions
+    // before it allocates or reads any pixel.
+    let image = reader.decode().map_err(|err| match err {
+        image::ImageError::Limits(_) => AttachError::ImageTooLarge(limits),
+        _ => AttachError::BadImage,
+    })?;
     let small = image.thumbnail(THUMBNAIL_EDGE, THUMBNAIL_EDGE).to_rgb8();
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
@@ -430,20 +600,23 @@ pub async fn upload(
     caller: Caller,
     Id(group_id): Id,
     query: Result<Query<UploadQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<FileRef>), HttpError> {
     let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
     let (_, facts) = group::target(&app, &caller, group_id).await?;
     caller.may(Action::PostToGroup(facts))?;
+    // Held until the upload is stored or fails, or the client goes away.
+    let _admitted = app.uploads.admit(caller.user.id)?;
     let max = app.config.max_file_bytes;
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| AttachError::TooLarge(max))?;
-    let accepted = &app.config.file_types;
-    let kind = detect(&bytes)
-        .filter(|kind| accepted.iter().any(|name| name == kind.name()))
-        .ok_or_else(|| AttachError::Unsupported(accepted.join(", ")))?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(AttachError::TooLarge(max).into());
+    }
+    let (incoming, kind) =
+        Incoming::receive(&app.uploads.incoming, body, max, &app.config.file_types).await?;
     let upload = Upload {
         group: group_id,
         uploader: caller.user.id,
@@ -451,8 +624,207 @@ pub async fn upload(
         kind,
         at: clock::now_ms(),
     };
-    let stored = store_upload(app.store.as_ref(), &app.files, upload, bytes.into()).await?;
+    let stored = store_upload(
+        app.store.as_ref(),
+        &app.files,
+        &app.uploads.decoding,
+        upload,
+        incoming,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(stored)))
+}
+
+/// The uploads a node is receiving: bounded per node and per person, streamed to
+/// temporary files, their images decoded a few at a time.
+pub struct Uploads {
+    /// Where bodies are written while they arrive: `<data dir>/incoming`.
+    incoming: PathBuf,
+    /// One permit per upload in progress on this node; none left: 429.
+    at_once: Arc<Semaphore>,
+    /// Uploads in progress per person (only people with at least one), shared with each
+    /// upload's [`Admitted`] guard, which gives its place back when dropped. A std mutex:
+    /// never held across an await.
+    in_progress: Arc<Mutex<HashMap<UserId, u32>>>,
+    per_user: u32,
+    pub decoding: Decoding,
+}
+
+impl Uploads {
+    /// The bounds the settings give; removes what a node that died mid-upload left in
+    /// `<data dir>/incoming`.
+    pub fn new(config: &crate::config::Config) -> Uploads {
+        let incoming = config.data_dir.join("incoming");
+        remove_stale(&incoming);
+        let workers = config.image_workers.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            u32::try_from(cores / 2).unwrap_or(1).max(1)
+        });
+        Uploads {
+            incoming,
+            at_once: Arc::new(Semaphore::new(config.uploads_at_once.max(1) as usize)),
+            in_progress: Arc::default(),
+            per_user: config.uploads_per_user.max(1),
+            decoding: Decoding::new(ImageLimits::of(config), workers),
+        }
+    }
+
+    /// A place for one more upload by `user`, or why not.
+    fn admit(&self, user: UserId) -> Result<Admitted, AttachError> {
+        let mut in_progress = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let theirs = in_progress.entry(user).or_insert(0);
+        if *theirs >= self.per_user {
+            return Err(AttachError::TooManyOfYours(self.per_user));
+        }
+        let permit = Arc::clone(&self.at_once)
+            .try_acquire_owned()
+            .map_err(|_| AttachError::TooManyAtOnce)?;
+        *theirs += 1;
+        Ok(Admitted {
+            _permit: permit,
+            user,
+            in_progress: Arc::clone(&self.in_progress),
+        })
+    }
+}
+
+/// Removes temporary files older than [`STALE_INCOMING`] (several nodes may share a data
+/// directory: a younger one may be another node's upload in progress).
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > STALE_INCOMING);
+        if stale {
+            if let Err(err) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(error = %err, "stale upload not removed");
+            }
+        }
+    }
+}
+
+/// An upload's place among those in progress; given back when dropped.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    user: UserId,
+    in_progress: Arc<Mutex<HashMap<UserId, u32>>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut in_progress = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = in_progress.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_progress.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// A received file, in a temporary file that is removed when this is dropped unless it
+/// moved into the file store.
+pub struct Incoming {
+    path: tempfile::TempPath,
+    size: u64,
+    /// SHA-256 of the content.
+    hash: Vec<u8>,
+}
+
+impl Incoming {
+    /// Streams `body` into a temporary file in `dir`, hashing and counting it on the way,
+    /// and recognises its type from its first bytes: refused as soon as it is larger than
+    /// `max` or of a type not `accepted`.
+    async fn receive(
+        dir: &Path,
+        body: Body,
+        max: u64,
+        accepted: &[String],
+    ) -> Result<(Incoming, Kind), AttachError> {
+        let (file, path) = temporary_file(dir).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        let mut kind = None;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            // An error here is the client going away or breaking off its body.
+            let chunk = chunk.map_err(|_| AttachError::Incomplete)?;
+            size = size.saturating_add(chunk.len() as u64);
+            if size > max {
+                return Err(AttachError::TooLarge(max));
+            }
+            if kind.is_none() {
+                let wanted = (HEAD_BYTES - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..wanted]);
+                if head.len() == HEAD_BYTES {
+                    kind = Some(accepted_kind(&head, accepted)?);
+                }
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        let kind = match kind {
+            Some(kind) => kind,
+            None => accepted_kind(&head, accepted)?,
+        };
+        file.flush().await?;
+        file.sync_all().await?;
+        let incoming = Incoming {
+            path,
+            size,
+            hash: hasher.finalize().to_vec(),
+        };
+        Ok((incoming, kind))
+    }
+
+    /// `bytes` as a received file, in the system's temporary directory (`renkei demo`).
+    pub async fn from_bytes(bytes: &[u8]) -> Result<Incoming, AttachError> {
+        let (file, path) = temporary_file(&std::env::temp_dir()).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        file.write_all(bytes).await?;
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok(Incoming {
+            path,
+            size: bytes.len() as u64,
+            hash: Sha256::digest(bytes).to_vec(),
+        })
+    }
+}
+
+/// A new temporary file in `dir` (created if need be), readable by this user only.
+async fn temporary_file(dir: &Path) -> std::io::Result<(std::fs::File, tempfile::TempPath)> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let named = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&dir)?;
+        Ok(named.into_parts())
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// The kind of a file by its first bytes, if it is among the `accepted` ones.
+fn accepted_kind(head: &[u8], accepted: &[String]) -> Result<Kind, AttachError> {
+    detect(head)
+        .filter(|kind| accepted.iter().any(|name| name == kind.name()))
+        .ok_or_else(|| AttachError::Unsupported(accepted.join(", ")))
 }
 
 /// A file to store, its type detected and accepted.
@@ -465,36 +837,52 @@ pub struct Upload<'a> {
     pub at: Millis,
 }
 
-/// Stores an uploaded file: its thumbnail made (an image's), its record, then its bytes;
-/// returns what a post attaches. The upload endpoint and `renkei demo` both take this path.
+/// Stores a received file: its thumbnail made (an image's, decoded from the file within
+/// `decoding`'s limits), its record, then its bytes moved into the file store; returns
+/// what a post attaches. The upload endpoint and `renkei demo` both take this path.
 pub async fn store_upload(
     store: &dyn Store,
     files: &FileStore,
+    decoding: &Decoding,
     upload: Upload<'_>,
-    bytes: Vec<u8>,
+    incoming: Incoming,
 ) -> Result<FileRef, AttachError> {
     let kind = upload.kind;
-    let (bytes, thumbnail) = if kind.is_image() {
-        let made = tokio::task::spawn_blocking(move || thumbnail(&bytes).map(|t| (bytes, t)))
+    let (incoming, thumbnail) = if kind.is_image() {
+        // The semaphore is never closed.
+        let worker = Arc::clone(&decoding.workers)
+            .acquire_owned()
             .await
-            .map_err(|_| AttachError::BadImage)??;
-        (made.0, Some(made.1))
+            .map_err(|_| AttachError::BadImage)?;
+        let limits = decoding.limits;
+        // The file and the permit go with the decoding: if the client goes away, the
+        // decoding still ends before another takes its place, and the file is removed then.
+        let (incoming, made) = tokio::task::spawn_blocking(move || {
+            let made = std::fs::File::open(&incoming.path)
+                .map_err(AttachError::from)
+                .and_then(|file| thumbnail(std::io::BufReader::new(file), kind, limits));
+            drop(worker);
+            (incoming, made)
+        })
+        .await
+        .map_err(|_| AttachError::BadImage)?;
+        (incoming, Some(made?))
     } else {
-        (bytes, None)
+        (incoming, None)
     };
     let record = NewFile {
         group: upload.group,
         uploader: upload.uploader,
         name: clean_name(upload.name, kind),
         media_type: kind.media_type().to_string(),
-        size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
-        content_hash: Sha256::digest(&bytes).to_vec(),
+        size: i64::try_from(incoming.size).unwrap_or(i64::MAX),
+        content_hash: incoming.hash.clone(),
         thumbnail: thumbnail.is_some(),
         at: upload.at,
     };
     let id = store.create_file(&record).await?;
     files
-        .put(upload.group, id, &bytes, thumbnail.as_deref())
+        .put(upload.group, id, incoming, thumbnail.as_deref())
         .await
         .map_err(AttachError::from)?;
     tracing::info!(
@@ -523,28 +911,47 @@ pub async fn download(
     caller: Caller,
     Id(id): Id,
     query: Result<Query<DownloadQuery>, QueryRejection>,
-) -> Result<Response, HttpError> {
-    let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
-    serve(&app, &caller, id, false, query.inline).await
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return HttpError::bad_request(e.body_text()).into_response(),
+    };
+    let mut group = None;
+    let served = serve(&app, &caller, id, false, query.inline, &mut group).await;
+    on_record_with(served, group)
 }
 
 /// `GET /api/v1/files/{id}/thumbnail`: an image's small JPEG preview.
-pub async fn thumbnail_of(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Id(id): Id,
-) -> Result<Response, HttpError> {
-    serve(&app, &caller, id, true, true).await
+pub async fn thumbnail_of(State(app): State<Arc<App>>, caller: Caller, Id(id): Id) -> Response {
+    let mut group = None;
+    let served = serve(&app, &caller, id, true, true, &mut group).await;
+    on_record_with(served, group)
 }
 
+/// The response, naming the file's group for its audit record (the path names only the
+/// file): the owning facility's admins then see who read their patient's file, and who
+/// tried to.
+fn on_record_with(served: Result<Response, HttpError>, group: Option<GroupId>) -> Response {
+    let mut response = served.into_response();
+    if let Some(group) = group {
+        response
+            .extensions_mut()
+            .insert(crate::api::AuditGroup(group));
+    }
+    response
+}
+
+/// Serves a file or its thumbnail; `group` is set to the file's group once it is known.
 async fn serve(
     app: &App,
     caller: &Caller,
     id: i64,
     thumbnail: bool,
     inline: bool,
+    group: &mut Option<GroupId>,
 ) -> Result<Response, HttpError> {
     let file = app.store.file(id).await?.ok_or(AttachError::NotFound)?;
+    *group = Some(file.group_id);
     let (_, facts) = group::target(app, caller, file.group_id).await?;
     // Read as the group is read: members now, or through the archive view.
     caller
@@ -593,7 +1000,8 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::{clean_name, detect, thumbnail, Kind};
+    use super::{clean_name, detect, thumbnail, AttachError, ImageLimits, Kind};
+    use std::io::Cursor;
 
     #[test]
     fn kinds_are_recognised_by_content() {
@@ -626,14 +1034,50 @@ mod tests {
 
     #[test]
     fn a_broken_image_has_no_thumbnail() {
-        assert!(thumbnail(b"\x89PNG\r\n\x1a\nnot really").is_err());
+        let limits = ImageLimits::default();
+        assert!(thumbnail(
+            Cursor::new(b"\x89PNG\r\n\x1a\nnot really"),
+            Kind::Png,
+            limits
+        )
+        .is_err());
         let mut png = Vec::new();
         image::RgbImage::new(800, 600)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .expect("png");
-        let small = thumbnail(&png).expect("thumbnail");
+        let small = thumbnail(Cursor::new(&png), Kind::Png, limits).expect("thumbnail");
         assert_eq!(detect(&small), Some(Kind::Jpeg));
         let decoded = image::load_from_memory(&small).expect("decodes");
         assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    }
+
+    #[test]
+    fn images_beyond_the_limits_are_refused_from_their_header() {
+        let mut png = Vec::new();
+        image::RgbImage::new(100, 20)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        let narrow = ImageLimits {
+            max_edge: 99,
+            max_bytes: 1 << 20,
+        };
+        assert!(matches!(
+            thumbnail(Cursor::new(&png), Kind::Png, narrow),
+            Err(AttachError::ImageTooLarge(_))
+        ));
+        // 100 × 20 RGB is 6,000 bytes decoded.
+        let small = ImageLimits {
+            max_edge: 8192,
+            max_bytes: 5_999,
+        };
+        assert!(matches!(
+            thumbnail(Cursor::new(&png), Kind::Png, small),
+            Err(AttachError::ImageTooLarge(_))
+        ));
+        let enough = ImageLimits {
+            max_edge: 100,
+            max_bytes: 6_000,
+        };
+        assert!(thumbnail(Cursor::new(&png), Kind::Png, enough).is_ok());
     }
 }

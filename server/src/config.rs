@@ -207,6 +207,26 @@ pub struct Config {
         default_value = "jpeg,png,gif,webp,pdf"
     )]
     pub file_types: Vec<String>,
+    /// Uploads this node receives at once, from everyone (429 `overloaded` beyond). Each
+    /// streams to a temporary file in `<data dir>/incoming`, so one costs little memory;
+    /// the bound keeps disk writes and open files in check.
+    #[arg(long, env = "RENKEI_UPLOADS_AT_ONCE", default_value_t = 16)]
+    pub uploads_at_once: u32,
+    /// Uploads one person may have in progress at once on a node (429 `rate_limited`
+    /// beyond).
+    #[arg(long, env = "RENKEI_UPLOADS_PER_USER", default_value_t = 2)]
+    pub uploads_per_user: u32,
+    /// Images wider or taller than this many pixels are refused before they are decoded.
+    #[arg(long, env = "RENKEI_IMAGE_MAX_EDGE", default_value_t = 8192)]
+    pub image_max_edge: u32,
+    /// The most memory one image may take once decoded, in MiB: a larger one is refused
+    /// from its header, before anything is allocated (a 24-megapixel photo takes 70 MiB).
+    #[arg(long, env = "RENKEI_IMAGE_MAX_DECODE_MIB", default_value_t = 128)]
+    pub image_max_decode_mib: u32,
+    /// Images decoded at once on a node (each up to `RENKEI_IMAGE_MAX_DECODE_MIB`; the
+    /// others wait). Default: half the cores, at least one.
+    #[arg(long, env = "RENKEI_IMAGE_WORKERS")]
+    pub image_workers: Option<u32>,
     /// Where uploaded files go: `s3://bucket/prefix` for an S3-compatible object store;
     /// by default `files/` in the data directory.
     #[arg(long, env = "RENKEI_FILE_STORE_URL")]
@@ -416,6 +436,21 @@ impl Config {
                 "RENKEI_FILE_TYPES: unknown type {unknown:?} (known: {})",
                 known.join(", ")
             ));
+        }
+        if self.uploads_at_once == 0 || self.uploads_per_user == 0 || self.image_workers == Some(0)
+        {
+            return Err(
+                "RENKEI_UPLOADS_AT_ONCE, RENKEI_UPLOADS_PER_USER and RENKEI_IMAGE_WORKERS must be \
+                 at least 1"
+                    .into(),
+            );
+        }
+        if self.image_max_edge < 320 || self.image_max_decode_mib == 0 {
+            return Err(
+                "RENKEI_IMAGE_MAX_EDGE must be at least 320 and RENKEI_IMAGE_MAX_DECODE_MIB at \
+                 least 1"
+                    .into(),
+            );
         }
         let l = &self.limits;
         // A post's event carries its text (up to 4 bytes a character) and its author.

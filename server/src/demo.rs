@@ -413,7 +413,10 @@ async fn week_of_posts(
                 kind: attachment::Kind::Png,
                 at,
             };
-            new.file = Some(attachment::store_upload(store, files, upload, calendar_png()?).await?);
+            let incoming = attachment::Incoming::from_bytes(&calendar_png()?).await?;
+            let decoding = attachment::Decoding::default();
+            new.file =
+                Some(attachment::store_upload(store, files, &decoding, upload, incoming).await?);
         }
         let seq = match store.append_posts(&[new]).await?.first() {
             Some(AppendOutcome::Committed(placement)) => placement.seq,

@@ -4,10 +4,14 @@
 
 mod common;
 
+use std::io::Write as _;
+use std::time::Duration;
+
 use common::{code, Backend, Client, TestApp};
 use renkei_protocol::{ClientMessage, EventData, FileRef, ServerMessage};
 use renkei_testbed::OwnS3;
 use reqwest::header::HeaderMap;
+use tokio::io::AsyncWriteExt as _;
 
 fn png(width: u32, height: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -202,6 +206,21 @@ async fn posted_read_and_erased(app: &TestApp, place: Place<'_>) {
             .starts_with("attachment"),
         "only images are shown inline"
     );
+    // A file larger than one S3 part (5 MiB) arrives whole, in the store's own way (a
+    // rename on disk, a multipart upload to S3).
+    let large: Vec<u8> = [
+        PDF.to_vec(),
+        (0..6_000_000u32).map(|i| (i % 251) as u8).collect(),
+    ]
+    .concat();
+    let (status, body) = app.upload(f.alice, g, "large.pdf", large.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let stored: FileRef = serde_json::from_value(body).expect("file");
+    assert_eq!(stored.size, large.len() as i64);
+    let (status, _, bytes) = download(app, f.alice, &format!("/api/v1/files/{}", stored.id)).await;
+    assert_eq!(status, 200);
+    assert!(bytes == large, "the same bytes back");
+
     // Someone else's upload cannot be attached.
     post_file(&mut bob, g, "b-1", "他人のファイル", letter.id).await;
     let refused = loop {
@@ -360,3 +379,230 @@ async fn abandoned_uploads_are_erased(backend: Backend) {
 }
 
 on_both_backends!(abandoned_uploads_are_erased);
+
+/// Downloads and thumbnails are on the audit trail with the file's group, so that the
+/// facility owning the group sees who read its patient's files (issue 20, finding 6).
+async fn downloads_are_on_record_with_the_files_group(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    let (status, body) = app.upload(f.alice, g, "wound.png", png(64, 48)).await;
+    assert_eq!(status, 201, "{body}");
+    let file: FileRef = serde_json::from_value(body).expect("file");
+    let mut alice = app.client(f.alice).await;
+    let mut bob = app.client(f.bob).await;
+    bob.sync(g, 0).await;
+    post_file(&mut alice, g, "a-1", "創部の写真", file.id).await;
+    bob.next_event().await;
+
+    let (status, _, _) = download(&app, f.bob, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) =
+        download(&app, f.bob, &format!("/api/v1/files/{}/thumbnail", file.id)).await;
+    assert_eq!(status, 200);
+    // carol is not a member: her attempt is on the group's record too.
+    let (status, _, _) = download(&app, f.carol, &format!("/api/v1/files/{}", file.id)).await;
+    assert_eq!(status, 403);
+
+    // The facility's admin asks for the group's records.
+    let path = format!("/api/v1/facilities/{}/audit?group={g}", f.facility);
+    let records = app
+        .api(f.adam)
+        .await
+        .ok(reqwest::Method::GET, &path, None)
+        .await;
+    let records = records.as_array().expect("records");
+    let of = |action: &str, actor: i64, result: &str| {
+        records.iter().any(|r| {
+            r["action"] == action && r["actor"] == actor && r["result"] == result && r["group"] == g
+        })
+    };
+    assert!(of("GET /api/v1/files/{id}", f.bob, "200"), "{records:?}");
+    assert!(
+        of("GET /api/v1/files/{id}/thumbnail", f.bob, "200"),
+        "{records:?}"
+    );
+    assert!(of("GET /api/v1/files/{id}", f.carol, "403"), "{records:?}");
+}
+
+/// A PNG of `width` × `height` black 1-bit pixels: a few KiB that decode to
+/// `width` × `height` bytes.
+fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[1, 0, 0, 0, 0]); // 1 bit, grey, deflate, no filter, no interlace
+    let row = vec![0u8; 1 + width.div_ceil(8) as usize]; // filter byte "none", then pixels
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..height {
+        zlib.write_all(&row).expect("compress");
+    }
+    let data = zlib.finish().expect("compress");
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &header);
+    chunk(&mut out, b"IDAT", &data);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 35 bytes that decode to
+/// `width` × `height` × 4 bytes.
+fn gif_bomb(width: u16, height: u16) -> Vec<u8> {
+    let mut out = b"GIF89a".to_vec();
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&[0x80, 0, 0]); // a global table of two colours
+    out.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    out.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]); // a 1 × 1 frame at 0, 0
+    out.extend_from_slice(&[2, 2, 0x44, 1, 0]); // its one pixel, LZW
+    out.push(0x3b);
+    out
+}
+
+/// Small files declaring huge images are refused from their header, with a clear error,
+/// and the server goes on (issue 20, finding 5).
+async fn decompression_bombs_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let f = app.fixture.clone();
+    let g = f.patient_group;
+    // 9,000 pixels wide: beyond RENKEI_IMAGE_MAX_EDGE (8,192), 81 MB decoded, 10 KiB sent.
+    let wide = png_bomb(9_000, 9_000);
+    assert!(wide.len() < 100_000, "{}", wide.len());
+    // 7,000 × 7,000 within the edge, but 196 MB decoded: beyond RENKEI_IMAGE_MAX_DECODE_MIB.
+    let heavy = gif_bomb(7_000, 7_000);
+    for (name, bomb) in [("wide.png", wide), ("heavy.gif", heavy)] {
+        let (status, body) = app.upload(f.alice, g, name, bomb).await;
+        assert_eq!((status, code(&body)), (413, "too_large"), "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("image is too large"), "{message}");
+    }
+    // Still up, and an image within the limits is taken with its thumbnail.
+    let (status, body) = app.upload(f.alice, g, "photo.png", png(1200, 900)).await;
+    assert_eq!(status, 201, "{body}");
+    let file: FileRef = serde_json::from_value(body).expect("file");
+    assert!(file.thumbnail);
+    let (status, _, thumb) = download(
+        &app,
+        f.alice,
+        &format!("/api/v1/files/{}/thumbnail", file.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let small = image::load_from_memory(&thumb).expect("a JPEG");
+    assert_eq!((small.width(), small.height()), (320, 240));
+}
+
+/// An upload whose body arrives slowly: its head and `first` bytes of a body announced as
+/// `length` bytes; the rest never comes. Dropping it breaks the upload off.
+async fn held_upload(
+    app: &TestApp,
+    user: i64,
+    first: &[u8],
+    length: usize,
+) -> tokio::net::TcpStream {
+    let token = app.token(user).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/groups/{}/files?name=slow.png HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {length}\r\n\r\n",
+        app.fixture.patient_group, app.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(first).await.expect("first bytes");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+/// The temporary files of uploads in progress.
+fn incoming(app: &TestApp) -> usize {
+    std::fs::read_dir(app.config.data_dir.join("incoming")).map_or(0, |dir| dir.count())
+}
+
+/// Waits (at most 10 s) until `count` uploads are in progress on disk.
+async fn until_incoming(app: &TestApp, count: usize) {
+    for _ in 0..200 {
+        if incoming(app) == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} temporary files, not {count}", incoming(app));
+}
+
+async fn upload_answer(app: &TestApp, user: i64) -> (u16, Option<String>, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(app.url(&format!(
+            "/api/v1/groups/{}/files",
+            app.fixture.patient_group
+        )))
+        .query(&[("name", "x.pdf")])
+        .bearer_auth(app.token(user).await)
+        .body(PDF.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, retry, response.json().await.unwrap_or_default())
+}
+
+/// Uploads stream to temporary files; they are bounded per person and per node (429 with
+/// `Retry-After` beyond); one broken off leaves no temporary file (issue 20, finding 5).
+async fn uploads_in_progress_are_bounded_and_leave_nothing_behind(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.uploads_per_user = 2;
+        c.uploads_at_once = 3;
+    })
+    .await;
+    let f = app.fixture.clone();
+    let photo = png(800, 600);
+    let first = &photo[..100];
+    // Two of alice's uploads arrive slowly: each is being written to its own file.
+    let a1 = held_upload(&app, f.alice, first, photo.len()).await;
+    let a2 = held_upload(&app, f.alice, first, photo.len()).await;
+    until_incoming(&app, 2).await;
+    let (status, retry, body) = upload_answer(&app, f.alice).await;
+    assert_eq!((status, code(&body)), (429, "rate_limited"), "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("uploads at once per person"));
+    // Bob's is the node's third: dave's finds none left.
+    let b1 = held_upload(&app, f.bob, first, photo.len()).await;
+    until_incoming(&app, 3).await;
+    let (status, retry, body) = upload_answer(&app, f.dave).await;
+    assert_eq!((status, code(&body)), (429, "overloaded"), "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+
+    // The clients go away mid-body: their temporary files go too, and their places.
+    drop((a1, a2, b1));
+    until_incoming(&app, 0).await;
+    let (status, _, body) = upload_answer(&app, f.alice).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = upload_answer(&app, f.dave).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(incoming(&app), 0, "nothing left behind");
+}
+
+on_both_backends!(
+    downloads_are_on_record_with_the_files_group,
+    decompression_bombs_are_refused,
+    uploads_in_progress_are_bounded_and_leave_nothing_behind
+);
