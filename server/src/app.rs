@@ -108,6 +108,7 @@ pub async fn run(
             RedisBus::start(
                 url,
                 &config.redis_prefix,
+                config.bus_envelope,
                 Arc::clone(&hub),
                 Arc::clone(&store),
                 Arc::clone(&metrics),
