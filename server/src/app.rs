@@ -142,6 +142,7 @@ pub async fn run_with(
                 url,
                 config.redis_ca_file.as_deref(),
                 &config.redis_prefix,
+                config.bus_envelope,
                 Arc::clone(&hub),
                 Arc::clone(&store),
                 Arc::clone(&metrics),

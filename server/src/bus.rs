@@ -5,8 +5,10 @@
 //! bytes are published once to a Redis channel; every other node's subscriber hands them
 //! to its own hub. Redis pub/sub drops messages when a connection breaks, so nothing relies
 //! on it alone: a sequence gap is filled from the store, a reconnect and a periodic check
-//! compare every group's last sequence number with the store's.
+//! compare every group's last sequence number with the store's. Between nodes every
+//! message is sealed in a versioned envelope (`envelope`) under the installation's key.
 
+pub mod envelope;
 mod recovery;
 mod redis_bus;
 

@@ -107,6 +107,12 @@ pub struct Config {
     /// Prefix of this deployment's Redis channel names.
     #[arg(long, env = "RENKEI_REDIS_PREFIX", default_value = "renkei")]
     pub redis_prefix: String,
+    /// The envelope version this node seals bus messages in (it opens every version it
+    /// knows). During a rolling upgrade to a build with a newer one, keep the old one
+    /// until every node runs the new build.
+    #[arg(long, env = "RENKEI_BUS_ENVELOPE", default_value_t = crate::bus::envelope::NEWEST,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::bus::envelope::NEWEST)))]
+    pub bus_envelope: u8,
     /// Send the session cookie only over HTTPS. Turn on behind a TLS proxy (built-in TLS
     /// turns it on by itself).
     #[arg(long, env = "RENKEI_COOKIE_SECURE", default_value_t = false)]

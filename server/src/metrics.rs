@@ -28,6 +28,8 @@ pub struct Metrics {
     pub bus_received: Counter,
     /// Events read from the store because Redis lost them.
     pub bus_recovered: Counter,
+    /// Messages from Redis dropped, by reason (`envelope::Rejected`): fixed labels.
+    bus_rejected: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// The process's resident memory and CPU time, read from `/proc` at each scrape, so
     /// that a load run against servers it did not start can still report them.
     resident_memory: Gauge,
@@ -94,6 +96,15 @@ impl Metrics {
             "1 while the Redis subscription is up",
             bus_connected.clone(),
         );
+        let bus_rejected = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        registry.register(
+            "bus_rejected",
+            "Messages from Redis dropped: unopenable, unknown version, stale, replayed, malformed",
+            bus_rejected.clone(),
+        );
+        for rejected in crate::bus::envelope::Rejected::ALL {
+            let _ = bus_rejected.get_or_create(&vec![("reason", rejected.reason())]);
+        }
         let resident_memory = Gauge::default();
         let cpu_milliseconds = Counter::default();
         registry.register(
@@ -160,7 +171,14 @@ impl Metrics {
             bus_connected,
             bus_received,
             bus_recovered,
+            bus_rejected,
         }
+    }
+
+    pub fn count_bus_rejected(&self, reason: &'static str) {
+        self.bus_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     pub fn count_push(&self, outcome: &'static str) {

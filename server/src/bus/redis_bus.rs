@@ -1,21 +1,23 @@
 //! The Redis backend of the bus: publish once per commit, route on every node, and
-//! recover from the store whatever Redis lost.
+//! recover from the store whatever Redis lost. Every message travels sealed
+//! ([`super::envelope`]): Redis is a carrier, not trusted with content or authority.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rand::RngCore as _;
 use redis::AsyncCommands as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::envelope::{self, BusKey, NodeId, Opener, Rejected, Sealer};
 use super::recovery::Recovery;
 use crate::hub::{Control, Hub};
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Effect};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often every group's last sequence number is compared with the store's, to find
 /// events whose publication Redis lost with no later event to reveal the gap.
@@ -35,28 +37,43 @@ pub enum BusError {
     },
     #[error("RENKEI_REDIS_CA_FILE {path}: {detail}")]
     CaFile { path: String, detail: String },
+    #[error("the bus key: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] envelope::KeyLength),
 }
 
 /// Fan-out across nodes through Redis pub/sub.
 pub struct RedisBus {
     /// This node's id: its own publications come back from Redis and are skipped.
-    node: u64,
+    node: NodeId,
+    /// The installation's key, for the subscriber's [`Opener`].
+    key: BusKey,
+    /// `{prefix}:bus:{id}`, the id derived from the key: installations sharing one Redis
+    /// and one prefix never hear each other.
     channel: String,
     /// This node's hub, and what fills its gaps from the store.
     pub recovery: Arc<Recovery>,
     store: Arc<dyn Store>,
     outgoing: mpsc::Sender<Vec<u8>>,
     metrics: Arc<Metrics>,
+    /// The second of the last rejection logged: an attacker flooding Redis fills the
+    /// metric, not the log.
+    last_logged: AtomicI64,
 }
 
 impl RedisBus {
-    /// Connects (failing at once if Redis cannot be reached, or its certificate is not
-    /// signed by `ca_file`'s authorities or is not for its host) and starts the publisher,
-    /// the subscriber and the periodic check, which stop when `shutdown` is cancelled.
+    /// Reads (or, at the first start, makes) the installation's bus key, connects
+    /// (failing at once if Redis cannot be reached, or its certificate is not signed by
+    /// `ca_file`'s authorities or is not for its host) and starts the publisher, sealing in
+    /// envelope `version`, the subscriber and the periodic check, which stop when
+    /// `shutdown` is cancelled.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         url: &str,
         ca_file: Option<&Path>,
         prefix: &str,
+        version: u8,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
@@ -66,25 +83,37 @@ impl RedisBus {
             url: crate::config::mask_password(url),
             source,
         };
+        let stored = store
+            .installation_secret(
+                envelope::SECRET_NAME,
+                &BusKey::candidate(),
+                crate::clock::now_ms(),
+            )
+            .await?;
+        let key = BusKey::new(&stored)?;
         let client = client(url, ca_file, failed)?;
         let publisher = client
             .get_multiplexed_async_connection()
             .await
             .map_err(failed)?;
         let (outgoing, queue) = mpsc::channel(OUTGOING);
-        let channel = format!("{prefix}:events");
+        let channel = key.channel(prefix);
+        let sealer = Sealer::new(&key, version);
         let bus = Arc::new(RedisBus {
-            node: rand::rngs::OsRng.next_u64(),
+            node: sealer.node(),
+            key,
             channel: channel.clone(),
             recovery: Recovery::new(hub, Arc::clone(&store), Arc::clone(&metrics)),
             store,
             outgoing,
             metrics,
+            last_logged: AtomicI64::new(0),
         });
         tokio::spawn(publish(
             client.clone(),
             publisher,
             channel,
+            sealer,
             queue,
             shutdown.clone(),
         ));
@@ -95,7 +124,7 @@ impl RedisBus {
 
     /// Delivers on this node and publishes to the others.
     pub fn publish(self: &Arc<Self>, delivery: Arc<Delivery>) {
-        let message = encode_event(self.node, &delivery);
+        let message = encode_event(&delivery);
         self.recovery.deliver(delivery);
         if self.outgoing.try_send(message).is_err() {
             tracing::warn!(
@@ -107,25 +136,48 @@ impl RedisBus {
     /// Acts on a control message here and on every other node.
     pub fn control(&self, control: Control) {
         self.recovery.hub.control(&control);
-        let message = encode(self.node, &Message::Control(control));
+        let message = encode(&Message::Control(control));
         if self.outgoing.try_send(message).is_err() {
             tracing::error!("Redis publisher full: a control message may not reach other nodes");
         }
     }
 
-    /// Acts on a message another node published.
-    fn receive(self: &Arc<Self>, payload: &[u8]) {
-        let Some((node, message)) = decode(payload) else {
-            tracing::warn!(bytes = payload.len(), "unreadable bus message ignored");
-            return;
+    /// Acts on a message another node published, if it opens.
+    fn receive(self: &Arc<Self>, opener: &mut Opener, payload: &[u8]) {
+        let opened =
+            opener
+                .open(payload, crate::clock::now_ms())
+                .and_then(|message| match message {
+                    Some(message) => decode(&message).map(Some).ok_or(Rejected::Malformed),
+                    None => Ok(None),
+                });
+        let message = match opened {
+            Ok(Some(message)) => message,
+            // This node's own publication, back from Redis.
+            Ok(None) => return,
+            Err(rejected) => {
+                self.reject(rejected, payload.len());
+                return;
+            }
         };
-        if node == self.node {
-            return;
-        }
         self.metrics.bus_received.inc();
         match message {
             Message::Event(delivery) => self.recovery.deliver(Arc::new(delivery)),
             Message::Control(control) => self.recovery.hub.control(&control),
+        }
+    }
+
+    /// Counts a dropped message, and logs it (its size and why, never its bytes) at most
+    /// once a second. What it carried, if genuine, the gap recovery reads from the store.
+    fn reject(&self, rejected: Rejected, bytes: usize) {
+        self.metrics.count_bus_rejected(rejected.reason());
+        let second = crate::clock::now_ms() / 1000;
+        if self.last_logged.swap(second, Ordering::Relaxed) != second {
+            tracing::error!(
+                reason = rejected.reason(),
+                bytes,
+                "bus message dropped: not a genuine, fresh message of this installation"
+            );
         }
     }
 
@@ -165,6 +217,8 @@ impl RedisBus {
 
     /// Subscribes, and after every (re)subscription reads from the store what was missed.
     async fn subscribe(self: Arc<Self>, client: redis::Client, shutdown: CancellationToken) {
+        // Kept across reconnections: a message replayed after one is still a replay.
+        let mut opener = Opener::new(self.key.clone(), self.node, crate::clock::now_ms());
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match client.get_async_pubsub().await {
@@ -179,7 +233,7 @@ impl RedisBus {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
                                 message = messages.next() => match message {
-                                    Some(message) => self.receive(message.get_payload_bytes()),
+                                    Some(message) => self.receive(&mut opener, message.get_payload_bytes()),
                                     None => break,
                                 },
                             }
@@ -234,12 +288,15 @@ fn client(
     .map_err(failed)
 }
 
-/// Publishes queued events in order; while Redis is down they are dropped (the other
-/// nodes read them from the store) and the connection is retried at most once a second.
+/// Seals and publishes queued messages in order; while Redis is down they are dropped
+/// (the other nodes read events from the store) and the connection is retried at most
+/// once a second. Sealing here, in the one task that publishes, makes counters reach
+/// Redis in increasing order, which receivers require.
 async fn publish(
     client: redis::Client,
     connection: redis::aio::MultiplexedConnection,
     channel: String,
+    mut sealer: Sealer,
     mut queue: mpsc::Receiver<Vec<u8>>,
     shutdown: CancellationToken,
 ) {
@@ -258,7 +315,8 @@ async fn publish(
             connection = client.get_multiplexed_async_connection().await.ok();
         }
         if let Some(conn) = connection.as_mut() {
-            let sent: Result<(), _> = conn.publish(&channel, message).await;
+            let sealed = sealer.seal(&message, crate::clock::now_ms());
+            let sent: Result<(), _> = conn.publish(&channel, sealed).await;
             if let Err(err) = sent {
                 tracing::warn!(error = %err, "Redis publish failed");
                 connection = None;
@@ -278,15 +336,14 @@ enum Message {
 const EVENT: u8 = 1;
 const CONTROL: u8 = 2;
 
-/// `kind (1) | node (8) | …`, integers big-endian. An event goes on with
-/// `group (8) | seq (8) | effect length (4) | effect (JSON) | frame`, a control message
-/// with its JSON.
-fn encode(node: u64, message: &Message) -> Vec<u8> {
+/// The message inside the envelope: `kind (1) | …`, integers big-endian. An event goes on
+/// with `group (8) | seq (8) | effect length (4) | effect (JSON) | frame`, a control
+/// message with its JSON.
+fn encode(message: &Message) -> Vec<u8> {
     match message {
-        Message::Event(delivery) => encode_event(node, delivery),
+        Message::Event(delivery) => encode_event(delivery),
         Message::Control(control) => {
             let mut bytes = vec![CONTROL];
-            bytes.extend_from_slice(&node.to_be_bytes());
             // Plain data: serializing cannot fail.
             bytes.extend_from_slice(&serde_json::to_vec(control).unwrap_or_default());
             bytes
@@ -294,15 +351,14 @@ fn encode(node: u64, message: &Message) -> Vec<u8> {
     }
 }
 
-fn encode_event(node: u64, delivery: &Delivery) -> Vec<u8> {
+fn encode_event(delivery: &Delivery) -> Vec<u8> {
     let effect = delivery
         .effect
         .as_ref()
         .and_then(|effect| serde_json::to_vec(effect).ok())
         .unwrap_or_default();
-    let mut bytes = Vec::with_capacity(29 + effect.len() + delivery.frame.len());
+    let mut bytes = Vec::with_capacity(21 + effect.len() + delivery.frame.len());
     bytes.push(EVENT);
-    bytes.extend_from_slice(&node.to_be_bytes());
     bytes.extend_from_slice(&delivery.group.to_be_bytes());
     bytes.extend_from_slice(&delivery.seq.to_be_bytes());
     bytes.extend_from_slice(&u32::try_from(effect.len()).unwrap_or(0).to_be_bytes());
@@ -311,16 +367,15 @@ fn encode_event(node: u64, delivery: &Delivery) -> Vec<u8> {
     bytes
 }
 
-fn decode(payload: &[u8]) -> Option<(u64, Message)> {
+fn decode(payload: &[u8]) -> Option<Message> {
     let number = |at: usize| -> Option<[u8; 8]> { payload.get(at..at + 8)?.try_into().ok() };
-    let node = u64::from_be_bytes(number(1)?);
     let message = match *payload.first()? {
         EVENT => {
-            let group = i64::from_be_bytes(number(9)?);
-            let seq = i64::from_be_bytes(number(17)?);
-            let length: [u8; 4] = payload.get(25..29)?.try_into().ok()?;
-            let end = 29usize.checked_add(u32::from_be_bytes(length) as usize)?;
-            let effect = match payload.get(29..end)? {
+            let group = i64::from_be_bytes(number(1)?);
+            let seq = i64::from_be_bytes(number(9)?);
+            let length: [u8; 4] = payload.get(17..21)?.try_into().ok()?;
+            let end = 21usize.checked_add(u32::from_be_bytes(length) as usize)?;
+            let effect = match payload.get(21..end)? {
                 [] => None,
                 json => Some(serde_json::from_slice::<Effect>(json).ok()?),
             };
@@ -334,10 +389,10 @@ fn decode(payload: &[u8]) -> Option<(u64, Message)> {
                 effect,
             })
         }
-        CONTROL => Message::Control(serde_json::from_slice(payload.get(9..)?).ok()?),
+        CONTROL => Message::Control(serde_json::from_slice(payload.get(1..)?).ok()?),
         _ => return None,
     };
-    Some((node, message))
+    Some(message)
 }
 
 #[cfg(test)]
@@ -353,7 +408,7 @@ mod tests {
             committed: Instant::now(),
             effect: Some(Effect::Left { user: 3 }),
         };
-        let Some((99, Message::Event(back))) = decode(&encode_event(99, &delivery)) else {
+        let Some(Message::Event(back)) = decode(&encode_event(&delivery)) else {
             panic!("an event decodes");
         };
         assert_eq!(
@@ -364,18 +419,18 @@ mod tests {
             effect: None,
             ..delivery
         };
-        let Some((1, Message::Event(back))) = decode(&encode_event(1, &plain)) else {
+        let Some(Message::Event(back)) = decode(&encode_event(&plain)) else {
             panic!("an event without effect decodes");
         };
         assert_eq!(back.effect, None);
-        let ended = encode(5, &Message::Control(Control::SessionEnded(vec![1, 2, 3])));
+        let ended = encode(&Message::Control(Control::SessionEnded(vec![1, 2, 3])));
         assert!(matches!(
             decode(&ended),
-            Some((5, Message::Control(Control::SessionEnded(h)))) if h == [1, 2, 3]
+            Some(Message::Control(Control::SessionEnded(h))) if h == [1, 2, 3]
         ));
         assert!(decode(&[1, 2, 3]).is_none());
         assert!(decode(&[9; 30]).is_none(), "unknown kind");
-        let mut bad = encode_event(1, &plain);
+        let mut bad = encode_event(&plain);
         bad.extend_from_slice(&[0xff, 0xfe]);
         assert!(decode(&bad).is_none(), "invalid UTF-8 is refused");
     }
