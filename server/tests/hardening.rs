@@ -190,7 +190,7 @@ async fn metrics_are_served_on_their_own_address_only() {
             }
             request.send()
         };
-        if let Some(token) = token {
+        if token.is_some() {
             let refused = scrape(None).await.expect("scrape");
             assert_eq!(refused.status(), 401);
             assert!(refused.headers().contains_key("www-authenticate"));
