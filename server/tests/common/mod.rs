@@ -698,21 +698,34 @@ impl Process {
         }
         let mut child = command.spawn().expect("start renkei");
         let mut logs = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        // `serving metrics` comes before `listening`: both addresses, for `metric`.
+        let (addr, metrics) = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut metrics = None;
             while let Some(line) = logs.next_line().await.expect("log line") {
                 let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if entry["fields"]["message"] == "listening" {
-                    return entry["fields"]["addr"]
+                let logged = || {
+                    entry["fields"]["addr"]
                         .as_str()
                         .expect("addr")
                         .parse::<SocketAddr>()
-                        .expect("addr");
+                        .expect("addr")
+                };
+                if entry["fields"]["message"] == "serving metrics" {
+                    metrics = Some(logged());
+                } else if entry["fields"]["message"] == "listening" {
+                    return (logged(), metrics);
                 }
             }
             panic!("renkei exited before listening");
         })
         .await
         .expect("renkei did not start listening");
+        if let Some(metrics) = metrics {
+            METRICS_ADDRS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((addr, metrics));
+        }
         tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
         Process { addr, child }
     }
