@@ -76,7 +76,9 @@ impl FreshDb {
                 // (`?sslmode=…&sslrootcert=/path`) stay.
                 let (admin_base, query) = admin
                     .split_once('?')
-                    .map_or((admin.as_str(), String::new()), |(b, q)| (b, format!("?{q}")));
+                    .map_or((admin.as_str(), String::new()), |(b, q)| {
+                        (b, format!("?{q}"))
+                    });
                 let base = admin_base.rsplit_once('/').map_or(admin_base, |(b, _)| b);
                 let dir = tempfile::tempdir().map_err(|e| TargetError::Database(e.to_string()))?;
                 Ok(FreshDb {

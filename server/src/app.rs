@@ -114,10 +114,8 @@ pub async fn run_with(
     let store = open_store(&config).await?;
     let secrets = crate::secret::open(&config.secret_key_path(), store.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let anchor = crate::seal::Anchor::open(
-        config.audit_anchor_file.as_deref(),
-        Arc::clone(&metrics),
-    )?;
+    let anchor =
+        crate::seal::Anchor::open(config.audit_anchor_file.as_deref(), Arc::clone(&metrics))?;
     let limits = &config.limits;
     let hub = Arc::new(Hub::new(
         store.directory().await?,

@@ -721,7 +721,9 @@ mod tests {
             "rediss://:***@redis.internal:6380"
         );
         assert_eq!(
-            mask_password("postgres://renkei:s3cret@db/renkei?sslmode=verify-full&sslrootcert=/etc/a@b.pem"),
+            mask_password(
+                "postgres://renkei:s3cret@db/renkei?sslmode=verify-full&sslrootcert=/etc/a@b.pem"
+            ),
             "postgres://renkei:***@db/renkei?sslmode=verify-full&sslrootcert=/etc/a@b.pem"
         );
     }

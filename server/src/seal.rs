@@ -103,7 +103,10 @@ impl Made {
     pub fn line(&self) -> String {
         let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| self.at.to_string());
         format!(
             "{time} record={} groups={} events={} head={}",
@@ -207,7 +210,11 @@ pub async fn seal_once(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
 }
 
 /// [`seal_once`], publishing each seal through `anchor` once committed.
-pub async fn seal_anchored(store: &dyn Store, now: i64, anchor: &Anchor) -> Result<u64, StoreError> {
+pub async fn seal_anchored(
+    store: &dyn Store,
+    now: i64,
+    anchor: &Anchor,
+) -> Result<u64, StoreError> {
     let mut sealed = 0;
     loop {
         let unsealed = store.unsealed_groups(GROUPS_PER_SEAL).await?;

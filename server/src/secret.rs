@@ -341,7 +341,11 @@ mod tests {
         assert_eq!(sealed.len(), HEADER_LEN + secret.len() + TAG_LEN);
         assert!(!sealed.windows(secret.len()).any(|w| w == secret));
         assert_eq!(key(1).open_totp(7, &sealed).as_deref(), Ok(&secret[..]));
-        assert_ne!(key(1).seal_totp(7, secret), sealed, "a fresh nonce each time");
+        assert_ne!(
+            key(1).seal_totp(7, secret),
+            sealed,
+            "a fresh nonce each time"
+        );
         assert_eq!(key(1).open_totp(8, &sealed), Err(OpenError::Rejected));
         assert_eq!(
             key(2).open_totp(7, &sealed),
@@ -361,7 +365,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("sub").join("secret.key");
         assert!(SecretKey::create(&path).expect("created"));
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let first = SecretKey::read(&path).expect("reads").id();
         assert!(!SecretKey::create(&path).expect("kept"), "never replaced");

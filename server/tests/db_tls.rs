@@ -50,7 +50,9 @@ fn stranger_ca(dir: &tempfile::TempDir) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_round_trips_over_verify_full_tls_to_postgresql() {
-    let pg = OwnPostgres::start_tls().await.expect("a private PostgreSQL with TLS");
+    let pg = OwnPostgres::start_tls()
+        .await
+        .expect("a private PostgreSQL with TLS");
     let db = TestDb::on_postgres(&pg.url()).await;
     assert!(db.url.contains("sslmode=verify-full&sslrootcert="));
     let name = db
@@ -69,10 +71,11 @@ async fn a_post_round_trips_over_verify_full_tls_to_postgresql() {
     // Read back from the store by a client that syncs from the start.
     let mut dave = app.client(app.fixture.dave).await;
     let events = dave.sync(g, 0).await;
-    assert!(events.iter().any(|e| e.seq == seq && matches!(
-        &e.data,
-        renkei_protocol::EventData::Post { text, .. } if text == "訪問記録"
-    )));
+    assert!(events.iter().any(|e| e.seq == seq
+        && matches!(
+            &e.data,
+            renkei_protocol::EventData::Post { text, .. } if text == "訪問記録"
+        )));
 
     // Every connection of the server to its database is encrypted (the cluster refuses
     // TCP without TLS anyway: `hostssl` only).
@@ -94,7 +97,9 @@ async fn a_post_round_trips_over_verify_full_tls_to_postgresql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_with_an_unknown_authority_or_another_host_name_is_refused_at_start() {
-    let pg = OwnPostgres::start_tls().await.expect("a private PostgreSQL with TLS");
+    let pg = OwnPostgres::start_tls()
+        .await
+        .expect("a private PostgreSQL with TLS");
     let db = TestDb::on_postgres(&pg.url()).await;
     let good_ca = pg.ca_file().expect("TLS").display().to_string();
     let dir = tempfile::tempdir().expect("dir");
@@ -114,7 +119,10 @@ async fn postgresql_with_an_unknown_authority_or_another_host_name_is_refused_at
     config.database_url = Some(db.url.replace("@127.0.0.1:", "@localhost:"));
     let err = refusal(config).await;
     assert!(err.contains("database unavailable"), "{err}");
-    assert!(err.contains("NotValidForName") || err.contains("not valid for name"), "{err}");
+    assert!(
+        err.contains("NotValidForName") || err.contains("not valid for name"),
+        "{err}"
+    );
 
     // `verify-full` refuses no right certificate: the same URL starts.
     let app = TestApp::spawn_in(db, |_| {}).await;
@@ -150,10 +158,7 @@ async fn two_nodes_deliver_a_post_over_rediss_as_an_acl_user() {
     assert_eq!(on_b.next_event().await.seq, seq);
     // It came through Redis, not from the store's periodic check.
     assert!(common::metric(b.addr, "renkei_bus_received_total").await >= 1.0);
-    assert_eq!(
-        common::metric(b.addr, "renkei_bus_connected").await,
-        1.0
-    );
+    assert_eq!(common::metric(b.addr, "renkei_bus_connected").await, 1.0);
     b.stop().await;
     a.stop().await;
 }

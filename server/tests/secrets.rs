@@ -135,8 +135,14 @@ async fn a_secret_is_stored_encrypted_and_still_logs_in(backend: Backend) {
     let in_use = in_use.expect("a second factor in use");
     assert_eq!(pending, None);
     // Neither the secret's bytes nor any of its spellings are in the row.
-    assert!(!holds(&in_use, &secret), "the secret is stored in the clear");
-    assert!(!holds(&in_use, &secret[..8]), "part of the secret in the clear");
+    assert!(
+        !holds(&in_use, &secret),
+        "the secret is stored in the clear"
+    );
+    assert!(
+        !holds(&in_use, &secret[..8]),
+        "part of the secret in the clear"
+    );
     assert!(!holds(&in_use, hex(&secret).as_bytes()));
     // The key is outside the database, private to the server's user.
     let key_file = app.db.dir.path().join("secret.key");
@@ -290,7 +296,8 @@ async fn another_key_cannot_verify_and_says_why(backend: Backend) {
     let (status, body) = login_with_code(node.addr, Some(&totp(&secret, 1))).await;
     assert_eq!((status, code(&body)), (500, "internal"), "{body}");
     let logs = node.lines.lock().expect("lines").join("\n");
-    let why = format!("it was encrypted under key {ours}, but RENKEI_SECRET_KEY_FILE holds key {theirs}");
+    let why =
+        format!("it was encrypted under key {ours}, but RENKEI_SECRET_KEY_FILE holds key {theirs}");
     assert!(logs.contains(&why), "{logs}");
     assert!(
         logs.contains("TOTP secrets encrypted under another key"),
@@ -310,7 +317,10 @@ async fn another_key_cannot_verify_and_says_why(backend: Backend) {
         ("RENKEI_DATA_DIR", &data_dir),
         ("RENKEI_SECRET_KEY_FILE", &missing),
     ]);
-    assert!(!ok && text.contains("does not exist, but the database holds TOTP secrets"), "{text}");
+    assert!(
+        !ok && text.contains("does not exist, but the database holds TOTP secrets"),
+        "{text}"
+    );
     assert!(!Path::new(&missing).exists());
     app.stop().await;
 }

@@ -426,10 +426,10 @@ macro_rules! access_store {
                 sqlx::query(
                     "UPDATE users SET totp_pending = $2, totp_encrypted = TRUE WHERE id = $1",
                 )
-                    .bind(user)
-                    .bind(secret)
-                    .execute(&self.pool)
-                    .await?;
+                .bind(user)
+                .bind(secret)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
