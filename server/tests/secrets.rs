@@ -223,6 +223,7 @@ async fn start_logged(env: &[(&str, &str)]) -> Logged {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_renkei"));
     command
         .env("RENKEI_LISTEN", "127.0.0.1:0")
+        .env("RENKEI_METRICS_LISTEN", "127.0.0.1:0")
         .env("RENKEI_LOG_FORMAT", "json")
         .env("RENKEI_TWO_FACTOR", "optional")
         .env("RENKEI_AUDIT_SEAL_SECONDS", "0")
@@ -346,6 +347,7 @@ fn run_once(env: &[(&str, &str)]) -> (bool, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"));
     command
         .env("RENKEI_LISTEN", "127.0.0.1:0")
+        .env("RENKEI_METRICS_LISTEN", "127.0.0.1:0")
         .env("RENKEI_AUDIT_SEAL_SECONDS", "0");
     for (key, value) in env {
         command.env(key, value);

@@ -374,9 +374,12 @@ pub fn test_config(db: &TestDb) -> Config {
 /// The default settings (clap still reads any `RENKEI_*` variable the test runs with).
 pub fn default_config() -> Config {
     use clap::Parser as _;
-    Cli::try_parse_from(["renkei"])
+    let mut config = Cli::try_parse_from(["renkei"])
         .expect("defaults parse")
-        .config
+        .config;
+    // Tests run at once: each server's metrics on a port of its own.
+    config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
+    config
 }
 
 /// Logs out the session of `token` on the server at `addr`.
