@@ -485,9 +485,11 @@
     if (intent === "bottom") state.scroll = null;
     const marker = $("unread-marker");
     if (intent === "open") {
-      // Opened before its posts arrived, or its first unread post is still being fetched:
-      // placed again when they come.
-      state.scroll = g.events.size === 0 || fetchUnread(g) ? "open" : null;
+      // Opened before its posts arrived: while its catch-up streams in (a post at a time)
+      // or the page of its first unread posts is on its way, placed again as they come.
+      // Let go earlier, a short timeline would count as "at the newest" and stick there.
+      const arriving = g.events.size === 0 || fetchUnread(g) || g.catchingUp || g.fetchingUnread;
+      state.scroll = arriving ? "open" : null;
       if (marker) list.scrollTop = Math.max(0, marker.offsetTop - 8);
       else toBottom();
       return;
@@ -510,6 +512,7 @@
     for (const e of g.events.values()) if (e.seq > from && e.data.kind === "post" && e.data.author.id !== state.user.id) held += 1;
     if (held >= unreadCount(g)) return false;
     state.unreadFrom.fetched = true;
+    g.fetchingUnread = true;
     g.askedBefore = oldest;
     loadOlder(Math.min(256, oldest - from));
     return true;
@@ -1180,6 +1183,7 @@
   // A group appeared (an invitation completed): read it from the start.
   function joined(summary) {
     if (!state.groups.has(summary.id)) state.groups.set(summary.id, newGroup(summary));
+    state.groups.get(summary.id).catchingUp = true;
     state.socket.send(JSON.stringify({ type: "sync", groups: [{ group: summary.id, after: Math.max(0, summary.last_seq - 50) }] }));
     loadInvitations();
     renderGroups();
@@ -1218,6 +1222,8 @@
       // Catch up from what we hold; a group new to this page starts with its last 50 posts.
       const held = g.events.size > 0 ? Math.max(...g.events.keys()) : Math.max(0, summary.last_seq - 50);
       cursors.push({ group: summary.id, after: held });
+      g.catchingUp = true; // until its `synced`
+      g.fetchingUnread = false; // a page asked for on the connection before never comes
     }
     for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
     // Mentions in posts not read yet, received while logged out or offline, count in
@@ -1275,9 +1281,17 @@
     if (m.group === state.selected) renderTimeline();
   }
 
-  function synced() {
-    // Posts waiting from before the reconnect go again with their ids: never stored twice.
-    for (const [clientId, p] of state.pending) if (p.state !== "sent") sendPost(clientId);
+  function synced(m) {
+    // The group's posts waiting from before the reconnect go again with their ids (never
+    // stored twice); those of a group no longer held too, for the server to say why.
+    for (const [clientId, p] of state.pending) {
+      if (p.state !== "sent" && (p.group === m.group || !state.groups.has(p.group))) sendPost(clientId);
+    }
+    const g = state.groups.get(m.group);
+    if (!g) return;
+    g.catchingUp = false;
+    // A group opened during its catch-up is placed now that all of it is here.
+    if (m.group === state.selected && state.scroll === "open") renderTimeline();
   }
 
   function page(m) {
@@ -1285,6 +1299,7 @@
     if (!g) return;
     for (const e of m.events) g.events.set(e.seq, e);
     g.hasOlder = m.has_more;
+    g.fetchingUnread = false;
     if (m.group === state.selected) renderTimeline();
   }
 
