@@ -308,16 +308,29 @@ impl FileStore {
         Ok(())
     }
 
-    async fn get(&self, group: GroupId, id: i64, thumbnail: bool) -> std::io::Result<Vec<u8>> {
+    /// A stored file's length and its bytes as they are read: a download is streamed,
+    /// never held whole in memory.
+    async fn get(
+        &self,
+        group: GroupId,
+        id: i64,
+        thumbnail: bool,
+    ) -> std::io::Result<(u64, axum::body::Body)> {
         let name = Self::name(group, id, thumbnail);
         match self {
-            FileStore::Local(dir) => tokio::fs::read(dir.join(name)).await,
+            FileStore::Local(dir) => {
+                let file = tokio::fs::File::open(dir.join(name)).await?;
+                let size = file.metadata().await?.len();
+                let bytes = tokio_util::io::ReaderStream::new(file);
+                Ok((size, axum::body::Body::from_stream(bytes)))
+            }
             FileStore::S3 { store, prefix } => {
                 let object = store
                     .get(&Self::key(prefix, &name))
                     .await
                     .map_err(io_error)?;
-                Ok(object.bytes().await.map_err(io_error)?.to_vec())
+                let size = object.meta.size;
+                Ok((size, axum::body::Body::from_stream(object.into_stream())))
             }
         }
     }
@@ -936,7 +949,7 @@ fn on_record_with(served: Result<Response, HttpError>, group: Option<GroupId>) -
     if let Some(group) = group {
         response
             .extensions_mut()
-            .insert(crate::api::AuditGroup(group));
+            .insert(crate::api::AuditReads::group(group));
     }
     response
 }
@@ -961,7 +974,7 @@ async fn serve(
     if file.deleted_at.is_some() || unposted_of_another || (thumbnail && !file.has_thumbnail) {
         return Err(AttachError::NotFound.into());
     }
-    let bytes = app
+    let (size, bytes) = app
         .files
         .get(file.group_id, file.id, thumbnail)
         .await
@@ -985,6 +998,7 @@ async fn serve(
     Ok((
         [
             (header::CONTENT_TYPE, media_type.to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "private, no-store".to_string()),
             // Whatever it holds, it runs nothing and loads nothing.
