@@ -18,7 +18,6 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::audit::AuditEntry;
 use crate::http::HttpError;
 use crate::policy::{self, Action, Actor};
 use crate::session::{authenticate, AnySession};
@@ -69,12 +68,6 @@ pub struct AuditActor {
     pub user: renkei_protocol::UserId,
     pub facility: Option<i64>,
 }
-
-/// The group a request concerned, for a handler whose path does not name it (a file's
-/// download): put it in the response's extensions and the audit record names it, so that
-/// the group's owning facility sees the record in its trail.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditGroup(pub renkei_protocol::GroupId);
 
 /// In front of every endpoint: the per-address and per-user rate limits (429 beyond,
 /// before any work), the session checked once for the handler, and for an audited
@@ -134,7 +127,11 @@ async fn admitted(
                 .iter()
                 .map(|(group, what)| AuditEntry {
                     group: Some(*group),
-                    target: format!("{} {what}", entry.target),
+                    target: if what.is_empty() {
+                        entry.target.clone()
+                    } else {
+                        format!("{} {what}", entry.target)
+                    },
                     ..entry.clone()
                 })
                 .collect();
@@ -145,16 +142,22 @@ async fn admitted(
     response
 }
 
-/// The groups whose posts a response carries, each with which (`seq=3,7`), for a handler
-/// that reads across groups (search, mentions): put in the response's extensions, it makes
-/// the audit layer write one record per group instead of one without a group, so that
-/// each group's owning facility finds the read in its own trail (its admins' trail is
+/// The groups whose patient data a response carries, for a handler whose path does not
+/// name its group: a file's download (its group), a read across groups (search, mentions:
+/// each group with which of its posts, `seq=3,7`). Put in the response's extensions, it
+/// makes the audit layer write one record per group instead of one without a group, so
+/// that each group's owning facility finds the read in its own trail (its admins' trail is
 /// filtered by the records' group). What was asked (a search's text, which may hold a
 /// patient's name) is never in them: the target is the path and the sequence numbers.
 #[derive(Debug, Clone, Default)]
 pub struct AuditReads(pub Vec<(renkei_protocol::GroupId, String)>);
 
 impl AuditReads {
+    /// The one group a response concerned (the path names only a file).
+    pub fn group(group: renkei_protocol::GroupId) -> Self {
+        AuditReads(vec![(group, String::new())])
+    }
+
     /// The groups of `posts` (group, seq), in group order, each with its posts' numbers.
     pub fn of(
         posts: impl IntoIterator<Item = (renkei_protocol::GroupId, renkei_protocol::Seq)>,

@@ -310,19 +310,14 @@ impl FileStore {
 
     /// A stored file's length and its bytes as they are read: a download is streamed,
     /// never held whole in memory.
-    async fn get(
-        &self,
-        group: GroupId,
-        id: i64,
-        thumbnail: bool,
-    ) -> std::io::Result<(u64, axum::body::Body)> {
+    async fn get(&self, group: GroupId, id: i64, thumbnail: bool) -> std::io::Result<(u64, Body)> {
         let name = Self::name(group, id, thumbnail);
         match self {
             FileStore::Local(dir) => {
                 let file = tokio::fs::File::open(dir.join(name)).await?;
                 let size = file.metadata().await?.len();
                 let bytes = tokio_util::io::ReaderStream::new(file);
-                Ok((size, axum::body::Body::from_stream(bytes)))
+                Ok((size, Body::from_stream(bytes)))
             }
             FileStore::S3 { store, prefix } => {
                 let object = store
@@ -330,7 +325,7 @@ impl FileStore {
                     .await
                     .map_err(io_error)?;
                 let size = object.meta.size;
-                Ok((size, axum::body::Body::from_stream(object.into_stream())))
+                Ok((size, Body::from_stream(object.into_stream())))
             }
         }
     }

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::second_factor::{enroll, totp};
 use common::{code, execute, upgrade, ws_request, Api, Backend, Client, TestApp, PASSWORD};
 use renkei_protocol::{LoginResponse, ServerMessage};
 use serde_json::{json, Value};
@@ -377,33 +378,6 @@ async fn raising_the_hash_cost_rehashes_at_the_next_login() {
     app.stop().await;
 }
 
-/// RFC 4648 base32 (as the setup answer gives the secret), decoded.
-fn base32_decode(text: &str) -> Vec<u8> {
-    let mut bits: u64 = 0;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {c}"),
-        };
-        bits = (bits << 5) | u64::from(value);
-        count += 5;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
-/// The authenticator app: the code of `secret`, `steps` time steps from now.
-fn totp(secret: &[u8], steps: i64) -> String {
-    use renkei::two_factor::{code_at, step_of};
-    code_at(secret, step_of(renkei::clock::now_ms()) + steps)
-}
-
 async fn login_with_code(app: &TestApp, user: &str, code: Option<&str>) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(app.url("/api/v1/session"))
@@ -413,39 +387,6 @@ async fn login_with_code(app: &TestApp, user: &str, code: Option<&str>) -> (u16,
         .expect("login");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Sets up a second factor in the session of `api`; returns its secret and recovery codes.
-async fn enroll(api: &Api) -> (Vec<u8>, Vec<String>) {
-    let (status, setup) = api.post("/api/v1/session/two-factor", json!({})).await;
-    assert_eq!(status, 200, "{setup}");
-    let uri = setup["uri"].as_str().expect("uri");
-    assert!(uri.starts_with("otpauth://totp/Renkei:"), "{uri}");
-    let secret = base32_decode(setup["secret"].as_str().expect("secret"));
-    assert_eq!(secret.len(), 20);
-    let (status, body) = api
-        .put("/api/v1/session/two-factor", json!({"code": "000000"}))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (400, "invalid_credentials"),
-        "a wrong code"
-    );
-    let (status, codes) = api
-        .put(
-            "/api/v1/session/two-factor",
-            json!({"code": totp(&secret, 0)}),
-        )
-        .await;
-    assert_eq!(status, 200, "{codes}");
-    let codes: Vec<String> = codes["codes"]
-        .as_array()
-        .expect("codes")
-        .iter()
-        .map(|c| c.as_str().expect("code").to_string())
-        .collect();
-    assert_eq!(codes.len(), 10);
-    (secret, codes)
 }
 
 on_both_backends!(a_second_factor_is_required_of_admins_and_no_code_works_twice);

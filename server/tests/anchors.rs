@@ -89,19 +89,7 @@ async fn rewrite_chain(url: &str, store: &dyn renkei::store::Store, id: i64) {
 
 /// `renkei audit verify --anchor-file`, as an operator runs it.
 fn verify_command(url: &str, anchor: &std::path::Path) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
-        .args(["audit", "verify", "--anchor-file"])
-        .arg(anchor)
-        .env("RENKEI_DATABASE_URL", url)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("renkei audit verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    common::audit_verify(url, &["--anchor-file".as_ref(), anchor.as_os_str()])
 }
 
 async fn each_seal_is_anchored_and_a_rewritten_chain_differs(backend: Backend) {

@@ -217,18 +217,7 @@ async fn each_sees_the_records_they_are_entitled_to(backend: Backend) {
 
 /// `renkei audit verify` on the test's database, as an operator would run it.
 fn verify_command(app: &TestApp) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
-        .args(["audit", "verify"])
-        .env("RENKEI_DATABASE_URL", &app.db.url)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("renkei audit verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    common::audit_verify(&app.db.url, &[])
 }
 
 async fn tampering_is_detected(backend: Backend) {

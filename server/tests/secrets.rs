@@ -6,10 +6,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{code, Backend, TestApp, PASSWORD};
+use common::second_factor::{self, base32_encode, totp};
+use common::{code, Backend, Process, TestApp, PASSWORD};
 use renkei::secret::SecretKey;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -19,32 +19,6 @@ on_both_backends!(
     secrets_stored_in_the_clear_are_encrypted_at_start,
     another_key_cannot_verify_and_says_why,
 );
-
-/// RFC 4648 base32, decoded (the setup answer gives the secret so).
-fn base32_decode(text: &str) -> Vec<u8> {
-    let mut bits: u64 = 0;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {c}"),
-        };
-        bits = (bits << 5) | u64::from(value);
-        count += 5;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
-fn totp(secret: &[u8], steps: i64) -> String {
-    use renkei::two_factor::{code_at, step_of};
-    code_at(secret, step_of(renkei::clock::now_ms()) + steps)
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -63,20 +37,9 @@ async fn login_with_code(addr: std::net::SocketAddr, code: Option<&str>) -> (u16
 
 /// Alice sets up a second factor on `app`; the secret as the API gave it.
 async fn enroll(app: &TestApp) -> Vec<u8> {
-    let api = app.api(app.fixture.alice).await;
-    let (status, setup) = api.post("/api/v1/session/two-factor", json!({})).await;
-    assert_eq!(status, 200, "{setup}");
-    let uri = setup["uri"].as_str().expect("uri");
-    let secret = base32_decode(setup["secret"].as_str().expect("secret"));
-    assert!(uri.contains(setup["secret"].as_str().expect("secret")));
-    let (status, body) = api
-        .put(
-            "/api/v1/session/two-factor",
-            json!({"code": totp(&secret, 0)}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    secret
+    second_factor::enroll(&app.api(app.fixture.alice).await)
+        .await
+        .0
 }
 
 /// Alice's TOTP columns as stored: (secret, pending).
@@ -211,60 +174,14 @@ async fn wait_listening(addr: std::net::SocketAddr) {
     panic!("node at {addr} not ready");
 }
 
-/// The `renkei` binary on the test's database with `env`, its log lines kept.
-struct Logged {
-    addr: std::net::SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    _child: tokio::process::Child,
-}
-
-async fn start_logged(env: &[(&str, &str)]) -> Logged {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_renkei"));
-    command
-        .env("RENKEI_LISTEN", "127.0.0.1:0")
-        .env("RENKEI_METRICS_LISTEN", "127.0.0.1:0")
-        .env("RENKEI_LOG_FORMAT", "json")
-        .env("RENKEI_TWO_FACTOR", "optional")
-        .env("RENKEI_AUDIT_SEAL_SECONDS", "0")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start renkei");
-    let mut logs = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = logs.next_line().await.expect("log line") {
-            let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-            lines.lock().expect("lines").push(line);
-            if entry["fields"]["message"] == "listening" {
-                return entry["fields"]["addr"]
-                    .as_str()
-                    .expect("addr")
-                    .parse::<std::net::SocketAddr>()
-                    .expect("addr");
-            }
-        }
-        panic!(
-            "renkei exited before listening: {:?}",
-            lines.lock().expect("lines")
-        );
-    })
-    .await
-    .expect("renkei did not start listening");
-    let kept = Arc::clone(&lines);
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = logs.next_line().await {
-            kept.lock().expect("lines").push(line);
-        }
-    });
-    Logged {
-        addr,
-        lines,
-        _child: child,
-    }
+/// The `renkei` binary with `env`, as these tests' in-process servers are configured.
+async fn start_logged(env: &[(&str, &str)]) -> Process {
+    let mut all = vec![
+        ("RENKEI_TWO_FACTOR", "optional"),
+        ("RENKEI_AUDIT_SEAL_SECONDS", "0"),
+    ];
+    all.extend_from_slice(env);
+    Process::start(&all).await
 }
 
 /// A key file of a random key with `mode`.
@@ -296,7 +213,7 @@ async fn another_key_cannot_verify_and_says_why(backend: Backend) {
     .await;
     let (status, body) = login_with_code(node.addr, Some(&totp(&secret, 1))).await;
     assert_eq!((status, code(&body)), (500, "internal"), "{body}");
-    let logs = node.lines.lock().expect("lines").join("\n");
+    let logs = node.logs();
     let why =
         format!("it was encrypted under key {ours}, but RENKEI_SECRET_KEY_FILE holds key {theirs}");
     assert!(logs.contains(&why), "{logs}");
@@ -305,7 +222,7 @@ async fn another_key_cannot_verify_and_says_why(backend: Backend) {
         "said at start: {logs}"
     );
     // No secret in any spelling.
-    let base32 = app_secret_base32(&secret);
+    let base32 = base32_encode(&secret);
     assert!(!logs.contains(&base32) && !logs.contains(&hex(&secret)));
     // With the right key the same code works (it was not used up).
     let (status, body) = login_with_code(app.addr, Some(&totp(&secret, 1))).await;
@@ -324,22 +241,6 @@ async fn another_key_cannot_verify_and_says_why(backend: Backend) {
     );
     assert!(!Path::new(&missing).exists());
     app.stop().await;
-}
-
-fn app_secret_base32(secret: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let mut bits: u64 = 0;
-    let mut count = 0;
-    for &b in secret {
-        bits = (bits << 8) | u64::from(b);
-        count += 8;
-        while count >= 5 {
-            count -= 5;
-            out.push(char::from(ALPHABET[((bits >> count) & 31) as usize]));
-        }
-    }
-    out
 }
 
 /// Runs `renkei` with `env` until it exits (it should refuse to start): success, output.

@@ -6,6 +6,8 @@
 //! Logs appear when `TEST_LOG` is set.
 #![allow(dead_code)]
 
+pub mod second_factor;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -674,10 +676,11 @@ async fn read(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Ser
     }
 }
 
-/// The real `renkei` binary running as its own process.
+/// The real `renkei` binary running as its own process, its log lines kept.
 pub struct Process {
     pub addr: SocketAddr,
     pub child: tokio::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Process {
@@ -701,11 +704,19 @@ impl Process {
         }
         let mut child = command.spawn().expect("start renkei");
         let mut logs = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = |line: String| {
+            lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line)
+        };
         // `serving metrics` comes before `listening`: both addresses, for `metric`.
         let (addr, metrics) = tokio::time::timeout(Duration::from_secs(30), async {
             let mut metrics = None;
             while let Some(line) = logs.next_line().await.expect("log line") {
                 let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                keep(line);
                 let logged = || {
                     entry["fields"]["addr"]
                         .as_str()
@@ -719,7 +730,7 @@ impl Process {
                     return (logged(), metrics);
                 }
             }
-            panic!("renkei exited before listening");
+            panic!("renkei exited before listening: {:?}", lines.lock());
         })
         .await
         .expect("renkei did not start listening");
@@ -729,8 +740,23 @@ impl Process {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push((addr, metrics));
         }
-        tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-        Process { addr, child }
+        let kept = Arc::clone(&lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = logs.next_line().await {
+                kept.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
+            }
+        });
+        Process { addr, child, lines }
+    }
+
+    /// What it has logged so far, a line per entry.
+    pub fn logs(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .join("\n")
     }
 
     /// Sends a signal (`TERM`, `KILL`) to the process.
@@ -742,6 +768,24 @@ impl Process {
             .expect("kill");
         assert!(status.success());
     }
+}
+
+/// `renkei audit verify` (with `args`) on the database at `url`, as an operator runs it:
+/// whether it passed, and what it printed.
+pub fn audit_verify(url: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_renkei"))
+        .args(["audit", "verify"])
+        .args(args)
+        .env("RENKEI_DATABASE_URL", url)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("renkei audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
 
 /// A session token for `user`, stored directly in `store`.
