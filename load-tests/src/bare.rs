@@ -107,7 +107,7 @@ async fn connection(
                 text: body,
                 ..
             }) => {
-                let at = renkei::clock::now_ms();
+                let at = renkei_domain::clock::now_ms();
                 let ack = {
                     let mut all = groups.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = all.entry(group).or_default();

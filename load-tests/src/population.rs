@@ -137,7 +137,7 @@ impl Population {
             })
             .collect();
         let users = store.create_users(&new_users).await?;
-        let now = renkei::clock::now_ms();
+        let now = renkei_domain::clock::now_ms();
         let mut group_ids = Vec::with_capacity(groups);
         for g in 0..groups {
             group_ids.push(

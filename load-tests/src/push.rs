@@ -328,7 +328,7 @@ async fn measure(
 
     let before = server.usage().await;
     let load_before = own_cpu_seconds();
-    let since = renkei::clock::now_ms();
+    let since = renkei_domain::clock::now_ms();
     let traffic_start = Instant::now();
     let (queued, dropped, sent_for) =
         schedule(&senders, traffic_start, spec.rate, spec.duration).await;

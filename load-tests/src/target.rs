@@ -63,7 +63,7 @@ impl FreshDb {
                 let name = format!(
                     "renkei_load_{}_{}",
                     std::process::id(),
-                    renkei::clock::now_ms()
+                    renkei_domain::clock::now_ms()
                 );
                 let mut conn = sqlx::PgConnection::connect(admin)
                     .await

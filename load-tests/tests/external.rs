@@ -20,7 +20,7 @@ async fn fresh_database() -> (String, String) {
     let name = format!(
         "renkei_t_load_{}_{}",
         std::process::id(),
-        renkei::clock::now_ms()
+        renkei_domain::clock::now_ms()
     );
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await

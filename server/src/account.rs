@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use renkei_domain::password;
 use renkei_protocol::api::{
     AccountSetup, FacilityStatus, NewStaff, NoticeKind, PasswordChange, PasswordPolicy,
     PasswordRule, PasswordSetup, Pledge, ProfileUpdate, Reachability, Reason, RoleChange,
@@ -25,7 +26,8 @@ use crate::http::{ClientIp, HttpError};
 use crate::policy::{Action, UserFacts};
 use crate::session::AnySession;
 use crate::store::{MailKind, NewUser, Store, StoreError};
-use crate::{clock, input, membership, notice, password, session};
+use crate::{input, membership, notice, session};
+use renkei_domain::clock;
 
 /// The largest profile photo accepted.
 pub const MAX_PHOTO_BYTES: usize = 512 * 1024;

@@ -26,6 +26,7 @@ use crate::{
     account, archive, attachment, audit, export, facility, group, invitation, mention, moderation,
     reading, search,
 };
+use renkei_domain::audit::AuditEntry;
 
 /// The logged-in user a request acts for.
 pub struct Caller {
@@ -109,10 +110,9 @@ async fn admitted(
         .or_else(|| response.extensions().get::<AuditActor>().copied());
     let group = template
         .strip_prefix("/api/v1/groups/{id}")
-        .and_then(|_| target.split('/').nth(4)?.parse().ok())
-        .or_else(|| response.extensions().get::<AuditGroup>().map(|g| g.0));
+        .and_then(|_| target.split('/').nth(4)?.parse().ok());
     let entry = AuditEntry {
-        at: crate::clock::now_ms(),
+        at: renkei_domain::clock::now_ms(),
         actor: actor.map(|a| a.user),
         facility: actor.and_then(|a| a.facility),
         action,

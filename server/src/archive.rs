@@ -179,7 +179,7 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
     let candidates = app.store.archive_candidates().await?;
     let steps = plan(
         &candidates,
-        crate::clock::now_ms(),
+        renkei_domain::clock::now_ms(),
         Periods::of(&app.config),
     );
     for (group, step) in &steps {
@@ -204,7 +204,7 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
     if let Some(before) = retention_cutoff(&app.config) {
         for group in app.store.purge_candidates(before).await? {
             app.store
-                .purge_group(group, before, crate::clock::now_ms())
+                .purge_group(group, before, renkei_domain::clock::now_ms())
                 .await?;
             app.bus.control(crate::hub::Control::GroupPurged { group });
             app.files.remove_group(group).await;
@@ -223,23 +223,23 @@ pub async fn run_once(app: &App) -> Result<usize, HttpError> {
 }
 
 /// The audit record of a step the archive process (the system, no actor) took.
-fn system_entry(action: &str, group: GroupId) -> crate::audit::AuditEntry {
-    crate::audit::AuditEntry {
-        at: crate::clock::now_ms(),
+fn system_entry(action: &str, group: GroupId) -> renkei_domain::audit::AuditEntry {
+    renkei_domain::audit::AuditEntry {
+        at: renkei_domain::clock::now_ms(),
         actor: None,
         facility: None,
         action: action.into(),
         group: Some(group),
         target: format!("group={group}"),
         source: "archive process".into(),
-        result: crate::audit::outcome(None),
+        result: renkei_domain::audit::outcome(None),
     }
 }
 
 /// Groups archived before this are purged, when retention is on.
 fn retention_cutoff(config: &Config) -> Option<Millis> {
     (config.retention_days > 0)
-        .then(|| crate::clock::now_ms() - i64::from(config.retention_days) * DAY)
+        .then(|| renkei_domain::clock::now_ms() - i64::from(config.retention_days) * DAY)
 }
 
 /// Runs the process every `archive_job_seconds`, once across the cluster (`job`).
@@ -258,7 +258,7 @@ pub fn spawn(app: std::sync::Arc<App>) {
 /// `renkei archive --dry-run`: what the process would do now, one line per group.
 pub async fn dry_run(store: &dyn Store, config: &Config) -> Result<String, StoreError> {
     let candidates = store.archive_candidates().await?;
-    let now = crate::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let steps = plan(&candidates, now, Periods::of(config));
     let mut out = format!(
         "Archive process (inactive {} days, notice {} days): {} step(s) now\n",

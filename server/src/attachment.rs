@@ -38,6 +38,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt as _;
+use renkei_domain::upload::{ABANDONED_AFTER_MS, POST_WITHIN_MS};
 use renkei_protocol::{ErrorCode, FileRef, GroupId, Millis, UserId};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -45,10 +46,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
+use crate::group;
 use crate::http::HttpError;
 use crate::policy::Action;
 use crate::store::{NewFile, Store, StoredFile};
-use crate::{clock, group};
+use renkei_domain::clock;
 
 /// The longest file name kept, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -62,11 +64,6 @@ const STALE_INCOMING: Duration = Duration::from_secs(3600);
 /// An S3 object up to this size is written with one PUT; a larger one in parts of this
 /// size, so that no more than two parts are in memory.
 const S3_PART_BYTES: usize = 5 * 1024 * 1024;
-/// An upload is posted within this time (milliseconds), or uploaded again.
-pub const POST_WITHIN_MS: i64 = 12 * 3_600_000;
-/// Uploads no post took are erased after this time (twice the above, so that the clean-up
-/// never races a post taking one).
-pub const ABANDONED_AFTER_MS: i64 = 2 * POST_WITHIN_MS;
 
 /// The kinds of file Renkei recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

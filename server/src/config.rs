@@ -161,8 +161,8 @@ pub struct Config {
     /// The password policy (art. 13(2)): `long` = 13+ characters mixing letters, digits
     /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days; `mfa`
     /// = 8+ for accounts with a second factor (13+ for the others).
-    #[arg(long, env = "RENKEI_PASSWORD_POLICY", value_enum, default_value_t = crate::password::Policy::Long)]
-    pub password_policy: crate::password::Policy,
+    #[arg(long, env = "RENKEI_PASSWORD_POLICY", value_enum, default_value_t = renkei_domain::password::Policy::Long)]
+    pub password_policy: renkei_domain::password::Policy,
     /// argon2id memory cost in KiB (OWASP: 19456). Raising it re-hashes each password at
     /// its owner's next login.
     #[arg(long, env = "RENKEI_PASSWORD_MEMORY_KIB", default_value_t = 19 * 1024)]
@@ -279,7 +279,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The clock notifications and digests go by: the system's, or a test's.
     #[arg(skip)]
-    pub clock: crate::clock::Clock,
+    pub clock: renkei_domain::clock::Clock,
 }
 
 /// How people are reached away from the page: Web Push and e-mail.

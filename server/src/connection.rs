@@ -24,7 +24,6 @@ use renkei_protocol::{
 use tokio::time::MissedTickBehavior;
 
 use crate::app::App;
-use crate::audit::{self, AuditEntry};
 use crate::hub::Registration;
 use crate::outbox::{Delivery, Effect, Ending, Outbox, SLOW_CONSUMER};
 use crate::policy::{self, Action, Actor, GroupFacts};
@@ -32,6 +31,7 @@ use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
 use crate::{attachment, reading, wire};
+use renkei_domain::audit::{self, AuditEntry};
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
 const MAX_IN_FLIGHT: usize = 64;
@@ -253,7 +253,7 @@ impl Connection {
         refused: Option<ErrorCode>,
     ) -> AuditEntry {
         AuditEntry {
-            at: crate::clock::now_ms(),
+            at: renkei_domain::clock::now_ms(),
             actor: Some(self.user.id),
             facility: self.user.facility_id,
             action: action.into(),

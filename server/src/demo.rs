@@ -95,7 +95,7 @@ pub async fn seed(
     if !store.is_empty().await? {
         return Err(DemoError::NotEmpty);
     }
-    let now = crate::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let mut logins = Vec::new();
     let mut ids = std::collections::HashMap::new();
     let mut add = async |facility: Option<(i64, &str)>, p: &Person| -> Result<i64, DemoError> {

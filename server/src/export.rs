@@ -20,7 +20,8 @@ use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::Action;
-use crate::{clock, group, wire};
+use crate::{group, wire};
+use renkei_domain::clock;
 
 /// Events read from the store per page while exporting.
 const PAGE: u32 = 1000;

@@ -20,7 +20,8 @@ use crate::app::App;
 use crate::http::{ClientIp, HttpError};
 use crate::policy::Action;
 use crate::store::{MailKind, NewUser, StatusChange};
-use crate::{clock, input, membership};
+use crate::{input, membership};
+use renkei_domain::clock;
 
 /// The most admins and roster lines an application lists: more staff than any home-care
 /// facility has, and a bound on what one public request makes the server check and store.

@@ -19,7 +19,8 @@ use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, GroupFacts};
 use crate::store::{Change, EventBody, GroupDetailsRecord, GroupRecord, NewGroup};
-use crate::{account, clock, input, membership, wire};
+use crate::{account, input, membership, wire};
+use renkei_domain::clock;
 
 /// The most members one bulk removal names.
 const MAX_BULK: usize = 500;

@@ -116,7 +116,7 @@ impl HttpError {
         let mut error = HttpError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::WeakPassword,
-            crate::password::describe(&rules, min_length),
+            renkei_domain::password::describe(&rules, min_length),
         );
         error.body.error.rules = rules;
         error

@@ -20,7 +20,8 @@ use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, InvitationFacts};
 use crate::store::{InvitationStep, MailKind};
-use crate::{account, clock, group, membership, notice};
+use crate::{account, group, membership, notice};
+use renkei_domain::clock;
 
 fn facts(view: &InvitationView) -> InvitationFacts {
     InvitationFacts {

@@ -28,7 +28,7 @@ where
                 () = app.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let now = crate::clock::now_ms();
+            let now = renkei_domain::clock::now_ms();
             match app.store.claim_job(name, now, (every * 1000) as i64).await {
                 Ok(true) => run(Arc::clone(&app)).await,
                 Ok(false) => {}

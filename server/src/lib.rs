@@ -10,7 +10,6 @@ pub mod archive;
 pub mod attachment;
 pub mod audit;
 pub mod bus;
-pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod demo;

@@ -18,14 +18,16 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use renkei_domain::password;
 use renkei_protocol::{ErrorCode, LoginRequest, LoginResponse, ServerMessage};
 
 use crate::api::AuditActor;
 use crate::app::App;
-use crate::audit::AuditEntry;
 use crate::http::{ClientIp, HttpError};
 use crate::store::{Credentials, NewSession};
-use crate::{clock, password, session, two_factor, wire};
+use crate::{session, two_factor, wire};
+use renkei_domain::audit::AuditEntry;
+use renkei_domain::clock;
 
 /// Longest login accepted (longer input is refused before hashing).
 const MAX_LOGIN: usize = 254;

@@ -207,7 +207,7 @@ async fn digest_loop(app: Arc<App>) {
                     now,
                     older_than: now - i64::from(notify.email_after_minutes) * 60_000,
                     interval_since: now - i64::from(notify.email_interval_minutes) * 60_000,
-                    minute_of_day: crate::clock::japan_minute_of_day(now),
+                    minute_of_day: renkei_domain::clock::japan_minute_of_day(now),
                 };
                 match app.store.queue_digests(rule).await {
                     Ok(0) => {}
@@ -269,7 +269,7 @@ async fn send(app: &App, mail: ClaimedMail) {
         }
         Err(Failure::Transient(detail)) => {
             // 30 s, 1 min, 2 min … up to an hour.
-            let wait = crate::clock::backoff(
+            let wait = renkei_domain::clock::backoff(
                 mail.attempts,
                 Duration::from_secs(30),
                 Duration::from_secs(3600),

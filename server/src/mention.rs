@@ -1,11 +1,7 @@
-//! Mentions (`@name`): a post that names a member of its group after an `@` notifies them
-//! and enters their list of mentions.
-//!
-//! A member is named by their display name as the group shows it, with or without its
-//! spaces (`@看護師 アリス` or `@看護師アリス`), compared as search compares text
-//! ([`crate::search::fold`]: full-width `＠` and letters fold). The commit that stores the
-//! post stores its mentions in the same transaction; the sequencer then sends each named
-//! member a `mention` notice.
+//! Mentions (`@name`): the list of posts that named the caller (`GET /api/v1/mentions`).
+//! Who a post names is [`renkei_domain::mention`]; the commit that stores the post stores
+//! its mentions in the same transaction, and the sequencer then sends each named member a
+//! `mention` notice.
 
 use std::sync::Arc;
 
@@ -13,40 +9,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use renkei_protocol::api::MentionView;
-use renkei_protocol::{Millis, UserId};
+use renkei_protocol::Millis;
 
 use crate::api::{AuditReads, Caller};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::search::fold;
 use crate::store::EventBody;
 use crate::{group, wire};
-
-/// Whether a text may mention anyone (cheap: most posts have no `@`).
-pub fn may_mention(text: &str) -> bool {
-    text.contains('@') || text.contains('＠')
-}
-
-/// The members `text` names, among `members` (id, display name), without its author.
-pub fn find(text: &str, author: UserId, members: &[(UserId, String)]) -> Vec<UserId> {
-    let text = fold(text);
-    let mut named: Vec<UserId> = members
-        .iter()
-        .filter(|(id, _)| *id != author)
-        .filter(|(_, name)| {
-            let name = fold(name.trim());
-            if name.is_empty() {
-                return false;
-            }
-            let joined: String = name.chars().filter(|c| !c.is_whitespace()).collect();
-            text.contains(&format!("@{name}")) || text.contains(&format!("@{joined}"))
-        })
-        .map(|(id, _)| *id)
-        .collect();
-    named.sort_unstable();
-    named.dedup();
-    named
-}
 
 /// What `GET /api/v1/mentions` takes.
 #[derive(Debug, serde::Deserialize)]
@@ -89,39 +58,4 @@ pub async fn list(
     // On record per group whose posts are returned.
     let reads = AuditReads::of(mentions.iter().map(|m| (m.group, m.seq)));
     Ok((Extension(reads), Json(mentions)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::find;
-
-    fn members() -> Vec<(i64, String)> {
-        vec![
-            (1, "看護師 アリス".into()),
-            (2, "医師 ボブ".into()),
-            (3, "Carol Smith".into()),
-            (4, "".into()),
-        ]
-    }
-
-    #[test]
-    fn a_name_with_or_without_its_spaces() {
-        assert_eq!(find("@医師 ボブ 往診お願いします", 1, &members()), vec![2]);
-        assert_eq!(find("＠医師ボブ 往診お願いします", 1, &members()), vec![2]);
-        assert_eq!(
-            find("@carol smith and @看護師アリス", 2, &members()),
-            vec![1, 3]
-        );
-    }
-
-    #[test]
-    fn no_at_no_mention_and_never_oneself() {
-        assert!(find("医師 ボブ に連絡済み", 1, &members()).is_empty());
-        assert!(find("@看護師 アリス メモ", 1, &members()).is_empty());
-        assert!(find("@ 医師 ボブ", 1, &members()).is_empty());
-        assert!(
-            find("@", 1, &members()).is_empty(),
-            "an empty name names nobody"
-        );
-    }
 }

@@ -21,7 +21,8 @@ use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, PostFacts};
 use crate::store::{Change, EventBody, PostFilter, ReportRow};
-use crate::{account, clock, group, input, membership, wire};
+use crate::{account, group, input, membership, wire};
+use renkei_domain::clock;
 
 /// `POST /api/v1/groups/{id}/posts/{seq}/delete`.
 pub async fn delete_post(

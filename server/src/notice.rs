@@ -121,7 +121,7 @@ pub fn plan(
     now: Millis,
     coalesce_ms: Millis,
 ) -> Vec<NewNotice> {
-    let minute = crate::clock::japan_minute_of_day(now);
+    let minute = renkei_domain::clock::japan_minute_of_day(now);
     let recent = |at: Option<Millis>| at.is_some_and(|at| now - at < coalesce_ms);
     let mut notices = Vec::new();
     for candidate in candidates {
@@ -235,7 +235,10 @@ async fn try_tell(
     let idle_since = crate::session::idle_since(&app.config, now);
     let settings = app.store.notice_settings(user, now, idle_since).await?;
     let quiet = kind != NoticeKind::Test
-        && in_quiet_hours(settings.quiet, crate::clock::japan_minute_of_day(now));
+        && in_quiet_hours(
+            settings.quiet,
+            renkei_domain::clock::japan_minute_of_day(now),
+        );
     let mut pushed = 0;
     if settings.push && !quiet {
         let subscriptions = settings.subscriptions.clone();

@@ -498,7 +498,7 @@ fn topic(push: &ClaimedPush) -> String {
 
 /// 5 s, 10 s, 20 s … up to 10 minutes.
 fn backoff(attempts: i32) -> Duration {
-    crate::clock::backoff(attempts, Duration::from_secs(5), Duration::from_secs(600))
+    renkei_domain::clock::backoff(attempts, Duration::from_secs(5), Duration::from_secs(600))
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped at an hour.

@@ -25,7 +25,8 @@ use crate::app::App;
 use crate::http::HttpError;
 use crate::policy::{Action, PostFacts};
 use crate::store::{Change, EventBody, GroupRecord, StoreError, UserRecord};
-use crate::{clock, group, membership, wire};
+use crate::{group, membership, wire};
+use renkei_domain::clock;
 
 /// The groups of a welcome, each with the user's read position and unread count. Without
 /// the store (it failed just now) the groups are listed with nothing unread.

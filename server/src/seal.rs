@@ -23,8 +23,8 @@ use renkei_protocol::{GroupId, Seq};
 use sha2::{Digest as _, Sha256};
 
 use crate::app::App;
-use crate::audit::AuditEntry;
 use crate::store::{SealedEvent, Store, StoreError};
+use renkei_domain::audit::AuditEntry;
 
 /// The action of a seal's record.
 pub const ACTION: &str = "events sealed";
@@ -267,7 +267,13 @@ pub async fn seal_anchored(
 pub fn spawn(app: Arc<App>) {
     let every = app.config.audit_seal_seconds;
     crate::job::spawn(app, "audit seal", every, |app| async move {
-        match seal_anchored(app.store.as_ref(), crate::clock::now_ms(), &app.anchor).await {
+        match seal_anchored(
+            app.store.as_ref(),
+            renkei_domain::clock::now_ms(),
+            &app.anchor,
+        )
+        .await
+        {
             Ok(events) => tracing::debug!(events, "events sealed"),
             Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
         }

@@ -19,7 +19,8 @@ use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use renkei_protocol::api::{SearchHit, SearchResults};
 use renkei_protocol::Millis;
-use unicode_normalization::UnicodeNormalization;
+
+use renkei_domain::search::fold;
 
 use crate::api::{AuditReads, Caller};
 use crate::app::App;
@@ -31,11 +32,6 @@ use crate::{group, wire};
 const MAX_QUERY_CHARS: usize = 100;
 /// The largest page of hits.
 const MAX_HITS: u32 = 100;
-
-/// Text as search compares it: NFKC, lower case.
-pub fn fold(text: &str) -> String {
-    text.nfkc().flat_map(char::to_lowercase).collect()
-}
 
 /// What `GET /api/v1/search` takes.
 #[derive(Debug, serde::Deserialize)]
@@ -97,22 +93,4 @@ pub async fn search(
     // On record per group whose posts are returned, never with the query.
     let reads = AuditReads::of(hits.iter().map(|hit| (hit.group, hit.seq)));
     Ok((Extension(reads), Json(SearchResults { hits, has_more })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fold;
-
-    #[test]
-    fn full_and_half_width_forms_fold_together() {
-        assert_eq!(fold("血圧１２８／８０"), "血圧128/80");
-        assert_eq!(fold("ｶﾞｰｾﾞ交換"), "ガーゼ交換");
-        assert_eq!(fold("ＳｐＯ２ 95%"), "spo2 95%");
-        assert_eq!(fold("㍉"), "ミリ");
-    }
-
-    #[test]
-    fn plain_text_is_unchanged() {
-        assert_eq!(fold("褥瘡の処置をしました"), "褥瘡の処置をしました");
-    }
 }

@@ -104,7 +104,7 @@ impl Sequencer {
         bus: Bus,
         metrics: Arc<Metrics>,
         committed: Arc<tokio::sync::Notify>,
-        clock: crate::clock::Clock,
+        clock: renkei_domain::clock::Clock,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
@@ -180,7 +180,7 @@ struct Shard {
     /// committed (off this path; a wake-up is one atomic operation).
     committed: Arc<tokio::sync::Notify>,
     /// The time events are stamped with (a test's clock in tests).
-    clock: crate::clock::Clock,
+    clock: renkei_domain::clock::Clock,
 }
 
 impl Shard {
@@ -262,7 +262,7 @@ impl Shard {
                     self.metrics.posts.inc();
                     self.bus
                         .publish(Arc::new(delivery(post, placement, committed)));
-                    if crate::mention::may_mention(&post.text) {
+                    if renkei_domain::mention::may_mention(&post.text) {
                         tokio::spawn(notify_mentioned(
                             Arc::clone(&self.store),
                             self.bus.clone(),

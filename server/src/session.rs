@@ -20,11 +20,11 @@ use renkei_protocol::{ErrorCode, Millis};
 use sha2::{Digest as _, Sha256};
 
 use crate::app::App;
-use crate::clock;
 use crate::config::Config;
 use crate::http::HttpError;
 use crate::hub::Control;
 use crate::store::UserRecord;
+use renkei_domain::clock;
 
 /// The name of the session cookie.
 pub const COOKIE: &str = "renkei_session";

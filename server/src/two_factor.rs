@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use hmac::{Hmac, Mac};
 use rand::RngCore as _;
+use renkei_domain::password;
 use renkei_protocol::api::{
     RecoveryCodes, TwoFactorConfirm, TwoFactorDisable, TwoFactorSetup, TwoFactorStatus,
 };
@@ -22,8 +23,9 @@ use renkei_protocol::{ErrorCode, Role, UserId};
 
 use crate::app::App;
 use crate::http::HttpError;
+use crate::session;
 use crate::session::AnySession;
-use crate::{clock, password, session};
+use renkei_domain::clock;
 
 /// Who must have a second factor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

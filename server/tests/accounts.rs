@@ -123,7 +123,7 @@ async fn an_admins_reset_ends_every_session_and_lifts_a_lock(backend: Backend) {
         }
     };
     assert_eq!(notice.0, f.alice);
-    assert!(notice.1 > renkei::clock::now_ms() + 10 * 60_000);
+    assert!(notice.1 > renkei_domain::clock::now_ms() + 10 * 60_000);
     // Locked, the right password gets the same answer as a wrong one. (The delays of the
     // login's failures are waited out first.)
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -256,7 +256,7 @@ async fn idle_and_expired_sessions_end(backend: Backend) {
     let idle = app.api(f.alice).await;
     let expired = app.api(f.bob).await;
     assert_eq!(idle.get("/api/v1/session").await.0, 200);
-    let hour_ago = renkei::clock::now_ms() - 61 * 60_000;
+    let hour_ago = renkei_domain::clock::now_ms() - 61 * 60_000;
     execute(
         &app.db.url,
         &format!(
@@ -269,7 +269,7 @@ async fn idle_and_expired_sessions_end(backend: Backend) {
         &app.db.url,
         &format!(
             "UPDATE sessions SET expires_at = {} WHERE user_id = {}",
-            renkei::clock::now_ms(),
+            renkei_domain::clock::now_ms(),
             f.bob
         ),
     )
@@ -285,7 +285,7 @@ async fn idle_and_expired_sessions_end(backend: Backend) {
 
 async fn a_rotated_password_must_be_changed_before_anything_else(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
-        c.password_policy = renkei::password::Policy::Rotated;
+        c.password_policy = renkei_domain::password::Policy::Rotated;
     })
     .await;
     let f = &app.fixture;
@@ -297,7 +297,7 @@ async fn a_rotated_password_must_be_changed_before_anything_else(backend: Backen
     );
     let fresh = logged_in(&app, "bob", PASSWORD).await;
     assert!(!fresh.password_change_required);
-    let long_ago = renkei::clock::now_ms() - 61 * 86_400_000;
+    let long_ago = renkei_domain::clock::now_ms() - 61 * 86_400_000;
     execute(
         &app.db.url,
         &format!(

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp};
-use renkei::audit::AuditRecord;
 use renkei::seal::AnchorMismatch;
+use renkei_domain::audit::AuditRecord;
 use sqlx::Connection as _;
 
 on_both_backends!(each_seal_is_anchored_and_a_rewritten_chain_differs);
@@ -54,7 +54,7 @@ async fn rewrite_chain(url: &str, store: &dyn renkei::store::Store, id: i64) {
         if record.id == id {
             entry.result = "403".into();
         }
-        let hash = renkei::audit::link(&previous, record.id, &entry);
+        let hash = renkei_domain::audit::link(&previous, record.id, &entry);
         statements.push((record.id, entry.result.clone(), hash.clone()));
         previous = hash;
     }

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{code, execute, Backend, TestApp, PASSWORD};
-use renkei::audit::Break;
 use renkei::seal::{Sealed, Tampered};
+use renkei_domain::audit::Break;
 use renkei_protocol::Role;
 use serde_json::{json, Value};
 
@@ -283,7 +283,7 @@ async fn events_are_sealed_into_the_trail(backend: Backend) {
         );
     }
     let store = renkei::store::open(&app.db.url).await.expect("store");
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let sealed = renkei::seal::seal_once(store.as_ref(), now)
         .await
         .expect("seal");

@@ -65,7 +65,7 @@ async fn search_and_mentions_are_on_each_groups_trail(backend: Backend) {
             patient: Some(common::patient("秘密 花子")),
             owner_facility_id: Some(b),
             consent: Some(common::consent()),
-            created_at: renkei::clock::now_ms(),
+            created_at: renkei_domain::clock::now_ms(),
         })
         .await
         .expect("group");

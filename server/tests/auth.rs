@@ -273,7 +273,7 @@ async fn storage_key_belongs_to_one_session_and_ends_with_it(backend: Backend) {
     let first = URL_SAFE_NO_PAD
         .decode(first["key"].as_str().expect("key"))
         .expect("base64url");
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     assert_eq!(
         app.store
             .forget_ended_storage_keys(now, now - 3_600_000)

@@ -299,7 +299,7 @@ async fn a_replayed_or_stale_message_is_dropped_and_counted() {
         envelope::NEWEST,
         &[0x5a; 16],
         1,
-        renkei::clock::now_ms() - 120_000,
+        renkei_domain::clock::now_ms() - 120_000,
         &[2, b'{', b'}'],
     );
     publish(&redis, &key.channel(&prefix), &stale).await;
@@ -388,7 +388,7 @@ async fn nodes_sealing_versions_one_and_two_work_side_by_side() {
 
     // A version neither knows, sealed with the real key, is dropped and counted by both.
     let key = key(&old).await;
-    let future = envelope::seal(&key, 3, &[3; 16], 1, renkei::clock::now_ms(), &[2]);
+    let future = envelope::seal(&key, 3, &[3; 16], 1, renkei_domain::clock::now_ms(), &[2]);
     publish(&redis, &key.channel(&prefix), &future).await;
     for node in [old.addr, new.addr] {
         rejects(node, "unknown_version", 1.0).await;

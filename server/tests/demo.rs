@@ -94,7 +94,7 @@ async fn demo_city_is_ready_to_chat() {
 
     // A week of posts in her groups, with confirmations and a file, dated over the past
     // week by the server's clock.
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let groups: Vec<_> = nurse.welcome.groups.iter().map(|g| g.id).collect();
     let mut events = Vec::new();
     for group in groups {

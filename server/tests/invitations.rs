@@ -332,7 +332,7 @@ async fn invitations_close_declined_cancelled_or_expired(backend: Backend) {
     assert_eq!(refused["state"], "refused");
 
     // Expiry: an invitation past its time shows as expired and takes no step.
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let old = app
         .store
         .create_invitation(f.patient_group, p.ben, p.adam, None, now - 10_000, now - 1)

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, WAIT};
-use renkei::clock::Clock;
+use renkei_domain::clock::Clock;
 use renkei_protocol::{ClientMessage, Role, ServerMessage};
 use renkei_testbed::{Mail, OwnSmtp, SilentSmtp};
 use serde_json::json;
@@ -20,7 +20,7 @@ async fn spawn(backend: Backend, smtp_url: String) -> TestApp {
         config.notify.mail_from = Some("Renkei <renkei@example.jp>".into());
         config.notify.public_url = Some("https://renkei.example.jp".into());
         config.notify.tick_ms = 20;
-        config.clock = Clock::manual(renkei::clock::now_ms());
+        config.clock = Clock::manual(renkei_domain::clock::now_ms());
     })
     .await;
     // The fixture's logins are not addresses; these are.

@@ -518,7 +518,7 @@ async fn members_report_and_admins_watch_delete_or_dismiss(backend: Backend) {
         "a % is a % (CD-88 100%)"
     );
     assert_eq!(watch("q=_".into()).await, json!([]), "an _ is an _");
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     assert_eq!(watch(format!("since={}", now + 60_000)).await, json!([]));
     let (status, _) = beth
         .get(&format!("/api/v1/facilities/{}/posts", f.facility))
@@ -584,7 +584,7 @@ async fn the_archive_notice_shows_in_the_review_and_a_post_withdraws_it(backend:
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let in_14_days = renkei::clock::now_ms() + 14 * 86_400_000;
+    let in_14_days = renkei_domain::clock::now_ms() + 14 * 86_400_000;
     let archive_after = shown.as_i64().expect("a notice");
     assert!(
         (archive_after - in_14_days).abs() < 60_000,

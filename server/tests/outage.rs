@@ -124,7 +124,7 @@ async fn a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry(
         .store
         .session_user(
             &renkei::session::token_hash(&token),
-            renkei::clock::now_ms(),
+            renkei_domain::clock::now_ms(),
             0,
         )
         .await
@@ -134,7 +134,7 @@ async fn a_post_whose_commit_answer_was_lost_reaches_the_members_on_retry(
     let text = "夜間の訪問で発熱なし";
     // Committed behind the node's back, as a commit whose answer never came back.
     let post = renkei::store::NewPost {
-        at: renkei::clock::now_ms(),
+        at: renkei_domain::clock::now_ms(),
         ..renkei::store::NewPost::new(g, std::sync::Arc::new(alice), "lost-1".into(), text.into())
     };
     app.store.append_posts(&[post]).await.expect("stored");

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{code, Api, Backend, Client, TestApp, WAIT};
-use renkei::clock::Clock;
 use renkei::store::DeliveryState;
+use renkei_domain::clock::Clock;
 use renkei_protocol::ClientMessage;
 use renkei_testbed::{Behaviour, OwnPush, PushSubscription, Received};
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ async fn spawn(backend: Backend, push: &OwnPush) -> TestApp {
         config.notify.push_hosts = vec![push.host()];
         config.notify.tick_ms = 20;
         config.notify.push_timeout_seconds = 2;
-        config.clock = Clock::manual(renkei::clock::now_ms());
+        config.clock = Clock::manual(renkei_domain::clock::now_ms());
     })
     .await
 }
@@ -194,7 +194,7 @@ async fn visible_pages_mutes_and_quiet_hours_hold_pushes(backend: Backend) {
         .await;
 
     // Quiet hours around now (Japan time): nothing, not even a mention.
-    let minute = renkei::clock::japan_minute_of_day(app.config.clock.now());
+    let minute = renkei_domain::clock::japan_minute_of_day(app.config.clock.now());
     let at = |m: i32| {
         format!(
             "{:02}:{:02}",

@@ -226,7 +226,7 @@ async fn passwords_history_and_locks(backend: Backend) {
         .await
         .expect("sessions");
     // Seven changes: the history keeps the last five, newest first.
-    let base = renkei::clock::now_ms();
+    let base = renkei_domain::clock::now_ms();
     for n in 1..=7 {
         let ended = store
             .change_password(

@@ -87,7 +87,7 @@ impl RedisBus {
             .installation_secret(
                 envelope::SECRET_NAME,
                 &BusKey::candidate(),
-                crate::clock::now_ms(),
+                renkei_domain::clock::now_ms(),
             )
             .await?;
         let key = BusKey::new(&stored)?;
@@ -144,13 +144,12 @@ impl RedisBus {
 
     /// Acts on a message another node published, if it opens.
     fn receive(self: &Arc<Self>, opener: &mut Opener, payload: &[u8]) {
-        let opened =
-            opener
-                .open(payload, crate::clock::now_ms())
-                .and_then(|message| match message {
-                    Some(message) => decode(&message).map(Some).ok_or(Rejected::Malformed),
-                    None => Ok(None),
-                });
+        let opened = opener
+            .open(payload, renkei_domain::clock::now_ms())
+            .and_then(|message| match message {
+                Some(message) => decode(&message).map(Some).ok_or(Rejected::Malformed),
+                None => Ok(None),
+            });
         let message = match opened {
             Ok(Some(message)) => message,
             // This node's own publication, back from Redis.
@@ -171,7 +170,7 @@ impl RedisBus {
     /// once a second. What it carried, if genuine, the gap recovery reads from the store.
     fn reject(&self, rejected: Rejected, bytes: usize) {
         self.metrics.count_bus_rejected(rejected.reason());
-        let second = crate::clock::now_ms() / 1000;
+        let second = renkei_domain::clock::now_ms() / 1000;
         if self.last_logged.swap(second, Ordering::Relaxed) != second {
             tracing::error!(
                 reason = rejected.reason(),
@@ -218,7 +217,7 @@ impl RedisBus {
     /// Subscribes, and after every (re)subscription reads from the store what was missed.
     async fn subscribe(self: Arc<Self>, client: redis::Client, shutdown: CancellationToken) {
         // Kept across reconnections: a message replayed after one is still a replay.
-        let mut opener = Opener::new(self.key.clone(), self.node, crate::clock::now_ms());
+        let mut opener = Opener::new(self.key.clone(), self.node, renkei_domain::clock::now_ms());
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match client.get_async_pubsub().await {
@@ -315,7 +314,7 @@ async fn publish(
             connection = client.get_multiplexed_async_connection().await.ok();
         }
         if let Some(conn) = connection.as_mut() {
-            let sealed = sealer.seal(&message, crate::clock::now_ms());
+            let sealed = sealer.seal(&message, renkei_domain::clock::now_ms());
             let sent: Result<(), _> = conn.publish(&channel, sealed).await;
             if let Err(err) = sent {
                 tracing::warn!(error = %err, "Redis publish failed");

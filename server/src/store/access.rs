@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use renkei_protocol::{Millis, UserId};
 
 use super::StoreError;
-use crate::password::HISTORY;
+use renkei_domain::password::HISTORY;
 
 /// One of a user's sessions as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use renkei_protocol::{GroupId, Millis, Seq, UserId};
 
 use super::StoreError;
-use crate::audit::{link, AuditEntry, AuditRecord};
+use renkei_domain::audit::{link, AuditEntry, AuditRecord};
 
 /// Which records a search returns, newest first.
 #[derive(Debug, Clone, Default)]

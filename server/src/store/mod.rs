@@ -201,7 +201,7 @@ pub struct NewPost {
     pub text: String,
     /// SHA-256 of `text`.
     pub content_hash: Vec<u8>,
-    /// `text` folded for search ([`crate::search::fold`]) when that differs from it.
+    /// `text` folded for search ([`renkei_domain::search::fold`]) when that differs from it.
     pub search_text: Option<String>,
     /// A file uploaded by the author into the group, attached in the commit.
     pub file: Option<renkei_protocol::FileRef>,
@@ -212,7 +212,7 @@ impl NewPost {
     /// A post with its text's hash and folded copy; `at` is set by the commit.
     pub fn new(group: GroupId, author: Arc<UserRecord>, client_id: String, text: String) -> Self {
         use sha2::Digest;
-        let folded = crate::search::fold(&text);
+        let folded = renkei_domain::search::fold(&text);
         NewPost {
             content_hash: sha2::Sha256::digest(text.as_bytes()).to_vec(),
             search_text: (folded != text).then_some(folded),

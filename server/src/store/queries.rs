@@ -444,7 +444,7 @@ fn place_batch(
 macro_rules! sql_store {
     ($store:ty, $db:ty, $lock:literal) => {
         impl $store {
-            /// Stores who each new post mentions (`@name`, [`crate::mention`]), in the
+            /// Stores who each new post mentions (`@name`, [`renkei_domain::mention`]), in the
             /// commit's transaction. Posts without an `@` cost nothing.
             async fn record_mentions(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -452,7 +452,7 @@ macro_rules! sql_store {
             ) -> Result<(), StoreError> {
                 let named: Vec<&(&NewPost, Seq)> = rows
                     .iter()
-                    .filter(|(post, _)| crate::mention::may_mention(&post.text))
+                    .filter(|(post, _)| renkei_domain::mention::may_mention(&post.text))
                     .collect();
                 if named.is_empty() {
                     return Ok(());
@@ -477,7 +477,7 @@ macro_rules! sql_store {
                         .filter(|(group, _, _)| *group == post.group)
                         .map(|(_, id, name)| (*id, name.clone()))
                         .collect();
-                    for user in crate::mention::find(&post.text, post.author.id, &in_group) {
+                    for user in renkei_domain::mention::find(&post.text, post.author.id, &in_group) {
                         mentions.push((post.group, *seq, user, post.at));
                     }
                 }
@@ -523,7 +523,7 @@ macro_rules! sql_store {
                 )
                 .bind(&facility.name)
                 .bind(super::registry::kind_name(facility.kind))
-                .bind(crate::clock::now_ms())
+                .bind(renkei_domain::clock::now_ms())
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(id)
@@ -531,7 +531,7 @@ macro_rules! sql_store {
 
             async fn create_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let ids = Self::insert_users(&mut tx, users, crate::clock::now_ms()).await?;
+                let ids = Self::insert_users(&mut tx, users, renkei_domain::clock::now_ms()).await?;
                 tx.commit().await?;
                 Ok(ids)
             }
@@ -1056,7 +1056,7 @@ macro_rules! sql_store {
                     // Never one the clean-up of abandoned uploads may be taking.
                     let at = posts.first().map_or(0, |p| p.at);
                     query
-                        .push_bind(at - crate::attachment::POST_WITHIN_MS)
+                        .push_bind(at - renkei_domain::upload::POST_WITHIN_MS)
                         .push(" AND f.id IN (");
                     let mut list = query.separated(", ");
                     for file in &files {

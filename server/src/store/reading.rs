@@ -33,7 +33,7 @@ pub struct MemberRead {
 #[derive(Debug, Clone)]
 pub struct PostSearch {
     pub groups: Vec<GroupId>,
-    /// The text as [`crate::search::fold`] folds it.
+    /// The text as [`renkei_domain::search::fold`] folds it.
     pub folded: String,
     pub before: Option<Millis>,
     pub limit: u32,

@@ -1075,7 +1075,7 @@ macro_rules! registry_store {
                     query.push(" AND e.created_at < ").push_bind(until);
                 }
                 if let Some(text) = &filter.text {
-                    super::reading::push_contains(&mut query, &crate::search::fold(text));
+                    super::reading::push_contains(&mut query, &renkei_domain::search::fold(text));
                 }
                 query
                     .push(" ORDER BY e.created_at DESC, e.seq DESC LIMIT ")

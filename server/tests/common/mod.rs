@@ -92,7 +92,7 @@ impl TestDb {
             "renkei_t_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst),
-            renkei::clock::now_ms()
+            renkei_domain::clock::now_ms()
         );
         let mut conn = sqlx::PgConnection::connect(admin)
             .await
@@ -199,7 +199,7 @@ pub async fn seed(store: &dyn Store) -> Fixture {
         .await
         .expect("admin")[0];
     // Created now, as groups are: the archive process leaves them alone for months.
-    let now = renkei::clock::now_ms();
+    let now = renkei_domain::clock::now_ms();
     let group = async |kind: GroupKind, name: &str, members: &[i64]| {
         let id = store
             .create_group(&NewGroup {
@@ -454,8 +454,8 @@ impl TestApp {
             .create_sessions(&[NewSession {
                 token_hash: renkei::session::token_hash(&token),
                 user_id: user,
-                created_at: renkei::clock::now_ms(),
-                expires_at: renkei::clock::now_ms() + 3_600_000,
+                created_at: renkei_domain::clock::now_ms(),
+                expires_at: renkei_domain::clock::now_ms() + 3_600_000,
                 ..NewSession::default()
             }])
             .await
@@ -795,7 +795,7 @@ pub async fn session(store: &dyn Store, user: i64) -> String {
         .create_sessions(&[NewSession {
             token_hash: renkei::session::token_hash(&token),
             user_id: user,
-            created_at: renkei::clock::now_ms(),
+            created_at: renkei_domain::clock::now_ms(),
             expires_at: i64::MAX,
             ..NewSession::default()
         }])

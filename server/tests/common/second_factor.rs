@@ -46,7 +46,7 @@ pub fn base32_encode(secret: &[u8]) -> String {
 /// The authenticator app: the code of `secret`, `steps` time steps from now.
 pub fn totp(secret: &[u8], steps: i64) -> String {
     use renkei::two_factor::{code_at, step_of};
-    code_at(secret, step_of(renkei::clock::now_ms()) + steps)
+    code_at(secret, step_of(renkei_domain::clock::now_ms()) + steps)
 }
 
 /// Sets up a second factor in the session of `api`; returns its secret and recovery codes.

@@ -1,0 +1,17 @@
+//! Renkei's domain: the records and rules that hold whatever stores or carries them. No
+//! I/O, no async runtime, no database, no HTTP: the store, the real-time path and the
+//! handlers all build on it, and it on nothing of theirs.
+//!
+//! - `audit` — the audit trail's records and their hash chain;
+//! - `clock` — time as the protocol carries it, and the clock tests hold and move;
+//! - `mention` — who a post names (`@name`);
+//! - `password` — the rules a new password must meet;
+//! - `search` — text as search compares it;
+//! - `upload` — how long an uploaded file waits for its post.
+
+pub mod audit;
+pub mod clock;
+pub mod mention;
+pub mod password;
+pub mod search;
+pub mod upload;
