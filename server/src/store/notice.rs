@@ -450,8 +450,21 @@ const DIGEST_DUE: &str = "SELECT m.user_id, COUNT(*) FROM memberships m \
            AND d.outcome = 'sent') \
      GROUP BY m.user_id";
 
+/// The rows of `{table}` (as `x`, with `{rows}` true) in each (group, after, upto] range of
+/// a list `r(g, a, u)`, with one row of NULLs for a range that has none; the list stays
+/// the outer side and each range is sought by the `(group_id, seq)` key. An inner join
+/// let PostgreSQL put the table outside and scan it whole once per range when its
+/// statistics lagged behind a burst of posts (the filter's default selectivities then
+/// make `events` look empty): the notice follower's round took 10–30 s at 2,000 posts/s
+/// and starved the nodes. A lateral subquery can only be sought per range. SQLite has no
+/// LATERAL; it never moves the preserved side of a LEFT JOIN inside, and seeks by the key.
+const RANGES_POSTGRES: &str = "FROM r LEFT JOIN LATERAL (SELECT * FROM {table} x \
+     WHERE x.group_id = r.g AND x.seq > r.a AND x.seq <= r.u AND {rows}) x ON TRUE";
+const RANGES_SQLITE: &str = "FROM r LEFT JOIN {table} x \
+     ON x.group_id = r.g AND x.seq > r.a AND x.seq <= r.u AND {rows}";
+
 macro_rules! notice_store {
-    ($store:ty, $db:ty, $skip_locked:literal) => {
+    ($store:ty, $db:ty, $skip_locked:literal, $in_ranges:expr) => {
         #[async_trait]
         impl Notices for $store {
             async fn installation_secret(
@@ -732,25 +745,22 @@ macro_rules! notice_store {
                 if ranges.is_empty() {
                     return Ok(Vec::new());
                 }
-                let select = |what: &str| {
+                // `what` of the `rows` of `table` in each range, a row of NULLs for a
+                // range with none (`RANGES_*`: each range sought by the key).
+                let select = |what: &str, table: &str, rows: &str, order: &str| {
                     let mut query = sqlx::QueryBuilder::<$db>::new("WITH r(g, a, u) AS (");
                     query.push_values(ranges, |mut row, (group, after, upto)| {
                         row.push_bind(*group).push_bind(*after).push_bind(*upto);
                     });
-                    query.push(") ").push(what.to_string());
+                    let from = $in_ranges.replace("{table}", table).replace("{rows}", rows);
+                    query.push(format!(") SELECT r.g, {what} {from} ORDER BY r.g, {order}"));
                     query
                 };
-                // `r LEFT JOIN`: the list stays the outer side, each range sought by the
-                // key. An inner join lets PostgreSQL put `events` outside when its
-                // statistics lag behind a burst of posts (it then thinks the table nearly
-                // empty) and scan the whole table once per range: the follower's round
-                // took 30 s at 2,000 posts/s and starved the nodes. Groups without a post
-                // in their range come back as one row of NULLs, skipped here.
                 let mut posts = select(
-                    "SELECT r.g, e.seq, e.author_id FROM r LEFT JOIN events e \
-                     ON e.group_id = r.g AND e.seq > r.a AND e.seq <= r.u \
-                     AND e.kind = 'post' AND e.deleted_at IS NULL \
-                     AND e.author_id IS NOT NULL ORDER BY r.g, e.seq",
+                    "x.seq, x.author_id",
+                    "events",
+                    "x.kind = 'post' AND x.deleted_at IS NULL AND x.author_id IS NOT NULL",
+                    "x.seq",
                 );
                 let posts: Vec<(GroupId, Option<Seq>, Option<UserId>)> =
                     posts.build_query_as().fetch_all(&self.pool).await?;
@@ -773,11 +783,7 @@ macro_rules! notice_store {
                 if activity.is_empty() {
                     return Ok(activity);
                 }
-                let mut mentions = select(
-                    "SELECT r.g, m.seq, m.user_id FROM r LEFT JOIN mentions m \
-                     ON m.group_id = r.g AND m.seq > r.a AND m.seq <= r.u \
-                     ORDER BY r.g, m.seq, m.user_id",
-                );
+                let mut mentions = select("x.seq, x.user_id", "mentions", "TRUE", "x.seq, x.user_id");
                 let mentions: Vec<(GroupId, Option<Seq>, Option<UserId>)> =
                     mentions.build_query_as().fetch_all(&self.pool).await?;
                 let mentions = mentions
@@ -1250,5 +1256,10 @@ macro_rules! notice_store {
     };
 }
 
-notice_store!(super::SqliteStore, sqlx::Sqlite, "");
-notice_store!(super::PgStore, sqlx::Postgres, " FOR UPDATE SKIP LOCKED");
+notice_store!(super::SqliteStore, sqlx::Sqlite, "", RANGES_SQLITE);
+notice_store!(
+    super::PgStore,
+    sqlx::Postgres,
+    " FOR UPDATE SKIP LOCKED",
+    RANGES_POSTGRES
+);
