@@ -1226,6 +1226,9 @@
       g.fetchingUnread = false; // a page asked for on the connection before never comes
     }
     for (const id of [...state.groups.keys()]) if (!seen.has(id)) state.groups.delete(id);
+    // Posts waiting for a group no longer held (no catch-up will come): sent once, for the
+    // server to say why.
+    for (const [clientId, p] of state.pending) if (p.state !== "sent" && !seen.has(p.group)) sendPost(clientId);
     // Mentions in posts not read yet, received while logged out or offline, count in
     // 自分宛て as the live ones do.
     const away = m.groups.reduce((sum, summary) => sum + (summary.unread_mentions ?? 0), 0);
@@ -1283,9 +1286,9 @@
 
   function synced(m) {
     // The group's posts waiting from before the reconnect go again with their ids (never
-    // stored twice); those of a group no longer held too, for the server to say why.
+    // stored twice).
     for (const [clientId, p] of state.pending) {
-      if (p.state !== "sent" && (p.group === m.group || !state.groups.has(p.group))) sendPost(clientId);
+      if (p.state !== "sent" && p.group === m.group) sendPost(clientId);
     }
     const g = state.groups.get(m.group);
     if (!g) return;
