@@ -63,10 +63,13 @@ fn init_logs() {
 }
 
 /// A fresh, empty database for one test, and a data directory of its own (the SQLite
-/// file, uploaded files).
+/// file, uploaded files). Both are removed when it is dropped: left behind, hundreds of
+/// test databases slow the shared PostgreSQL (autovacuum visits each) for every later run.
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// On PostgreSQL: the admin URL it was created through, and its name.
+    postgres: Option<(String, String)>,
 }
 
 impl TestDb {
@@ -75,7 +78,11 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("renkei.db").display());
-                TestDb { url, dir }
+                TestDb {
+                    url,
+                    dir,
+                    postgres: None,
+                }
             }
             Backend::Postgres => {
                 let admin = std::env::var("RENKEI_TEST_POSTGRES_URL")
@@ -112,6 +119,36 @@ impl TestDb {
         TestDb {
             url: format!("{base}/{name}{query}"),
             dir: tempfile::tempdir().expect("temp dir"),
+            postgres: Some((admin.to_owned(), name)),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop cannot await, and it runs on the test's runtime: the drop runs on a thread
+        // and a runtime of its own. FORCE ends what a node still has open.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e}");
         }
     }
 }
@@ -237,10 +274,11 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The settings it runs with, for more nodes on the same database.
     pub config: Config,
-    pub db: TestDb,
     pub store: Arc<dyn Store>,
     pub fixture: Fixture,
     node: Node,
+    /// Last: dropped after the node that uses it.
+    pub db: TestDb,
 }
 
 /// A running server.
