@@ -8,6 +8,7 @@
 mod access;
 mod attachment;
 mod audit_log;
+mod lists;
 mod notice;
 mod postgres;
 mod queries;
