@@ -75,6 +75,11 @@ pub struct AuditActor {
 /// endpoint its record: who (the session's user, or the handler's `AuditActor`), the
 /// endpoint, the path's ids, the group if the path names one, the source address and the
 /// status. The response waits until the record is stored.
+///
+/// A request shed with 429 — here, or by a handler's own bound (uploads in progress) — did
+/// nothing and read nothing: it is counted (`renkei_http_requests_shed`), not recorded, so
+/// that a client hammering a bound costs the audit writer, and the commits it shares the
+/// database with, nothing.
 async fn admitted(
     app: Arc<App>,
     template: &'static str,
@@ -84,6 +89,7 @@ async fn admitted(
 ) -> axum::response::Response {
     let client = crate::http::client_of(&app.config, request.extensions(), request.headers());
     if !app.requests.addresses.try_take(client) {
+        app.metrics.requests_shed.inc();
         return too_many();
     }
     let session = authenticate(&app, request.method(), request.headers())
@@ -91,6 +97,7 @@ async fn admitted(
         .ok();
     if let Some(session) = &session {
         if !app.requests.users.try_take(session.user.id) {
+            app.metrics.requests_shed.inc();
             return too_many();
         }
         request.extensions_mut().insert(session.clone());
@@ -102,6 +109,10 @@ async fn admitted(
     let target = request.uri().path().to_string();
     let source = client.to_string();
     let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        app.metrics.requests_shed.inc();
+        return response;
+    }
     let actor = session
         .map(|s| AuditActor {
             user: s.user.id,

@@ -609,10 +609,12 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<FileRef>), HttpError> {
     let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
+    // Held until the upload is stored or fails, or the client goes away. Taken first, so
+    // that an upload beyond the bounds is shed before it costs a lookup (a 429 says nothing
+    // of the group: it counts only the caller's and the node's uploads in progress).
+    let _admitted = app.uploads.admit(caller.user.id)?;
     let (_, facts) = group::target(&app, &caller, group_id).await?;
     caller.may(Action::PostToGroup(facts))?;
-    // Held until the upload is stored or fails, or the client goes away.
-    let _admitted = app.uploads.admit(caller.user.id)?;
     let max = app.config.max_file_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Sockets closed because their outgoing queue overflowed.
     pub slow_consumers: Counter,
+    /// HTTP requests shed with 429 (rate limits, uploads beyond their bounds): not on the
+    /// audit trail, since nothing of them was done.
+    pub requests_shed: Counter,
     /// Commit batches and their sizes.
     pub batch_size: Histogram,
     /// 1 while the Redis subscription is up (several nodes only).
@@ -78,6 +81,12 @@ impl Metrics {
             slow_consumers.clone(),
         );
         registry.register("commit_batch_size", "Posts per commit", batch_size.clone());
+        let requests_shed = Counter::default();
+        registry.register(
+            "http_requests_shed",
+            "HTTP requests shed with 429 before any of their work was done",
+            requests_shed.clone(),
+        );
         let bus_connected = Gauge::default();
         let bus_received = Counter::default();
         let bus_recovered = Counter::default();
@@ -167,6 +176,7 @@ impl Metrics {
             deliveries,
             delivery_latency,
             slow_consumers,
+            requests_shed,
             batch_size,
             bus_connected,
             bus_received,

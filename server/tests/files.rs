@@ -599,6 +599,22 @@ async fn uploads_in_progress_are_bounded_and_leave_nothing_behind(backend: Backe
     let (status, _, body) = upload_answer(&app, f.dave).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(incoming(&app), 0, "nothing left behind");
+
+    // The two shed uploads did nothing: counted, not on the audit trail, which holds the
+    // two stored ones (and the three broken off, refused as incomplete).
+    let results: Vec<String> = app
+        .audit_records("POST /api/v1/groups/{id}/files")
+        .await
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| *r == "201").count(),
+        2,
+        "{results:?}"
+    );
+    assert!(!results.iter().any(|r| r == "429"), "{results:?}");
+    assert_eq!(app.metric("renkei_http_requests_shed_total").await, 2.0);
 }
 
 on_both_backends!(
