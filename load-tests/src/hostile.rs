@@ -387,20 +387,6 @@ async fn replay(
     .await;
 }
 
-/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 35 bytes that a decoder
-/// without limits expands to `width` × `height` × 4 bytes.
-fn gif_bomb(width: u16, height: u16) -> Vec<u8> {
-    let mut out = b"GIF89a".to_vec();
-    out.extend_from_slice(&width.to_le_bytes());
-    out.extend_from_slice(&height.to_le_bytes());
-    out.extend_from_slice(&[0x80, 0, 0]); // a global table of two colours
-    out.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
-    out.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]); // a 1 × 1 frame at 0, 0
-    out.extend_from_slice(&[2, 2, 0x44, 1, 0]); // its one pixel, LZW
-    out.push(0x3b);
-    out
-}
-
 async fn uploads(
     addr: SocketAddr,
     intruder: &Member,
@@ -408,7 +394,7 @@ async fn uploads(
     until: Instant,
     stats: &mut AttackStats,
 ) {
-    let bomb = gif_bomb(6_000, 6_000);
+    let bomb = renkei_testbed::gif_bomb(6_000, 6_000);
     let client = reqwest::Client::new();
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(UPLOAD_CONNECTIONS);

@@ -454,20 +454,6 @@ fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// A GIF whose screen is `width` × `height` with one 1 × 1 frame: 35 bytes that decode to
-/// `width` × `height` × 4 bytes.
-fn gif_bomb(width: u16, height: u16) -> Vec<u8> {
-    let mut out = b"GIF89a".to_vec();
-    out.extend_from_slice(&width.to_le_bytes());
-    out.extend_from_slice(&height.to_le_bytes());
-    out.extend_from_slice(&[0x80, 0, 0]); // a global table of two colours
-    out.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
-    out.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]); // a 1 × 1 frame at 0, 0
-    out.extend_from_slice(&[2, 2, 0x44, 1, 0]); // its one pixel, LZW
-    out.push(0x3b);
-    out
-}
-
 /// Small files declaring huge images are refused from their header, with a clear error,
 /// and the server goes on (issue 20, finding 5).
 async fn decompression_bombs_are_refused(backend: Backend) {
@@ -478,7 +464,7 @@ async fn decompression_bombs_are_refused(backend: Backend) {
     let wide = png_bomb(9_000, 9_000);
     assert!(wide.len() < 100_000, "{}", wide.len());
     // 7,000 × 7,000 within the edge, but 196 MB decoded: beyond RENKEI_IMAGE_MAX_DECODE_MIB.
-    let heavy = gif_bomb(7_000, 7_000);
+    let heavy = renkei_testbed::gif_bomb(7_000, 7_000);
     for (name, bomb) in [("wide.png", wide), ("heavy.gif", heavy)] {
         let (status, body) = app.upload(f.alice, g, name, bomb).await;
         assert_eq!((status, code(&body)), (413, "too_large"), "{name}: {body}");

@@ -18,7 +18,10 @@
 //! `/usr/bin/python3` or `RENKEI_TEST_PYTHON`) that keeps every message with its subject and
 //! text decoded, and can refuse chosen recipients; and [`SilentSmtp`], which accepts
 //! connections and never says a word.
+//!
+//! Hostile input: [`gif_bomb`], a decompression bomb of 35 bytes.
 
+mod bomb;
 mod postgres;
 mod push;
 mod redis;
@@ -26,6 +29,7 @@ mod s3;
 mod smtp;
 mod tls;
 
+pub use bomb::gif_bomb;
 pub use postgres::OwnPostgres;
 pub use push::{Behaviour, OwnPush, PushSubscription, Received, VapidClaims};
 pub use redis::{OwnRedis, REDIS_COMMANDS, REDIS_PASSWORD, REDIS_USER};
