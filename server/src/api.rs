@@ -77,9 +77,9 @@ pub struct AuditActor {
 /// status. The response waits until the record is stored.
 ///
 /// A request shed with 429 — here, or by a handler's own bound (uploads in progress) — did
-/// nothing and read nothing: it is counted (`renkei_http_requests_shed`), not recorded, so
-/// that a client hammering a bound costs the audit writer, and the commits it shares the
-/// database with, nothing.
+/// nothing and read nothing: it is counted (`renkei_http_requests_shed_total`), not
+/// recorded, so that a client hammering a bound costs the audit writer, and the commits it
+/// shares the database with, nothing.
 async fn admitted(
     app: Arc<App>,
     template: &'static str,
