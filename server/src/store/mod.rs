@@ -8,7 +8,6 @@
 mod access;
 mod attachment;
 mod audit_log;
-mod lists;
 mod notice;
 mod postgres;
 mod queries;

@@ -1,9 +1,7 @@
 //! The SQL both engines run. SQLite and PostgreSQL accept the same `$N` placeholders and
 //! `RETURNING`, so one body implements [`Store`] for each pool type; the engines differ
-//! only in how they are opened (`sqlite.rs`, `postgres.rs`), in their migrations and in
-//! how a statement takes a list of values (`lists.rs`).
+//! only in how they are opened (`sqlite.rs`, `postgres.rs`) and in their migrations.
 
-use super::lists::Lists;
 use super::{
     kind_name, parse_kind, parse_role, parse_status, role_name, signer_name, AppendOutcome, Change,
     Changed, Credentials, Directory, EventBody, EventRecord, GroupRecord, NewFacility, NewGroup,
@@ -463,9 +461,13 @@ macro_rules! sql_store {
                     named.iter().map(|(post, _)| post.group).collect();
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT m.group_id, u.id, u.display_name FROM memberships m \
-                     JOIN users u ON u.id = m.user_id WHERE m.group_id",
+                     JOIN users u ON u.id = m.user_id WHERE m.group_id IN (",
                 );
-                <$db as Lists>::push_in(&mut query, groups.into_iter().collect());
+                let mut list = query.separated(", ");
+                for group in &groups {
+                    list.push_bind(*group);
+                }
+                query.push(")");
                 let members: Vec<(i64, i64, String)> =
                     query.build_query_as().fetch_all(&mut **tx).await?;
                 let mut mentions = Vec::new();
@@ -960,14 +962,19 @@ macro_rules! sql_store {
                     // index: one seek per post. (Two IN lists seek every author × every
                     // client id: quadratic in the batch, which at saturation — batches of
                     // hundreds — made these lookups most of SQLite's time. A row-value IN
-                    // is scanned instead of sought.) Every list is spelled by [`Lists`].
+                    // is scanned instead of sought.) The casts type the parameters for
+                    // PostgreSQL.
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "WITH batch (author_id, client_id) AS (",
                     );
-                    <$db as Lists>::push_id_text_rows(
-                        &mut query,
-                        posts.iter().map(|p| (p.author.id, p.client_id.clone())).collect(),
-                    );
+                    query.push_values(posts, |mut row, post| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(post.author.id)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(post.client_id.as_str())
+                            .push_unseparated(" AS TEXT)");
+                    });
                     query.push(
                         ") SELECT e.author_id, e.client_id, e.group_id, e.seq, e.created_at, \
                          e.content_hash FROM batch JOIN events e ON e.author_id = batch.author_id \
@@ -983,10 +990,13 @@ macro_rules! sql_store {
                     // each other), which of them take posts, and which have their consent.
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "SELECT id, archived_at, kind, consent_signed_on FROM care_groups \
-                         WHERE id",
+                         WHERE id IN (",
                     );
-                    <$db as Lists>::push_in(&mut query, groups.iter().copied().collect());
-                    query.push(" ORDER BY id").push($lock);
+                    let mut list = query.separated(", ");
+                    for group in &groups {
+                        list.push_bind(*group);
+                    }
+                    query.push(") ORDER BY id").push($lock);
                     let rows: Vec<(i64, Option<i64>, String, Option<String>)> =
                         query.build_query_as().fetch_all(&mut *tx).await?;
                     let mut consented = HashSet::new();
@@ -1009,17 +1019,27 @@ macro_rules! sql_store {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "WITH batch (group_id, user_id) AS (",
                     );
-                    <$db as Lists>::push_id_id_rows(&mut query, pairs.into_iter().collect());
+                    query.push_values(pairs, |mut row, (group, author)| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(group)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(author)
+                            .push_unseparated(" AS BIGINT)");
+                    });
                     query.push(
                         ") SELECT m.group_id, m.user_id FROM batch JOIN memberships m \
                          ON m.group_id = batch.group_id AND m.user_id = batch.user_id \
                          WHERE m.user_id IN (SELECT u.id FROM users u \
                          LEFT JOIN facilities f ON f.id = u.facility_id \
                          WHERE u.status = 'active' AND (f.id IS NULL OR f.status = 'approved') \
-                         AND u.id",
+                         AND u.id IN (",
                     );
-                    <$db as Lists>::push_in(&mut query, authors.into_iter().collect());
-                    query.push(")");
+                    let mut list = query.separated(", ");
+                    for author in &authors {
+                        list.push_bind(*author);
+                    }
+                    query.push("))");
                     let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
                     // A patient group without its consent takes no post from anyone.
                     allowed.extend(rows.into_iter().filter(|(group, _)| consented.contains(group)));
@@ -1037,8 +1057,12 @@ macro_rules! sql_store {
                     let at = posts.first().map_or(0, |p| p.at);
                     query
                         .push_bind(at - renkei_domain::upload::POST_WITHIN_MS)
-                        .push(" AND f.id");
-                    <$db as Lists>::push_in(&mut query, files);
+                        .push(" AND f.id IN (");
+                    let mut list = query.separated(", ");
+                    for file in &files {
+                        list.push_bind(*file);
+                    }
+                    query.push(")");
                     let rows: Vec<(i64, i64, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
                     attachable.extend(rows.into_iter().map(|(id, group, uploader)| (id, (group, uploader))));
                 }
@@ -1049,10 +1073,14 @@ macro_rules! sql_store {
                     // Each group's count joined in (a CASE with a branch per group would be
                     // evaluated for every group: quadratic in the batch again).
                     let mut query = sqlx::QueryBuilder::<$db>::new("WITH counts (id, n) AS (");
-                    <$db as Lists>::push_id_id_rows(
-                        &mut query,
-                        plan.new_per_group.iter().map(|(group, count)| (*group, *count)).collect(),
-                    );
+                    query.push_values(&plan.new_per_group, |mut row, (group, count)| {
+                        row.push("CAST(")
+                            .push_bind_unseparated(*group)
+                            .push_unseparated(" AS BIGINT)")
+                            .push("CAST(")
+                            .push_bind_unseparated(*count)
+                            .push_unseparated(" AS BIGINT)");
+                    });
                     query.push(
                         ") UPDATE care_groups SET last_seq = care_groups.last_seq + counts.n \
                          FROM counts WHERE care_groups.id = counts.id \
@@ -1082,7 +1110,18 @@ macro_rules! sql_store {
                         "INSERT INTO events (group_id, seq, kind, author_id, client_id, text, \
                          content_hash, search_text, file_id, created_at) ",
                     );
-                    <$db as Lists>::push_posts(&mut query, &rows);
+                    query.push_values(&rows, |mut row, &(post, seq)| {
+                        row.push_bind(post.group)
+                            .push_bind(seq)
+                            .push_bind("post")
+                            .push_bind(post.author.id)
+                            .push_bind(&post.client_id)
+                            .push_bind(&post.text)
+                            .push_bind(&post.content_hash)
+                            .push_bind(&post.search_text)
+                            .push_bind(post.file.as_ref().map(|f| f.id))
+                            .push_bind(post.at);
+                    });
                     query.build().execute(&mut *tx).await?;
                     Self::record_mentions(&mut tx, &rows).await?;
                 }
