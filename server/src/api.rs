@@ -70,17 +70,35 @@ pub struct AuditActor {
     pub facility: Option<i64>,
 }
 
-/// In front of every endpoint: the per-address and per-user rate limits (429 beyond,
-/// before any work), the session checked once for the handler, and for an audited
-/// endpoint its record: who (the session's user, or the handler's `AuditActor`), the
-/// endpoint, the path's ids, the group if the path names one, the source address and the
-/// status. The response waits until the record is stored.
-///
-/// A request shed with 429 — here, or by a handler's own bound (uploads in progress) — did
-/// nothing and read nothing: it is counted (`renkei_http_requests_shed_total`), not
-/// recorded, so that a client hammering a bound costs the audit writer, and the commits it
-/// shares the database with, nothing.
+/// In front of every endpoint: the per-address and per-user rate limits, the session
+/// checked once for the handler, and for an audited endpoint its record
+/// ([`admit_and_record`]). Every request shed with 429 — by the rate limits or by a
+/// handler's own bound (uploads in progress, login delays) — is counted here, on every
+/// endpoint (`renkei_http_requests_shed_total`).
 async fn admitted(
+    app: Arc<App>,
+    template: &'static str,
+    audited: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = admit_and_record(Arc::clone(&app), template, audited, request, next).await;
+    if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        app.metrics.requests_shed.inc();
+    }
+    response
+}
+
+/// The rate limits (429 beyond, before any work), the session, and for an audited endpoint
+/// its record: who (the session's user, or the handler's `AuditActor`), the endpoint, the
+/// path's ids, the group if the path names one, the source address and the status. The
+/// response waits until the record is stored.
+///
+/// A request shed with 429 did nothing and read nothing: it is not recorded, so that a
+/// client hammering a bound costs the audit writer, and the commits it shares the database
+/// with, nothing. (What leads to a bound is recorded: the failed logins before a delay, the
+/// lock of an account.)
+async fn admit_and_record(
     app: Arc<App>,
     template: &'static str,
     audited: bool,
@@ -89,7 +107,6 @@ async fn admitted(
 ) -> axum::response::Response {
     let client = crate::http::client_of(&app.config, request.extensions(), request.headers());
     if !app.requests.addresses.try_take(client) {
-        app.metrics.requests_shed.inc();
         return too_many();
     }
     let session = authenticate(&app, request.method(), request.headers())
@@ -97,7 +114,6 @@ async fn admitted(
         .ok();
     if let Some(session) = &session {
         if !app.requests.users.try_take(session.user.id) {
-            app.metrics.requests_shed.inc();
             return too_many();
         }
         request.extensions_mut().insert(session.clone());
@@ -110,7 +126,6 @@ async fn admitted(
     let source = client.to_string();
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
-        app.metrics.requests_shed.inc();
         return response;
     }
     let actor = session
