@@ -6,6 +6,7 @@
 //! - `clock` — time as the protocol carries it, and the clock tests hold and move;
 //! - `mention` — who a post names (`@name`);
 //! - `password` — the rules a new password must meet;
+//! - `policy` — who may do what: every authorization decision, as a pure function;
 //! - `search` — text as search compares it;
 //! - `upload` — how long an uploaded file waits for its post.
 
@@ -13,5 +14,6 @@ pub mod audit;
 pub mod clock;
 pub mod mention;
 pub mod password;
+pub mod policy;
 pub mod search;
 pub mod upload;

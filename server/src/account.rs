@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use renkei_domain::password;
+use renkei_domain::policy::{Action, UserFacts};
 use renkei_protocol::api::{
     AccountSetup, FacilityStatus, NewStaff, NoticeKind, PasswordChange, PasswordPolicy,
     PasswordRule, PasswordSetup, Pledge, ProfileUpdate, Reachability, Reason, RoleChange,
@@ -23,7 +24,6 @@ use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::{ClientIp, HttpError};
-use crate::policy::{Action, UserFacts};
 use crate::session::AnySession;
 use crate::store::{MailKind, NewUser, Store, StoreError};
 use crate::{input, membership, notice, session};

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::Method;
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
+use renkei_domain::policy::{self, Action, Actor};
 use renkei_protocol::api as types;
 use renkei_protocol::{AccountStatus, LoginRequest, LoginResponse, SessionInfo};
 use schemars::generate::SchemaSettings;
@@ -19,7 +20,6 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::{self, Action, Actor};
 use crate::session::{authenticate, AnySession};
 use crate::store::UserRecord;
 use crate::{

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
+use renkei_domain::policy::Action;
 use renkei_protocol::api::{GroupDetails, HistoryPage};
 use renkei_protocol::{GroupId, GroupKind, GroupSummary, Millis, Role, Seq};
 
@@ -19,7 +20,6 @@ use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::store::{ArchiveCandidate, Change, Store, StoreError};
 use crate::{group, membership, wire};
 

@@ -38,6 +38,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt as _;
+use renkei_domain::policy::Action;
 use renkei_domain::upload::{ABANDONED_AFTER_MS, POST_WITHIN_MS};
 use renkei_protocol::{ErrorCode, FileRef, GroupId, Millis, UserId};
 use sha2::{Digest, Sha256};
@@ -48,7 +49,6 @@ use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::group;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::store::{NewFile, Store, StoredFile};
 use renkei_domain::clock;
 

@@ -20,12 +20,12 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse as _, Response};
 use axum::Json;
+use renkei_domain::policy::Action;
 use renkei_protocol::api as types;
 
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::store::{AuditFilter, Store, StoreError};
 
 /// Records one batch appends at most.

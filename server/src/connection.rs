@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::{FuturesUnordered, SplitSink, SplitStream, StreamExt};
 use futures::SinkExt;
+use renkei_domain::policy::{self, Action, Actor, GroupFacts};
 use renkei_protocol::{
     close, Ack, ClientMessage, ErrorBody, ErrorCode, GroupId, Seq, ServerMessage, SyncCursor,
     Welcome, PROTOCOL_VERSION, SYNC_CURSOR_MARGIN,
@@ -26,7 +27,6 @@ use tokio::time::MissedTickBehavior;
 use crate::app::App;
 use crate::hub::Registration;
 use crate::outbox::{Delivery, Effect, Ending, Outbox, SLOW_CONSUMER};
-use crate::policy::{self, Action, Actor, GroupFacts};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;

@@ -13,13 +13,13 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use renkei_domain::policy::Action;
 use renkei_protocol::api::{ConsentSigner, GroupExport};
 use renkei_protocol::{EventData, Millis, UserProfile};
 
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::Action;
 use crate::{group, wire};
 use renkei_domain::clock;
 

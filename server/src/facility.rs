@@ -7,6 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::Action;
 use renkei_protocol::api::NoticeKind;
 use renkei_protocol::api::{
     ApplicantAdmin, Approval, ApprovalResult, FacilityApplication, FacilityDetails, FacilityStatus,
@@ -18,7 +19,6 @@ use crate::account::issue_setup_code;
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::{ClientIp, HttpError};
-use crate::policy::Action;
 use crate::store::{MailKind, NewUser, StatusChange};
 use crate::{input, membership};
 use renkei_domain::clock;

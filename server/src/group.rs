@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::{Action, GroupFacts};
 use renkei_protocol::api::{
     Consent, FacilityStatus, GroupDetails, Member, NewGroupRequest, Patient, RemovalResult,
     RemoveMembers, Rename, Review, ReviewFlag, ReviewGroup, ReviewMember, Skipped,
@@ -17,7 +18,6 @@ use renkei_protocol::{AccountStatus, GroupId, GroupKind, Seq};
 use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::{Action, GroupFacts};
 use crate::store::{Change, EventBody, GroupDetailsRecord, GroupRecord, NewGroup};
 use crate::{account, input, membership, wire};
 use renkei_domain::clock;

@@ -12,6 +12,7 @@ use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use renkei_domain::policy::Denial;
 use renkei_protocol::api::PasswordRule;
 use renkei_protocol::{ApiError, ErrorCode, SessionInfo};
 
@@ -20,7 +21,6 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::hub::HubError;
 use crate::password::PasswordError;
-use crate::policy::Denial;
 use crate::sequencer::ChangeError;
 use crate::session::{self, AnySession};
 use crate::store::StoreError;

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use renkei_domain::policy::GroupFacts;
 use renkei_protocol::{GroupId, Seq, UserId};
 
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Effect, Outbox, ACCOUNT_ENDED, SESSION_ENDED};
-use crate::policy::GroupFacts;
 use crate::store::{Directory, GroupRecord};
 use crate::throttle::TokenBucket;
 

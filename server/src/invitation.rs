@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::{Action, InvitationFacts};
 use renkei_protocol::api::{
     InvitationList, InvitationState, InvitationView, InviteRequest, NoticeKind,
 };
@@ -18,7 +19,6 @@ use renkei_protocol::{AccountStatus, Role, ServerMessage, UserId};
 use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::{Action, InvitationFacts};
 use crate::store::{InvitationStep, MailKind};
 use crate::{account, group, membership, notice};
 use renkei_domain::clock;

@@ -30,7 +30,6 @@ pub mod moderation;
 pub mod notice;
 pub mod outbox;
 pub mod password;
-pub mod policy;
 pub mod push;
 pub mod reading;
 pub mod seal;

@@ -14,12 +14,12 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::{Action, PostFacts};
 use renkei_protocol::api::{DeletePost, MonitoredPost, ReportRequest, ReportState, ReportView};
 
 use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::{Action, PostFacts};
 use crate::store::{Change, EventBody, PostFilter, ReportRow};
 use crate::{account, group, input, membership, wire};
 use renkei_domain::clock;

@@ -17,6 +17,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::Action;
 use renkei_protocol::api::{
     MuteRequest, NoticeKind, NotificationSettings, NotificationSettingsUpdate, QuietHours,
     TestNotification,
@@ -29,7 +30,6 @@ use crate::app::App;
 use crate::config::Config;
 use crate::http::HttpError;
 use crate::mail::Mailer;
-use crate::policy::Action;
 use crate::push::{Sender, VapidKey};
 use crate::store::{
     MailKind, NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, QuietMinutes, Store,

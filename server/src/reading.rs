@@ -17,13 +17,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use renkei_domain::policy::{Action, PostFacts};
 use renkei_protocol::api::{MemberRead, ReadList};
 use renkei_protocol::{GroupId, GroupSummary, Receipt, Seq, ServerMessage};
 
 use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
-use crate::policy::{Action, PostFacts};
 use crate::store::{Change, EventBody, GroupRecord, StoreError, UserRecord};
 use crate::{group, membership, wire};
 use renkei_domain::clock;

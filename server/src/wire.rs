@@ -2,12 +2,12 @@
 //! become wire error codes.
 
 use axum::extract::ws::Utf8Bytes;
+use renkei_domain::policy::Denial;
 use renkei_protocol::{
     ErrorBody, ErrorCode, EventData, FacilityRef, GroupEvent, GroupId, GroupSummary, ServerMessage,
     UserProfile,
 };
 
-use crate::policy::Denial;
 use crate::sequencer::PostError;
 use crate::store::{EventBody, EventRecord, GroupRecord, UserRecord};
 
