@@ -555,6 +555,18 @@ fn parse_signer(name: &str) -> Result<ConsentSigner, StoreError> {
     }
 }
 
+fn facility_kind_name(kind: renkei_protocol::api::FacilityKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "other".into(),
+    }
+}
+
+fn parse_facility_kind(name: &str) -> Result<renkei_protocol::api::FacilityKind, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.into()))
+        .map_err(|_| StoreError::Corrupt(format!("facility kind {name:?}")))
+}
+
 fn kind_name(kind: GroupKind) -> &'static str {
     match kind {
         GroupKind::Patient => "patient",

@@ -522,7 +522,7 @@ macro_rules! sql_store {
                      RETURNING id",
                 )
                 .bind(&facility.name)
-                .bind(super::registry::kind_name(facility.kind))
+                .bind(super::facility_kind_name(facility.kind))
                 .bind(renkei_domain::clock::now_ms())
                 .fetch_one(&self.pool)
                 .await?;

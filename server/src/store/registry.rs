@@ -4,9 +4,8 @@
 
 use async_trait::async_trait;
 use renkei_protocol::api::{
-    AccountStatus, Consent, FacilityApplication, FacilityDetails, FacilityKind, FacilityStatus,
-    InvitationList, InvitationState, InvitationView, Patient, ProfileUpdate, PublicFacility,
-    UserDetails,
+    AccountStatus, Consent, FacilityApplication, FacilityDetails, FacilityStatus, InvitationList,
+    InvitationState, InvitationView, Patient, ProfileUpdate, PublicFacility, UserDetails,
 };
 use renkei_protocol::{FacilityRef, GroupId, Millis, Role, UserId, UserProfile};
 
@@ -15,8 +14,9 @@ use super::queries::{
     GROUP_COLUMNS, USER_COLUMNS,
 };
 use super::{
-    facility_status_name, parse_facility_status, parse_role, parse_signer, parse_status, role_name,
-    status_name, EventRecord, GroupRecord, NewUser, StoreError, UserRecord,
+    facility_kind_name, facility_status_name, parse_facility_kind, parse_facility_status,
+    parse_role, parse_signer, parse_status, role_name, status_name, EventRecord, GroupRecord,
+    NewUser, StoreError, UserRecord,
 };
 
 /// A group with everything its details page shows.
@@ -287,18 +287,6 @@ pub trait Registry: Send + Sync {
     ) -> Result<InvitationList, StoreError>;
 }
 
-pub(super) fn kind_name(kind: FacilityKind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => "other".into(),
-    }
-}
-
-fn parse_kind(name: &str) -> Result<FacilityKind, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.into()))
-        .map_err(|_| StoreError::Corrupt(format!("facility kind {name:?}")))
-}
-
 const FACILITY_COLUMNS: &str = "f.id, f.name, f.kind, f.address, f.status, f.status_reason, \
      f.pledge_received_on, f.created_at, f.decided_at, f.application";
 
@@ -317,7 +305,7 @@ struct FacilityRow {
 }
 
 fn facility_details(row: FacilityRow) -> Result<FacilityDetails, StoreError> {
-    let kind = parse_kind(&row.kind)?;
+    let kind = parse_facility_kind(&row.kind)?;
     // Facilities created before applications were stored have none: show what is known.
     let application =
         serde_json::from_str(&row.application).unwrap_or_else(|_| FacilityApplication {
@@ -554,7 +542,7 @@ macro_rules! registry_store {
                      VALUES ($1, $2, $3, $4, 'applied', $5) RETURNING id",
                 )
                 .bind(&application.name)
-                .bind(kind_name(application.kind))
+                .bind(facility_kind_name(application.kind))
                 .bind(&application.address)
                 .bind(json)
                 .bind(at)
@@ -597,7 +585,7 @@ macro_rules! registry_store {
                         Ok(PublicFacility {
                             id,
                             name,
-                            kind: parse_kind(&kind)?,
+                            kind: parse_facility_kind(&kind)?,
                             address,
                         })
                     })
