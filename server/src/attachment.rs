@@ -283,11 +283,20 @@ impl FileStore {
         let thumbnail_name = Self::name(group, id, true);
         match self {
             FileStore::Local(dir) => {
-                tokio::fs::create_dir_all(dir.join(group.to_string())).await?;
+                let group_dir = dir.join(group.to_string());
+                tokio::fs::create_dir_all(&group_dir).await?;
                 persist(incoming.path, dir.join(&name)).await?;
                 if let Some(thumbnail) = thumbnail {
                     write_whole(&dir.join(&thumbnail_name), thumbnail).await?;
                 }
+                // The new names (and the group's directory, when it is new) made durable.
+                let dirs = [group_dir, dir.clone()];
+                tokio::task::spawn_blocking(move || {
+                    dirs.iter()
+                        .try_for_each(|dir| std::fs::File::open(dir)?.sync_all())
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
             }
             FileStore::S3 { store, prefix } => {
                 put_object(store.as_ref(), &Self::key(prefix, &name), &incoming).await?;
@@ -396,18 +405,20 @@ pub async fn erase_abandoned(app: &App) -> Result<usize, crate::store::StoreErro
     Ok(abandoned.len())
 }
 
-/// Moves a received file to `to` (a rename, on the same filesystem); copies it under a
-/// temporary name, syncs and renames when the files' directory is mounted from elsewhere.
+/// Moves a received file to `to`: its bytes synced, then a rename on the same filesystem;
+/// a copy under a temporary name, synced and renamed, when the files' directory is mounted
+/// from elsewhere. (The caller syncs the directory.)
 async fn persist(temp: tempfile::TempPath, to: PathBuf) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || match temp.persist(&to) {
-        Ok(()) => Ok(()),
-        Err(failed) => {
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&temp)?.sync_all()?;
+        if let Err(failed) = temp.persist(&to) {
             let partial = to.with_extension("partial");
             std::fs::copy(&failed.path, &partial)?;
             std::fs::File::open(&partial)?.sync_all()?;
-            std::fs::rename(&partial, &to)
+            std::fs::rename(&partial, &to)?;
             // The temporary file goes with `failed`.
         }
+        Ok(())
     })
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -788,8 +799,10 @@ impl Incoming {
             Some(kind) => kind,
             None => accepted_kind(&head, accepted)?,
         };
+        // Not synced here: most refused uploads are refused after this (an image that does
+        // not decode), and a sync per refusal competes with the commits' own. What is kept
+        // is synced where it is kept ([`persist`]).
         file.flush().await?;
-        file.sync_all().await?;
         let incoming = Incoming {
             path,
             size,
@@ -804,7 +817,6 @@ impl Incoming {
         let mut file = tokio::fs::File::from_std(file);
         file.write_all(bytes).await?;
         file.flush().await?;
-        file.sync_all().await?;
         Ok(Incoming {
             path,
             size: bytes.len() as u64,
