@@ -38,6 +38,10 @@ pub enum Attack {
     /// once decoded) into the groups from many connections at once, each sending the next
     /// as soon as the last is answered (50 ms after a 429).
     Uploads,
+    /// Nothing: the intruder is a member of every group and holds its session, as in every
+    /// attack, but does nothing in the window. The control for the others, measured the
+    /// same way in the same minutes.
+    None,
 }
 
 impl Attack {
@@ -50,6 +54,7 @@ impl Attack {
             Attack::BigFrames => "big-frames",
             Attack::Replay => "replay",
             Attack::Uploads => "uploads",
+            Attack::None => "none",
         }
     }
 }
@@ -110,6 +115,7 @@ pub async fn run(
         Attack::BigFrames => big_frames(addr, &intruder, until, &mut stats).await,
         Attack::Replay => replay(addr, &intruder, &groups, until, &mut stats).await,
         Attack::Uploads => uploads(addr, &intruder, &groups, until, &mut stats).await,
+        Attack::None => tokio::time::sleep_until(until.into()).await,
     }
     stats
 }

@@ -46,6 +46,10 @@ pub struct Report {
     pub p99_during_attack_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack: Option<crate::hostile::AttackStats>,
+    /// Login storm and hostile: delivery p99 of the posts scheduled outside the window, in
+    /// the same run (the window's own yardstick, on a machine whose speed drifts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_outside_window_ms: Option<f64>,
     /// With `--bare`: the bare hub's deliveries per second in the same run, and our share.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bare_deliveries_per_sec: Option<f64>,

@@ -301,6 +301,12 @@ fn tally(population: &Population, outcomes: &[Outcome]) -> (Report, Option<f64>)
     report.p999_ms = ms(&latency, 0.999);
     report.max_ms = latency.max() as f64 / 1000.0;
     let window_p99 = (!in_window.is_empty()).then(|| ms(&in_window, 0.99));
+    if !in_window.is_empty() {
+        let mut outside = latency.clone();
+        if outside.subtract(&in_window).is_ok() && !outside.is_empty() {
+            report.p99_outside_window_ms = Some(ms(&outside, 0.99));
+        }
+    }
     (report, window_p99)
 }
 
