@@ -629,7 +629,7 @@ impl Connection {
                 writer
                     .error(ErrorBody {
                         client_id: Some(client_id),
-                        ..wire::group_error(wire::post_error_code(&err), err.to_string(), group)
+                        ..wire::group_error(err.code(), err.to_string(), group)
                     })
                     .await
             }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use futures::FutureExt as _;
 use renkei_protocol::api::MentionView;
-use renkei_protocol::{EventData, GroupEvent, GroupId, ServerMessage};
+use renkei_protocol::{ErrorCode, EventData, GroupEvent, GroupId, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -50,6 +50,22 @@ pub enum PostError {
     ShuttingDown,
     #[error("internal error; nothing was stored")]
     Internal,
+}
+
+impl PostError {
+    /// The wire code of a failed post.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PostError::ClientIdConflict => ErrorCode::ClientIdConflict,
+            PostError::GroupArchived => ErrorCode::GroupArchived,
+            PostError::NoSuchGroup => ErrorCode::NotMember,
+            PostError::FileUnavailable => ErrorCode::NotFound,
+            PostError::Refused => ErrorCode::Forbidden,
+            PostError::Unavailable => ErrorCode::Unavailable,
+            PostError::ShuttingDown => ErrorCode::ShuttingDown,
+            PostError::Internal => ErrorCode::Internal,
+        }
+    }
 }
 
 /// A post to commit.

@@ -8,7 +8,6 @@ use renkei_protocol::{
     UserProfile,
 };
 
-use crate::sequencer::PostError;
 use crate::store::{EventBody, EventRecord, GroupRecord, UserRecord};
 
 /// A user as the protocol shows them.
@@ -155,20 +154,6 @@ pub fn denial_code(denial: Denial) -> ErrorCode {
         | Denial::NotArchived
         | Denial::ArchiveClosed
         | Denial::OwnPost => ErrorCode::Forbidden,
-    }
-}
-
-/// The wire code of a failed post.
-pub fn post_error_code(err: &PostError) -> ErrorCode {
-    match err {
-        PostError::ClientIdConflict => ErrorCode::ClientIdConflict,
-        PostError::GroupArchived => ErrorCode::GroupArchived,
-        PostError::NoSuchGroup => ErrorCode::NotMember,
-        PostError::FileUnavailable => ErrorCode::NotFound,
-        PostError::Refused => ErrorCode::Forbidden,
-        PostError::Unavailable => ErrorCode::Unavailable,
-        PostError::ShuttingDown => ErrorCode::ShuttingDown,
-        PostError::Internal => ErrorCode::Internal,
     }
 }
 
