@@ -245,7 +245,8 @@ fn retention_cutoff(config: &Config) -> Option<Millis> {
 /// Runs the process every `archive_job_seconds`, once across the cluster (`job`).
 pub fn spawn(app: std::sync::Arc<App>) {
     let every = app.config.archive_job_seconds;
-    crate::job::spawn(app, "archive", every, |app| async move {
+    let (store, shutdown) = (std::sync::Arc::clone(&app.store), app.shutdown.clone());
+    crate::job::spawn(store, shutdown, "archive", every, app, |app| async move {
         match run_once(&app).await {
             Ok(steps) => tracing::info!(steps, "archive process ran"),
             Err(err) => {

@@ -6,13 +6,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::App;
+use tokio_util::sync::CancellationToken;
 
-/// Runs `run` every `every_seconds` on whichever node claims the interval of job `name`,
-/// until shutdown; 0 seconds turns the job off. `run` reports its own outcome.
-pub fn spawn<F, Fut>(app: Arc<App>, name: &'static str, every_seconds: u32, run: F)
-where
-    F: Fn(Arc<App>) -> Fut + Send + 'static,
+use crate::store::Store;
+
+/// Runs `run` with `context` every `every_seconds` on whichever node claims the interval
+/// of job `name` in `store`, until `shutdown`; 0 seconds turns the job off. `run` reports
+/// its own outcome.
+pub fn spawn<C, F, Fut>(
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    name: &'static str,
+    every_seconds: u32,
+    context: C,
+    run: F,
+) where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let every = u64::from(every_seconds);
@@ -25,12 +35,12 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = app.shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let now = renkei_domain::clock::now_ms();
-            match app.store.claim_job(name, now, (every * 1000) as i64).await {
-                Ok(true) => run(Arc::clone(&app)).await,
+            match store.claim_job(name, now, (every * 1000) as i64).await {
+                Ok(true) => run(context.clone()).await,
                 Ok(false) => {}
                 Err(err) => tracing::warn!(job = name, error = %err, "cannot claim the job"),
             }

@@ -266,18 +266,26 @@ pub async fn seal_anchored(
 /// Runs [`seal_once`] every `RENKEI_AUDIT_SEAL_SECONDS`, once across the cluster (`job`).
 pub fn spawn(app: Arc<App>) {
     let every = app.config.audit_seal_seconds;
-    crate::job::spawn(app, "audit seal", every, |app| async move {
-        match seal_anchored(
-            app.store.as_ref(),
-            renkei_domain::clock::now_ms(),
-            &app.anchor,
-        )
-        .await
-        {
-            Ok(events) => tracing::debug!(events, "events sealed"),
-            Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
-        }
-    });
+    let (store, shutdown) = (Arc::clone(&app.store), app.shutdown.clone());
+    crate::job::spawn(
+        store,
+        shutdown,
+        "audit seal",
+        every,
+        app,
+        |app| async move {
+            match seal_anchored(
+                app.store.as_ref(),
+                renkei_domain::clock::now_ms(),
+                &app.anchor,
+            )
+            .await
+            {
+                Ok(events) => tracing::debug!(events, "events sealed"),
+                Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
+            }
+        },
+    );
 }
 
 /// Where the database differs from the anchors published as seals were made.
