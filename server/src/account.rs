@@ -21,10 +21,11 @@ use renkei_protocol::api::{
 };
 use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 
-use crate::api::{Caller, Id};
 use crate::app::App;
+use crate::http::Id;
 use crate::http::{ClientIp, HttpError};
 use crate::session::AnySession;
+use crate::session::Caller;
 use crate::store::{MailKind, NewUser, Store, StoreError};
 use crate::{input, membership, notice, session};
 use renkei_domain::clock;

@@ -6,69 +6,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path};
-use axum::http::request::Parts;
 use axum::http::Method;
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
-use renkei_domain::policy::{self, Action, Actor};
 use renkei_protocol::api as types;
-use renkei_protocol::{AccountStatus, LoginRequest, LoginResponse, SessionInfo};
+use renkei_protocol::{LoginRequest, LoginResponse, SessionInfo};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::session::{authenticate, AnySession};
-use crate::store::UserRecord;
+use crate::http::{AuditActor, AuditReads, HttpError};
+use crate::session::authenticate;
 use crate::{
     account, archive, attachment, audit, export, facility, group, invitation, mention, moderation,
     reading, search,
 };
 use renkei_domain::audit::AuditEntry;
-
-/// The logged-in user a request acts for.
-pub struct Caller {
-    pub user: UserRecord,
-}
-
-impl Caller {
-    /// The caller as the policy sees them.
-    pub fn actor(&self) -> Actor {
-        Actor {
-            id: self.user.id,
-            role: self.user.role,
-            facility: self.user.facility_id,
-            restricted: self.user.status == AccountStatus::Restricted,
-        }
-    }
-
-    /// Asks the policy; a denial becomes the response.
-    pub fn may(&self, action: Action) -> Result<(), HttpError> {
-        Ok(policy::authorize(&self.actor(), action)?)
-    }
-}
-
-impl FromRequestParts<Arc<App>> for Caller {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let AnySession(session) = AnySession::from_request_parts(parts, app).await?;
-        if let Some(refusal) = session.unfinished() {
-            return Err(refusal);
-        }
-        Ok(Caller { user: session.user })
-    }
-}
-
-/// Who acted, for a handler that knows it without a session (a login): put it in the
-/// response's extensions and the audit record names them.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditActor {
-    pub user: renkei_protocol::UserId,
-    pub facility: Option<i64>,
-}
 
 /// In front of every endpoint: the per-address and per-user rate limits, the session
 /// checked once for the handler, and for an audited endpoint its record
@@ -168,39 +122,6 @@ async fn admit_and_record(
     response
 }
 
-/// The groups whose patient data a response carries, for a handler whose path does not
-/// name its group: a file's download (its group), a read across groups (search, mentions:
-/// each group with which of its posts, `seq=3,7`). Put in the response's extensions, it
-/// makes the audit layer write one record per group instead of one without a group, so
-/// that each group's owning facility finds the read in its own trail (its admins' trail is
-/// filtered by the records' group). What was asked (a search's text, which may hold a
-/// patient's name) is never in them: the target is the path and the sequence numbers.
-#[derive(Debug, Clone, Default)]
-pub struct AuditReads(pub Vec<(renkei_protocol::GroupId, String)>);
-
-impl AuditReads {
-    /// The one group a response concerned (the path names only a file).
-    pub fn group(group: renkei_protocol::GroupId) -> Self {
-        AuditReads(vec![(group, String::new())])
-    }
-
-    /// The groups of `posts` (group, seq), in group order, each with its posts' numbers.
-    pub fn of(
-        posts: impl IntoIterator<Item = (renkei_protocol::GroupId, renkei_protocol::Seq)>,
-    ) -> Self {
-        let mut groups: BTreeMap<renkei_protocol::GroupId, Vec<String>> = BTreeMap::new();
-        for (group, seq) in posts {
-            groups.entry(group).or_default().push(seq.to_string());
-        }
-        AuditReads(
-            groups
-                .into_iter()
-                .map(|(group, seqs)| (group, format!("seq={}", seqs.join(","))))
-                .collect(),
-        )
-    }
-}
-
 fn too_many() -> axum::response::Response {
     use axum::response::IntoResponse as _;
     HttpError::rate_limited(
@@ -208,40 +129,6 @@ fn too_many() -> axum::response::Response {
         "too many requests: slow down",
     )
     .into_response()
-}
-
-/// An id in a path; anything else is a clear 400, not a 404.
-pub struct Id(pub i64);
-
-impl FromRequestParts<Arc<App>> for Id {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, app)
-            .await
-            .map_err(|e| HttpError::bad_request(e.body_text()))?;
-        raw.parse()
-            .map(Id)
-            .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
-    }
-}
-
-/// Two ids in a path (a group and a user, or a group and a sequence number).
-pub struct Ids(pub i64, pub i64);
-
-impl FromRequestParts<Arc<App>> for Ids {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let Path((a, b)) = Path::<(String, String)>::from_request_parts(parts, app)
-            .await
-            .map_err(|e| HttpError::bad_request(e.body_text()))?;
-        let parse = |raw: &str| {
-            raw.parse::<i64>()
-                .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
-        };
-        Ok(Ids(parse(&a)?, parse(&b)?))
-    }
 }
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -375,7 +262,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::GET,
             "/api/v1/session",
             "Who the session belongs to",
-            get(crate::http::whoami),
+            get(crate::session::whoami),
         )
         .unaudited()
         .gives::<SessionInfo>(),
@@ -383,7 +270,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::DELETE,
             "/api/v1/session",
             "Log out: ends the session and its sockets",
-            delete(crate::http::logout),
+            delete(crate::session::logout),
         )
         .status(204),
         Endpoint::new(

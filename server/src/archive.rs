@@ -16,10 +16,11 @@ use renkei_domain::policy::Action;
 use renkei_protocol::api::{GroupDetails, HistoryPage};
 use renkei_protocol::{GroupId, GroupKind, GroupSummary, Millis, Role, Seq};
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::HttpError;
+use crate::http::Id;
+use crate::session::Caller;
 use crate::store::{ArchiveCandidate, Change, Store, StoreError};
 use crate::{group, membership, wire};
 

@@ -45,10 +45,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::group;
 use crate::http::HttpError;
+use crate::http::Id;
+use crate::session::Caller;
 use crate::store::{NewFile, Store, StoredFile};
 use renkei_domain::clock;
 
@@ -955,7 +956,7 @@ fn on_record_with(served: Result<Response, HttpError>, group: Option<GroupId>) -
     if let Some(group) = group {
         response
             .extensions_mut()
-            .insert(crate::api::AuditReads::group(group));
+            .insert(crate::http::AuditReads::group(group));
     }
     response
 }

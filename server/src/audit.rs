@@ -23,9 +23,10 @@ use axum::Json;
 use renkei_domain::policy::Action;
 use renkei_protocol::api as types;
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::Id;
+use crate::session::Caller;
 use crate::store::{AuditFilter, Store, StoreError};
 
 /// Records one batch appends at most.

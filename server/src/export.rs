@@ -17,9 +17,10 @@ use renkei_domain::policy::Action;
 use renkei_protocol::api::{ConsentSigner, GroupExport};
 use renkei_protocol::{EventData, Millis, UserProfile};
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::Id;
+use crate::session::Caller;
 use crate::{group, wire};
 use renkei_domain::clock;
 

@@ -16,9 +16,10 @@ use renkei_protocol::api::{
 use renkei_protocol::{AccountStatus, Role, ServerMessage};
 
 use crate::account::issue_setup_code;
-use crate::api::{Caller, Id};
 use crate::app::App;
+use crate::http::Id;
 use crate::http::{ClientIp, HttpError};
+use crate::session::Caller;
 use crate::store::{MailKind, NewUser, StatusChange};
 use crate::{input, membership};
 use renkei_domain::clock;

@@ -15,9 +15,10 @@ use renkei_protocol::api::{
 };
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Seq};
 
-use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::{Id, Ids};
+use crate::session::Caller;
 use crate::store::{Change, EventBody, GroupDetailsRecord, GroupRecord, NewGroup};
 use crate::{account, input, membership, wire};
 use renkei_domain::clock;

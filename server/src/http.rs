@@ -1,56 +1,27 @@
 //! The HTTP surface: the REST API, the WebSocket upgrade, health and metrics.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use renkei_domain::policy::Denial;
 use renkei_protocol::api::PasswordRule;
-use renkei_protocol::{ApiError, ErrorCode, SessionInfo};
+use renkei_protocol::{ApiError, ErrorCode};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::connection::Connection;
 use crate::hub::HubError;
 use crate::password::PasswordError;
 use crate::sequencer::ChangeError;
-use crate::session::{self, AnySession};
 use crate::store::StoreError;
 use crate::wire;
-
-/// The whole HTTP application: the REST API as `api::endpoints` lists (and documents) it,
-/// the WebSocket, health, metrics and the web client.
-pub fn router(app: Arc<App>) -> Router {
-    crate::api::routes(&app)
-        .route("/ws", get(websocket))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .merge(crate::web::routes())
-        .fallback(|| async {
-            HttpError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such resource",
-            )
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&app),
-            crate::accept::time_bodies,
-        ))
-        .layer(axum::middleware::map_response_with_state(
-            Arc::clone(&app),
-            crate::web::security_headers,
-        ))
-        .with_state(app)
-}
 
 /// An error response: a status and the protocol's error body.
 #[derive(Debug)]
@@ -291,141 +262,79 @@ impl FromRequestParts<Arc<App>> for ClientIp {
     }
 }
 
-/// `GET /api/v1/session`: whose session this is.
-pub async fn whoami(
-    State(app): State<Arc<App>>,
-    AnySession(session): AnySession,
-) -> Result<Response, HttpError> {
-    let user = session.user;
-    let info = SessionInfo {
-        user: wire::profile(&user),
-        status: user.status,
-        login: user.login,
-        idle_lock_seconds: app.config.idle_lock_seconds,
-        password_change_required: session.must_change_password,
-        second_factor_enrollment_required: session.must_enroll_second_factor,
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+/// Who acted, for a handler that knows it without a session (a login): put it in the
+/// response's extensions and the audit record names them.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditActor {
+    pub user: renkei_protocol::UserId,
+    pub facility: Option<i64>,
 }
 
-/// `DELETE /api/v1/session`: ends the session and closes its sockets.
-pub async fn logout(
-    State(app): State<Arc<App>>,
-    AnySession(session): AnySession,
-) -> Result<Response, HttpError> {
-    app.store.delete_session(&session.token_hash).await?;
-    app.bus.end_session(&session.token_hash);
-    Ok(session::logged_out(&app))
-}
+/// The groups whose patient data a response carries, for a handler whose path does not
+/// name its group: a file's download (its group), a read across groups (search, mentions:
+/// each group with which of its posts, `seq=3,7`). Put in the response's extensions, it
+/// makes the audit layer write one record per group instead of one without a group, so
+/// that each group's owning facility finds the read in its own trail (its admins' trail is
+/// filtered by the records' group). What was asked (a search's text, which may hold a
+/// patient's name) is never in them: the target is the path and the sequence numbers.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReads(pub Vec<(renkei_protocol::GroupId, String)>);
 
-/// `GET /ws`: authenticates, registers the socket, then upgrades. Every refusal is an HTTP
-/// error before the upgrade.
-async fn websocket(
-    State(app): State<Arc<App>>,
-    ClientIp(client): ClientIp,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response, HttpError> {
-    if app.shutdown.is_cancelled() {
-        return Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ShuttingDown,
-            "shutting down",
-        ));
+impl AuditReads {
+    /// The one group a response concerned (the path names only a file).
+    pub fn group(group: renkei_protocol::GroupId) -> Self {
+        AuditReads(vec![(group, String::new())])
     }
-    if !app.requests.addresses.try_take(client) {
-        return Err(HttpError::rate_limited(
-            Duration::from_secs(1),
-            "too many requests: slow down",
-        ));
-    }
-    if !session::upgrade_allowed(session::origin(&headers, &app.config.allowed_origins)) {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-origin WebSocket refused",
-        ));
-    }
-    let found = session::authenticate(&app, &Method::GET, &headers).await?;
-    if let Some(refusal) = found.unfinished() {
-        return Err(refusal);
-    }
-    let user = found.user;
-    let restricted = user.status == renkei_protocol::AccountStatus::Restricted;
-    let registration = app
-        .hub
-        .register(user.id, restricted, found.token_hash.into())?;
-    let limits = &app.config.limits;
-    let max = limits.max_frame_bytes as usize;
-    let tracker = app.sockets.clone();
-    Ok(upgrade
-        // tungstenite reads into a 128 KiB buffer per socket by default: far too much for
-        // thousands of mostly idle sockets. Larger frames grow it on demand.
-        .read_buffer_size(4 * 1024)
-        // We coalesce writes ourselves (one flush per drain of the outbox).
-        .write_buffer_size(8 * 1024)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            tracker.track_future(
-                Connection::new(app, user, registration, client.to_string()).run(socket),
-            )
-        }))
-}
 
-/// What the metrics address serves (`RENKEI_METRICS_LISTEN`): `/metrics` and nothing
-/// else. Not the clients' address: the counts tell how busy the service is and when.
-pub fn metrics_router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .fallback(|| async { HttpError::not_found("resource") })
-        .with_state(app)
-}
-
-/// `GET /readyz`: 200 when the database answers. Each call asks the database, so it is
-/// throttled per address (429).
-async fn ready(State(app): State<Arc<App>>, ClientIp(client): ClientIp) -> Response {
-    if !app.requests.probes.try_take(client) {
-        return HttpError::rate_limited(Duration::from_secs(1), "too many probes: slow down")
-            .into_response();
-    }
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    /// The groups of `posts` (group, seq), in group order, each with its posts' numbers.
+    pub fn of(
+        posts: impl IntoIterator<Item = (renkei_protocol::GroupId, renkei_protocol::Seq)>,
+    ) -> Self {
+        let mut groups: BTreeMap<renkei_protocol::GroupId, Vec<String>> = BTreeMap::new();
+        for (group, seq) in posts {
+            groups.entry(group).or_default().push(seq.to_string());
         }
+        AuditReads(
+            groups
+                .into_iter()
+                .map(|(group, seqs)| (group, format!("seq={}", seqs.join(","))))
+                .collect(),
+        )
     }
 }
 
-/// `GET /metrics`: Prometheus text exposition; with `RENKEI_METRICS_TOKEN`, only for a
-/// request that carries it as a bearer token (401 otherwise).
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Some(token) = &app.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
-        // Compared as digests: the time taken tells nothing of how much of it matched.
-        if session::token_hash(presented) != session::token_hash(token) {
-            let mut refused = HttpError::unauthorized().into_response();
-            refused.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"metrics\""),
-            );
-            return refused;
-        }
+/// An id in a path; anything else is a clear 400, not a 404.
+pub struct Id(pub i64);
+
+impl FromRequestParts<Arc<App>> for Id {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(|e| HttpError::bad_request(e.body_text()))?;
+        raw.parse()
+            .map(Id)
+            .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
+}
+
+/// Two ids in a path (a group and a user, or a group and a sequence number).
+pub struct Ids(pub i64, pub i64);
+
+impl FromRequestParts<Arc<App>> for Ids {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let Path((a, b)) = Path::<(String, String)>::from_request_parts(parts, app)
+            .await
+            .map_err(|e| HttpError::bad_request(e.body_text()))?;
+        let parse = |raw: &str| {
+            raw.parse::<i64>()
+                .map_err(|_| HttpError::bad_request(format!("{raw:?} is not an id")))
+        };
+        Ok(Ids(parse(&a)?, parse(&b)?))
+    }
 }
 
 #[cfg(test)]

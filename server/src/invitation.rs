@@ -16,9 +16,10 @@ use renkei_protocol::api::{
 };
 use renkei_protocol::{AccountStatus, Role, ServerMessage, UserId};
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::Id;
+use crate::session::Caller;
 use crate::store::{InvitationStep, MailKind};
 use crate::{account, group, membership, notice};
 use renkei_domain::clock;

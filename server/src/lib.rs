@@ -1,6 +1,6 @@
 //! Renkei (連携): real-time messaging for home-care medicine and nursing care.
 //!
-//! `main.rs` is thin: the library exposes [`app::run`], which serves on a listener the
+//! `main.rs` is thin: the library exposes [`node::run`], which serves on a listener the
 //! caller binds, so tests boot the real server on `127.0.0.1:0`.
 pub mod accept;
 pub mod account;
@@ -27,6 +27,7 @@ pub mod membership;
 pub mod mention;
 pub mod metrics;
 pub mod moderation;
+pub mod node;
 pub mod notice;
 pub mod outbox;
 pub mod password;
@@ -44,4 +45,4 @@ pub mod two_factor;
 pub mod web;
 pub mod wire;
 
-pub use app::{run, run_with};
+pub use node::{run, run_with};

@@ -21,8 +21,8 @@ use axum::Json;
 use renkei_domain::password;
 use renkei_protocol::{ErrorCode, LoginRequest, LoginResponse, ServerMessage};
 
-use crate::api::AuditActor;
 use crate::app::App;
+use crate::http::AuditActor;
 use crate::http::{ClientIp, HttpError};
 use crate::store::{Credentials, NewSession};
 use crate::{session, two_factor, wire};

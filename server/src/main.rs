@@ -88,7 +88,7 @@ async fn demo(
     config: renkei::config::Config,
     empty: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = renkei::app::open_store(&config).await?;
+    let store = renkei::node::open_store(&config).await?;
     let files = renkei::attachment::FileStore::open(&config)?;
     let week = (!empty).then_some(&files);
     let logins = renkei::demo::seed(store.as_ref(), week).await?;
@@ -101,7 +101,7 @@ async fn backup(
     config: renkei::config::Config,
     to: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = renkei::app::open_store(&config).await?;
+    let store = renkei::node::open_store(&config).await?;
     store.backup(to).await?;
     println!("Backup written to {}", to.display());
     Ok(())
@@ -113,7 +113,7 @@ async fn add_operator(
     email: &str,
     name: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = renkei::app::open_store(&config).await?;
+    let store = renkei::node::open_store(&config).await?;
     let (code, _) =
         renkei::account::add_operator(store.as_ref(), email, name, config.setup_code_hours).await?;
     println!(
@@ -129,7 +129,7 @@ async fn verify_audit(
     config: renkei::config::Config,
     mut anchor_files: Vec<std::path::PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = renkei::app::open_store(&config).await?;
+    let store = renkei::node::open_store(&config).await?;
     let (records, head) = match renkei::audit::verify(store.as_ref()).await? {
         Ok(end) => end,
         Err(broken) => return Err(format!("audit trail broken: {broken}").into()),
@@ -176,7 +176,7 @@ async fn archive(
                 .into(),
         );
     }
-    let store = renkei::app::open_store(&config).await?;
+    let store = renkei::node::open_store(&config).await?;
     print!(
         "{}",
         renkei::archive::dry_run(store.as_ref(), &config).await?

@@ -11,9 +11,10 @@ use axum::{Extension, Json};
 use renkei_protocol::api::MentionView;
 use renkei_protocol::Millis;
 
-use crate::api::{AuditReads, Caller};
 use crate::app::App;
+use crate::http::AuditReads;
 use crate::http::HttpError;
+use crate::session::Caller;
 use crate::store::EventBody;
 use crate::{group, wire};
 

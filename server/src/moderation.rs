@@ -17,9 +17,10 @@ use axum::Json;
 use renkei_domain::policy::{Action, PostFacts};
 use renkei_protocol::api::{DeletePost, MonitoredPost, ReportRequest, ReportState, ReportView};
 
-use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::{Id, Ids};
+use crate::session::Caller;
 use crate::store::{Change, EventBody, PostFilter, ReportRow};
 use crate::{account, group, input, membership, wire};
 use renkei_domain::clock;

@@ -25,12 +25,13 @@ use renkei_protocol::api::{
 use renkei_protocol::{ErrorCode, GroupId, Millis, Seq, UserId};
 use tokio::sync::Notify;
 
-use crate::api::{Caller, Id};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::HttpError;
+use crate::http::Id;
 use crate::mail::Mailer;
 use crate::push::{Sender, VapidKey};
+use crate::session::Caller;
 use crate::store::{
     MailKind, NewActivity, NewNotice, NoticeCandidate, NoticeSettingsRecord, QuietMinutes, Store,
 };

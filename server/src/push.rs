@@ -252,7 +252,7 @@ fn host_allowed(host: &str, hosts: &[String]) -> bool {
 }
 
 /// `GET /api/v1/push/key`.
-pub async fn key(State(app): State<Arc<App>>, _caller: crate::api::Caller) -> Json<PushKey> {
+pub async fn key(State(app): State<Arc<App>>, _caller: crate::session::Caller) -> Json<PushKey> {
     Json(PushKey {
         public_key: app.notices.vapid.public_key().to_string(),
     })
@@ -286,7 +286,7 @@ pub async fn subscribe(
 /// `DELETE /api/v1/push/subscriptions/{id}`: only one's own.
 pub async fn unsubscribe(
     State(app): State<Arc<App>>,
-    caller: crate::api::Caller,
+    caller: crate::session::Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, HttpError> {
     if app

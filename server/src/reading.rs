@@ -21,9 +21,10 @@ use renkei_domain::policy::{Action, PostFacts};
 use renkei_protocol::api::{MemberRead, ReadList};
 use renkei_protocol::{GroupId, GroupSummary, Receipt, Seq, ServerMessage};
 
-use crate::api::{Caller, Id, Ids};
 use crate::app::App;
 use crate::http::HttpError;
+use crate::http::{Id, Ids};
+use crate::session::Caller;
 use crate::store::{Change, EventBody, GroupRecord, StoreError, UserRecord};
 use crate::{group, membership, wire};
 use renkei_domain::clock;

@@ -22,9 +22,10 @@ use renkei_protocol::Millis;
 
 use renkei_domain::search::fold;
 
-use crate::api::{AuditReads, Caller};
 use crate::app::App;
+use crate::http::AuditReads;
 use crate::http::HttpError;
+use crate::session::Caller;
 use crate::store::{EventBody, PostSearch};
 use crate::{group, wire};
 

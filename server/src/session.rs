@@ -15,8 +15,9 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore as _;
+use renkei_domain::policy::{self, Action, Actor};
 use renkei_protocol::api::{SessionKey, SessionView};
-use renkei_protocol::{ErrorCode, Millis};
+use renkei_protocol::{AccountStatus, ErrorCode, Millis, SessionInfo};
 use sha2::{Digest as _, Sha256};
 
 use crate::app::App;
@@ -24,6 +25,7 @@ use crate::config::Config;
 use crate::http::HttpError;
 use crate::hub::Control;
 use crate::store::UserRecord;
+use crate::wire;
 use renkei_domain::clock;
 
 /// The name of the session cookie.
@@ -372,6 +374,67 @@ impl FromRequestParts<Arc<App>> for AnySession {
             authenticate(app, &parts.method, &parts.headers).await?,
         ))
     }
+}
+
+/// The logged-in user a request acts for.
+pub struct Caller {
+    pub user: UserRecord,
+}
+
+impl Caller {
+    /// The caller as the policy sees them.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.user.id,
+            role: self.user.role,
+            facility: self.user.facility_id,
+            restricted: self.user.status == AccountStatus::Restricted,
+        }
+    }
+
+    /// Asks the policy; a denial becomes the response.
+    pub fn may(&self, action: Action) -> Result<(), HttpError> {
+        Ok(policy::authorize(&self.actor(), action)?)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+        let AnySession(session) = AnySession::from_request_parts(parts, app).await?;
+        if let Some(refusal) = session.unfinished() {
+            return Err(refusal);
+        }
+        Ok(Caller { user: session.user })
+    }
+}
+
+/// `GET /api/v1/session`: whose session this is.
+pub async fn whoami(
+    State(app): State<Arc<App>>,
+    AnySession(session): AnySession,
+) -> Result<Response, HttpError> {
+    let user = session.user;
+    let info = SessionInfo {
+        user: wire::profile(&user),
+        status: user.status,
+        login: user.login,
+        idle_lock_seconds: app.config.idle_lock_seconds,
+        password_change_required: session.must_change_password,
+        second_factor_enrollment_required: session.must_enroll_second_factor,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+}
+
+/// `DELETE /api/v1/session`: ends the session and closes its sockets.
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    AnySession(session): AnySession,
+) -> Result<Response, HttpError> {
+    app.store.delete_session(&session.token_hash).await?;
+    app.bus.end_session(&session.token_hash);
+    Ok(logged_out(&app))
 }
 
 fn hex(bytes: &[u8]) -> String {
