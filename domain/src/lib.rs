@@ -8,6 +8,7 @@
 //! - `password` — the rules a new password must meet;
 //! - `policy` — who may do what: every authorization decision, as a pure function;
 //! - `search` — text as search compares it;
+//! - `two_factor` — who must have a second factor;
 //! - `upload` — how long an uploaded file waits for its post.
 
 pub mod audit;
@@ -16,4 +17,5 @@ pub mod mention;
 pub mod password;
 pub mod policy;
 pub mod search;
+pub mod two_factor;
 pub mod upload;

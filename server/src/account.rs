@@ -630,8 +630,8 @@ pub async fn reinstate(
 /// The image types a photo may be, recognised by their first bytes (the declared type must
 /// agree): a photo is never served as anything but an image.
 fn image_type(bytes: &[u8]) -> Option<&'static str> {
-    use crate::attachment::Kind;
-    crate::attachment::detect(bytes)
+    use renkei_domain::upload::Kind;
+    renkei_domain::upload::detect(bytes)
         .filter(|kind| matches!(kind, Kind::Png | Kind::Jpeg | Kind::Webp))
         .map(Kind::media_type)
 }

@@ -39,7 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt as _;
 use renkei_domain::policy::Action;
-use renkei_domain::upload::{ABANDONED_AFTER_MS, POST_WITHIN_MS};
+use renkei_domain::upload::{detect, Kind, ABANDONED_AFTER_MS, POST_WITHIN_MS};
 use renkei_protocol::{ErrorCode, FileRef, GroupId, Millis, UserId};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -65,67 +65,6 @@ const STALE_INCOMING: Duration = Duration::from_secs(3600);
 /// An S3 object up to this size is written with one PUT; a larger one in parts of this
 /// size, so that no more than two parts are in memory.
 const S3_PART_BYTES: usize = 5 * 1024 * 1024;
-
-/// The kinds of file Renkei recognises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Jpeg,
-    Png,
-    Gif,
-    Webp,
-    Pdf,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Jpeg, Kind::Png, Kind::Gif, Kind::Webp, Kind::Pdf];
-
-    /// Its name in `RENKEI_FILE_TYPES`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Jpeg => "jpeg",
-            Kind::Png => "png",
-            Kind::Gif => "gif",
-            Kind::Webp => "webp",
-            Kind::Pdf => "pdf",
-        }
-    }
-
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Kind::Jpeg => "image/jpeg",
-            Kind::Png => "image/png",
-            Kind::Gif => "image/gif",
-            Kind::Webp => "image/webp",
-            Kind::Pdf => "application/pdf",
-        }
-    }
-
-    /// A raster image: shown inline, with a thumbnail.
-    pub fn is_image(self) -> bool {
-        self != Kind::Pdf
-    }
-
-    fn of_media_type(media_type: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.media_type() == media_type)
-    }
-}
-
-/// The kind of a file, recognised by its first bytes.
-pub fn detect(bytes: &[u8]) -> Option<Kind> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(Kind::Png)
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some(Kind::Jpeg)
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some(Kind::Gif)
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(Kind::Webp)
-    } else if bytes.starts_with(b"%PDF-") {
-        Some(Kind::Pdf)
-    } else {
-        None
-    }
-}
 
 /// What can go wrong with a file.
 #[derive(Debug, thiserror::Error)]
@@ -1023,18 +962,6 @@ async fn serve(
 mod tests {
     use super::{clean_name, detect, thumbnail, AttachError, ImageLimits, Kind};
     use std::io::Cursor;
-
-    #[test]
-    fn kinds_are_recognised_by_content() {
-        assert_eq!(detect(b"\x89PNG\r\n\x1a\n...."), Some(Kind::Png));
-        assert_eq!(detect(&[0xff, 0xd8, 0xff, 0xe0]), Some(Kind::Jpeg));
-        assert_eq!(detect(b"GIF89a..."), Some(Kind::Gif));
-        assert_eq!(detect(b"RIFF\0\0\0\0WEBPVP8 "), Some(Kind::Webp));
-        assert_eq!(detect(b"%PDF-1.7\n"), Some(Kind::Pdf));
-        assert_eq!(detect(b"<svg xmlns='http://www.w3.org/2000/svg'>"), None);
-        assert_eq!(detect(b"<!DOCTYPE html><script>"), None);
-        assert_eq!(detect(b""), None);
-    }
 
     #[test]
     fn names_lose_paths_and_controls() {

@@ -156,8 +156,8 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Who must log in with a second factor (TOTP): `admins` (the operator and facility
     /// admins), `everyone`, or `optional` (anyone may; below the guideline, for trials).
-    #[arg(long, env = "RENKEI_TWO_FACTOR", value_enum, default_value_t = crate::two_factor::Requirement::Admins)]
-    pub two_factor: crate::two_factor::Requirement,
+    #[arg(long, env = "RENKEI_TWO_FACTOR", value_enum, default_value_t = renkei_domain::two_factor::Requirement::Admins)]
+    pub two_factor: renkei_domain::two_factor::Requirement,
     /// The password policy (art. 13(2)): `long` = 13+ characters mixing letters, digits
     /// and symbols; `rotated` = 8+ such characters, changed at least every 60 days; `mfa`
     /// = 8+ for accounts with a second factor (13+ for the others).
@@ -429,7 +429,7 @@ impl Config {
 
     /// Refuses settings that contradict each other.
     pub fn validate(&self) -> Result<(), String> {
-        let known: Vec<&str> = crate::attachment::Kind::ALL
+        let known: Vec<&str> = renkei_domain::upload::Kind::ALL
             .iter()
             .map(|k| k.name())
             .collect();
@@ -548,11 +548,7 @@ impl Config {
             );
         }
         self.notify.validate()?;
-        if let Some(origin) = self
-            .allowed_origins
-            .iter()
-            .find(|o| !crate::session::is_origin(o))
-        {
+        if let Some(origin) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(format!(
                 "RENKEI_ALLOWED_ORIGINS: {origin:?} is not an origin like https://renkei.example.jp"
             ));
@@ -601,14 +597,6 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             u32::try_from(cores / 2).unwrap_or(1).max(1)
         })
-    }
-
-    /// The argon2id cost of new password hashes.
-    pub fn password_cost(&self) -> crate::password::Cost {
-        crate::password::Cost {
-            memory_kib: self.password_memory_kib,
-            iterations: self.password_iterations,
-        }
     }
 
     /// The settings as they may be logged: passwords in URLs are masked.
@@ -694,9 +682,27 @@ pub fn mask_password(url: &str) -> String {
     }
 }
 
+/// True when `text` is a web origin: `scheme://host[:port]`, nothing after.
+fn is_origin(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && !rest.contains(['/', '?', '#', '@', ' '])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_in_configuration() {
+        assert!(is_origin("https://renkei.example.jp"));
+        assert!(is_origin("http://127.0.0.1:8080"));
+        assert!(!is_origin("renkei.example.jp"));
+        assert!(!is_origin("https://renkei.example.jp/"));
+        assert!(!is_origin("ftp://x"));
+    }
 
     #[test]
     fn masks_only_the_password() {

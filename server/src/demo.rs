@@ -410,7 +410,7 @@ async fn week_of_posts(
                 group,
                 uploader: users[demo.author].id,
                 name: Some("服薬カレンダー.png"),
-                kind: attachment::Kind::Png,
+                kind: renkei_domain::upload::Kind::Png,
                 at,
             };
             let incoming = attachment::Incoming::from_bytes(&calendar_png()?).await?;

@@ -150,7 +150,7 @@ pub async fn run_with(
         _ => None,
     };
     let passwords = Passwords::new(
-        config.password_cost(),
+        crate::password::Cost::of(&config),
         config.password_workers(),
         limits.password_queue,
     )?;

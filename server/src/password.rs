@@ -39,6 +39,14 @@ impl Default for Cost {
 }
 
 impl Cost {
+    /// The cost of new hashes that the settings give.
+    pub fn of(config: &crate::config::Config) -> Cost {
+        Cost {
+            memory_kib: config.password_memory_kib,
+            iterations: config.password_iterations,
+        }
+    }
+
     fn argon2(self) -> Result<Argon2<'static>, PasswordError> {
         let params = Params::new(self.memory_kib, self.iterations, 1, None)
             .map_err(|e| PasswordError::Hash(e.to_string()))?;

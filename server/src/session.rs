@@ -79,15 +79,6 @@ pub fn clear_cookie(secure: bool) -> String {
     set_cookie("", 0, secure)
 }
 
-/// True when `text` is a web origin: `scheme://host[:port]`, nothing after.
-pub fn is_origin(text: &str) -> bool {
-    text.split_once("://").is_some_and(|(scheme, rest)| {
-        matches!(scheme, "http" | "https")
-            && !rest.is_empty()
-            && !rest.contains(['/', '?', '#', '@', ' '])
-    })
-}
-
 /// What a browser's `Origin` header says of where a request comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -525,15 +516,6 @@ mod tests {
         assert!(request_allowed(&Method::POST, Bearer, Origin::Foreign));
         assert!(!upgrade_allowed(Origin::Foreign));
         assert!(upgrade_allowed(Origin::Absent));
-    }
-
-    #[test]
-    fn origins_in_configuration() {
-        assert!(is_origin("https://renkei.example.jp"));
-        assert!(is_origin("http://127.0.0.1:8080"));
-        assert!(!is_origin("renkei.example.jp"));
-        assert!(!is_origin("https://renkei.example.jp/"));
-        assert!(!is_origin("ftp://x"));
     }
 
     #[test]

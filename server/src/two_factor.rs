@@ -19,36 +19,13 @@ use renkei_domain::password;
 use renkei_protocol::api::{
     RecoveryCodes, TwoFactorConfirm, TwoFactorDisable, TwoFactorSetup, TwoFactorStatus,
 };
-use renkei_protocol::{ErrorCode, Role, UserId};
+use renkei_protocol::{ErrorCode, UserId};
 
 use crate::app::App;
 use crate::http::HttpError;
 use crate::session;
 use crate::session::AnySession;
 use renkei_domain::clock;
-
-/// Who must have a second factor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Requirement {
-    /// The operator and facility admins (the default, as the city's rules ask).
-    #[default]
-    Admins,
-    /// Everyone.
-    Everyone,
-    /// Nobody is made to; anyone may. Below the guideline for admins: for trials only.
-    Optional,
-}
-
-impl Requirement {
-    /// Whether an account of `role` must have a second factor.
-    pub fn applies_to(self, role: Role) -> bool {
-        match self {
-            Requirement::Everyone => true,
-            Requirement::Admins => matches!(role, Role::Admin | Role::Operator),
-            Requirement::Optional => false,
-        }
-    }
-}
 
 /// Seconds per step, digits per code, and steps of clock drift accepted either way.
 const STEP_SECONDS: i64 = 30;
@@ -377,14 +354,5 @@ mod tests {
             .iter()
             .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'));
         assert_eq!(normalize(" ABCDE-fghij "), "abcdefghij");
-    }
-
-    #[test]
-    fn who_must_have_one() {
-        assert!(Requirement::Admins.applies_to(Role::Operator));
-        assert!(Requirement::Admins.applies_to(Role::Admin));
-        assert!(!Requirement::Admins.applies_to(Role::Staff));
-        assert!(Requirement::Everyone.applies_to(Role::Staff));
-        assert!(!Requirement::Optional.applies_to(Role::Admin));
     }
 }

@@ -393,7 +393,7 @@ on_both_backends!(a_second_factor_is_required_of_admins_and_no_code_works_twice)
 
 async fn a_second_factor_is_required_of_admins_and_no_code_works_twice(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
-        c.two_factor = renkei::two_factor::Requirement::Admins;
+        c.two_factor = renkei_domain::two_factor::Requirement::Admins;
     })
     .await;
     // An admin without a second factor gets a session that may only set one up.

@@ -50,7 +50,7 @@ async fn demo_city_is_ready_to_chat() {
     config.data_dir = dir.path().to_path_buf();
     config.database_url = None;
     // The operator would set up a second factor first (accounts.rs tests that).
-    config.two_factor = renkei::two_factor::Requirement::Optional;
+    config.two_factor = renkei_domain::two_factor::Requirement::Optional;
     config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -32,7 +32,7 @@ async fn logged_in(app: &TestApp, user: &str) -> LoginResponse {
 /// admin's powers: it ends, with its socket, and the next login asks for the setup.
 async fn a_promotion_to_admin_ends_the_sessions_without_a_second_factor(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
-        c.two_factor = renkei::two_factor::Requirement::Admins;
+        c.two_factor = renkei_domain::two_factor::Requirement::Admins;
     })
     .await;
     let f = app.fixture.clone();

@@ -405,7 +405,7 @@ pub fn test_config(db: &TestDb) -> Config {
     config.limits.password_workers = Some(2);
     // Admins log in with a password alone in most tests; the tests of the second factor
     // (accounts.rs) require it as the default does.
-    config.two_factor = renkei::two_factor::Requirement::Optional;
+    config.two_factor = renkei_domain::two_factor::Requirement::Optional;
     // Records are counted in the audit tests; the seal's own test seals when it means to.
     config.audit_seal_seconds = 0;
     config
