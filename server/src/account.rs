@@ -22,8 +22,7 @@ use renkei_protocol::api::{
 use renkei_protocol::{AccountStatus, ErrorCode, Role, UserId};
 
 use crate::app::App;
-use crate::http::Id;
-use crate::http::{ClientIp, HttpError};
+use crate::http::{ClientIp, HttpError, Id};
 use crate::session::AnySession;
 use crate::session::Caller;
 use crate::store::{MailKind, NewUser, Store, StoreError};

@@ -24,7 +24,7 @@ pub struct App {
     pub bus: Bus,
     pub passwords: Passwords,
     /// Recent failed logins of this node (growing delays).
-    pub logins: crate::login::Attempts,
+    pub logins: crate::attempts::Attempts,
     /// REST requests per user and per source address.
     pub requests: crate::throttle::RequestLimits,
     pub metrics: Arc<Metrics>,

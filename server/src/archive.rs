@@ -18,8 +18,7 @@ use renkei_protocol::{GroupId, GroupKind, GroupSummary, Millis, Role, Seq};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::session::Caller;
 use crate::store::{ArchiveCandidate, Change, Store, StoreError};
 use crate::{group, membership, wire};

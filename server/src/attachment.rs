@@ -47,8 +47,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
 use crate::group;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::session::Caller;
 use crate::store::{NewFile, Store, StoredFile};
 use renkei_domain::clock;

@@ -24,8 +24,7 @@ use renkei_domain::policy::Action;
 use renkei_protocol::api as types;
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::session::Caller;
 use crate::store::{AuditFilter, Store, StoreError};
 

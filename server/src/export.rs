@@ -18,8 +18,7 @@ use renkei_protocol::api::{ConsentSigner, GroupExport};
 use renkei_protocol::{EventData, Millis, UserProfile};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::session::Caller;
 use crate::{group, wire};
 use renkei_domain::clock;

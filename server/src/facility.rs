@@ -17,8 +17,7 @@ use renkei_protocol::{AccountStatus, Role, ServerMessage};
 
 use crate::account::issue_setup_code;
 use crate::app::App;
-use crate::http::Id;
-use crate::http::{ClientIp, HttpError};
+use crate::http::{ClientIp, HttpError, Id};
 use crate::session::Caller;
 use crate::store::{MailKind, NewUser, StatusChange};
 use crate::{input, membership};

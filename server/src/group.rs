@@ -16,8 +16,7 @@ use renkei_protocol::api::{
 use renkei_protocol::{AccountStatus, GroupId, GroupKind, Seq};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::{Id, Ids};
+use crate::http::{HttpError, Id, Ids};
 use crate::session::Caller;
 use crate::store::{Change, EventBody, GroupDetailsRecord, GroupRecord, NewGroup};
 use crate::{account, input, membership, wire};

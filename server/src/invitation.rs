@@ -17,8 +17,7 @@ use renkei_protocol::api::{
 use renkei_protocol::{AccountStatus, Role, ServerMessage, UserId};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::session::Caller;
 use crate::store::{InvitationStep, MailKind};
 use crate::{account, group, membership, notice};

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod archive;
 pub mod attachment;
+pub mod attempts;
 pub mod audit;
 pub mod bus;
 pub mod config;

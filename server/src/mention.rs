@@ -12,8 +12,7 @@ use renkei_protocol::api::MentionView;
 use renkei_protocol::Millis;
 
 use crate::app::App;
-use crate::http::AuditReads;
-use crate::http::HttpError;
+use crate::http::{AuditReads, HttpError};
 use crate::session::Caller;
 use crate::store::EventBody;
 use crate::{group, wire};

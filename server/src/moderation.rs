@@ -18,8 +18,7 @@ use renkei_domain::policy::{Action, PostFacts};
 use renkei_protocol::api::{DeletePost, MonitoredPost, ReportRequest, ReportState, ReportView};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::{Id, Ids};
+use crate::http::{HttpError, Id, Ids};
 use crate::session::Caller;
 use crate::store::{Change, EventBody, PostFilter, ReportRow};
 use crate::{account, group, input, membership, wire};

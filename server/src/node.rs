@@ -168,7 +168,7 @@ pub async fn run_with(
         sequencer,
         bus,
         passwords,
-        logins: crate::login::Attempts::default(),
+        logins: crate::attempts::Attempts::default(),
         requests,
         metrics,
         audit,

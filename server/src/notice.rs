@@ -27,8 +27,7 @@ use tokio::sync::Notify;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::HttpError;
-use crate::http::Id;
+use crate::http::{HttpError, Id};
 use crate::mail::Mailer;
 use crate::push::{Sender, VapidKey};
 use crate::session::Caller;

@@ -22,8 +22,7 @@ use renkei_protocol::api::{MemberRead, ReadList};
 use renkei_protocol::{GroupId, GroupSummary, Receipt, Seq, ServerMessage};
 
 use crate::app::App;
-use crate::http::HttpError;
-use crate::http::{Id, Ids};
+use crate::http::{HttpError, Id, Ids};
 use crate::session::Caller;
 use crate::store::{Change, EventBody, GroupRecord, StoreError, UserRecord};
 use crate::{group, membership, wire};

@@ -23,8 +23,7 @@ use renkei_protocol::Millis;
 use renkei_domain::search::fold;
 
 use crate::app::App;
-use crate::http::AuditReads;
-use crate::http::HttpError;
+use crate::http::{AuditReads, HttpError};
 use crate::session::Caller;
 use crate::store::{EventBody, PostSearch};
 use crate::{group, wire};
