@@ -19,8 +19,8 @@ use crate::app::App;
 use crate::http::{AuditActor, AuditReads, HttpError};
 use crate::session::authenticate;
 use crate::{
-    account, archive, attachment, audit, export, facility, group, invitation, mention, moderation,
-    reading, search,
+    account, archive, attachment, export, facility, group, invitation, mention, moderation,
+    reading, search, trail,
 };
 use renkei_domain::audit::AuditEntry;
 
@@ -569,7 +569,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::GET,
             "/api/v1/facilities/{id}/audit",
             "The audit trail of a facility's people and groups, newest first (JSON or CSV)",
-            get(audit::facility_trail),
+            get(trail::facility_trail),
         )
         .query(AUDIT_QUERY)
         .gives::<Vec<types::AuditRecord>>(),
@@ -577,7 +577,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             M::GET,
             "/api/v1/audit",
             "The whole network's audit trail, newest first (the operator; JSON or CSV)",
-            get(audit::network_trail),
+            get(trail::network_trail),
         )
         .query(AUDIT_QUERY)
         .gives::<Vec<types::AuditRecord>>(),

@@ -42,6 +42,7 @@ pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod trail;
 pub mod two_factor;
 pub mod web;
 pub mod wire;
