@@ -32,8 +32,6 @@ pub struct App {
     pub audit: crate::audit::Auditor,
     /// The key TOTP secrets are encrypted under (from `RENKEI_SECRET_KEY_FILE`).
     pub secrets: crate::secret::SecretKey,
-    /// Where each seal's head hash is published besides the database.
-    pub anchor: crate::seal::Anchor,
     /// The bytes of uploaded files.
     pub files: crate::attachment::FileStore,
     /// Uploads in progress, and their bounds.

@@ -94,8 +94,10 @@ pub async fn run_with(
     let store = open_store(&config).await?;
     let secrets = crate::secret::open(&config.secret_key_path(), store.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let anchor =
-        crate::seal::Anchor::open(config.audit_anchor_file.as_deref(), Arc::clone(&metrics))?;
+    let anchor = Arc::new(crate::seal::Anchor::open(
+        config.audit_anchor_file.as_deref(),
+        Arc::clone(&metrics),
+    )?);
     let limits = &config.limits;
     let hub = Arc::new(Hub::new(
         store.directory().await?,
@@ -173,13 +175,17 @@ pub async fn run_with(
         metrics,
         audit,
         secrets,
-        anchor,
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
     });
     crate::archive::spawn(Arc::clone(&app));
     crate::session::spawn_keepalive(Arc::clone(&app));
-    crate::seal::spawn(Arc::clone(&app));
+    crate::seal::spawn(
+        Arc::clone(&app.store),
+        anchor,
+        app.config.audit_seal_seconds,
+        shutdown.clone(),
+    );
     crate::notice::spawn(Arc::clone(&app));
     let header_timeout = Duration::from_secs(u64::from(app.config.limits.header_timeout_seconds));
     // Logged before `listening`, which those who start the binary wait for.

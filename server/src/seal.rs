@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use renkei_protocol::{GroupId, Seq};
 use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
 use crate::store::{SealedEvent, Store, StoreError};
 use renkei_domain::audit::AuditEntry;
 
@@ -263,24 +263,23 @@ pub async fn seal_anchored(
     }
 }
 
-/// Runs [`seal_once`] every `RENKEI_AUDIT_SEAL_SECONDS`, once across the cluster (`job`).
-pub fn spawn(app: Arc<App>) {
-    let every = app.config.audit_seal_seconds;
-    let (store, shutdown) = (Arc::clone(&app.store), app.shutdown.clone());
+/// Runs [`seal_anchored`] every `every_seconds` (`RENKEI_AUDIT_SEAL_SECONDS`), once across
+/// the cluster (`job`), publishing each seal's head to `anchor`.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    anchor: Arc<Anchor>,
+    every_seconds: u32,
+    shutdown: CancellationToken,
+) {
+    let context = (Arc::clone(&store), anchor);
     crate::job::spawn(
         store,
         shutdown,
         "audit seal",
-        every,
-        app,
-        |app| async move {
-            match seal_anchored(
-                app.store.as_ref(),
-                renkei_domain::clock::now_ms(),
-                &app.anchor,
-            )
-            .await
-            {
+        every_seconds,
+        context,
+        |(store, anchor)| async move {
+            match seal_anchored(store.as_ref(), renkei_domain::clock::now_ms(), &anchor).await {
                 Ok(events) => tracing::debug!(events, "events sealed"),
                 Err(err) => tracing::warn!(error = %err, "sealing failed; it runs again"),
             }
