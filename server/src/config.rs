@@ -653,7 +653,7 @@ impl NotifyConfig {
             return Err("RENKEI_SMTP_URL needs RENKEI_MAIL_FROM (the sender's address)".into());
         }
         if let Some(url) = &self.smtp_url {
-            crate::mail::MailServer::parse(url).map_err(|err| format!("RENKEI_SMTP_URL: {err}"))?;
+            MailServer::parse(url).map_err(|err| format!("RENKEI_SMTP_URL: {err}"))?;
         }
         Ok(())
     }
@@ -682,6 +682,66 @@ pub fn mask_password(url: &str) -> String {
     }
 }
 
+/// How the mail server is reached, from `RENKEI_SMTP_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServer {
+    pub host: String,
+    pub port: u16,
+    /// `smtps`: TLS from the first byte; otherwise STARTTLS, required unless on loopback.
+    pub implicit_tls: bool,
+    /// A relay on this machine (`127.0.0.0/8`, `::1`, `localhost`): plain SMTP allowed.
+    pub loopback: bool,
+    pub credentials: Option<(String, String)>,
+}
+
+impl MailServer {
+    pub fn parse(text: &str) -> Result<MailServer, SmtpUrlError> {
+        let url = url::Url::parse(text).map_err(|_| SmtpUrlError::NotUrl)?;
+        let implicit_tls = match url.scheme() {
+            "smtps" => true,
+            "smtp" => false,
+            _ => return Err(SmtpUrlError::Scheme),
+        };
+        let host = url
+            .host_str()
+            .ok_or(SmtpUrlError::NotUrl)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (!url.username().is_empty()).then(|| {
+            (
+                decode(url.username()),
+                decode(url.password().unwrap_or_default()),
+            )
+        });
+        Ok(MailServer {
+            port: url.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
+            host,
+            implicit_tls,
+            loopback,
+            credentials,
+        })
+    }
+}
+
+/// Why `RENKEI_SMTP_URL` names no mail server.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SmtpUrlError {
+    #[error("not a URL like smtps://user:password@mail.example.jp:465")]
+    NotUrl,
+    #[error("the scheme must be smtps (implicit TLS) or smtp (STARTTLS)")]
+    Scheme,
+}
+
 /// True when `text` is a web origin: `scheme://host[:port]`, nothing after.
 fn is_origin(text: &str) -> bool {
     text.split_once("://").is_some_and(|(scheme, rest)| {
@@ -694,6 +754,29 @@ fn is_origin(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_urls_name_the_transport() {
+        let server = MailServer::parse("smtps://renkei:p%40ss@mail.example.jp").unwrap();
+        assert_eq!(server.port, 465);
+        assert!(server.implicit_tls && !server.loopback);
+        assert_eq!(server.credentials, Some(("renkei".into(), "p@ss".into())));
+        let relay = MailServer::parse("smtp://127.0.0.1:2525").unwrap();
+        assert!(!relay.implicit_tls && relay.loopback && relay.credentials.is_none());
+        assert!(MailServer::parse("smtp://[::1]:25").unwrap().loopback);
+        assert_eq!(
+            MailServer::parse("smtp://mail.example.jp").unwrap().port,
+            587
+        );
+        assert_eq!(
+            MailServer::parse("http://mail.example.jp"),
+            Err(SmtpUrlError::Scheme)
+        );
+        assert_eq!(
+            MailServer::parse("mail.example.jp"),
+            Err(SmtpUrlError::NotUrl)
+        );
+    }
 
     #[test]
     fn origins_in_configuration() {

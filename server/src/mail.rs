@@ -14,7 +14,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use renkei_protocol::Millis;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, MailServer, SmtpUrlError};
 use crate::store::{ClaimedMail, DigestRule, MailKind, MailOutcome};
 
 /// A mail server that does not answer a command within this is tried again later.
@@ -31,65 +31,12 @@ const DIGEST_EVERY_MS: Millis = 60_000;
 /// Why mail cannot be set up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MailError {
-    #[error("not a URL like smtps://user:password@mail.example.jp:465")]
-    NotUrl,
-    #[error("the scheme must be smtps (implicit TLS) or smtp (STARTTLS)")]
-    Scheme,
+    #[error(transparent)]
+    Server(#[from] SmtpUrlError),
     #[error("the sender {0:?} is not an e-mail address")]
     From(String),
     #[error("{0}")]
     Transport(String),
-}
-
-/// How the mail server is reached, from `RENKEI_SMTP_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailServer {
-    pub host: String,
-    pub port: u16,
-    /// `smtps`: TLS from the first byte; otherwise STARTTLS, required unless on loopback.
-    pub implicit_tls: bool,
-    /// A relay on this machine (`127.0.0.0/8`, `::1`, `localhost`): plain SMTP allowed.
-    pub loopback: bool,
-    pub credentials: Option<(String, String)>,
-}
-
-impl MailServer {
-    pub fn parse(text: &str) -> Result<MailServer, MailError> {
-        let url = url::Url::parse(text).map_err(|_| MailError::NotUrl)?;
-        let implicit_tls = match url.scheme() {
-            "smtps" => true,
-            "smtp" => false,
-            _ => return Err(MailError::Scheme),
-        };
-        let host = url
-            .host_str()
-            .ok_or(MailError::NotUrl)?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let decode = |part: &str| {
-            percent_encoding::percent_decode_str(part)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let credentials = (!url.username().is_empty()).then(|| {
-            (
-                decode(url.username()),
-                decode(url.password().unwrap_or_default()),
-            )
-        });
-        Ok(MailServer {
-            port: url.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
-            host,
-            implicit_tls,
-            loopback,
-            credentials,
-        })
-    }
 }
 
 /// The SMTP transport, the sender and the address mails name.
@@ -348,26 +295,6 @@ async fn deliver(mailer: &Mailer, mail: &ClaimedMail) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn smtp_urls_name_the_transport() {
-        let server = MailServer::parse("smtps://renkei:p%40ss@mail.example.jp").unwrap();
-        assert_eq!(server.port, 465);
-        assert!(server.implicit_tls && !server.loopback);
-        assert_eq!(server.credentials, Some(("renkei".into(), "p@ss".into())));
-        let relay = MailServer::parse("smtp://127.0.0.1:2525").unwrap();
-        assert!(!relay.implicit_tls && relay.loopback && relay.credentials.is_none());
-        assert!(MailServer::parse("smtp://[::1]:25").unwrap().loopback);
-        assert_eq!(
-            MailServer::parse("smtp://mail.example.jp").unwrap().port,
-            587
-        );
-        assert_eq!(
-            MailServer::parse("http://mail.example.jp"),
-            Err(MailError::Scheme)
-        );
-        assert_eq!(MailServer::parse("mail.example.jp"), Err(MailError::NotUrl));
-    }
 
     #[test]
     fn mails_carry_no_content_only_a_count_and_the_address() {
