@@ -43,3 +43,9 @@ pub struct App {
     /// The socket tasks, so that shutdown can wait for them.
     pub sockets: TaskTracker,
 }
+
+impl crate::http::Settings for Arc<App> {
+    fn settings(&self) -> &Config {
+        &self.config
+    }
+}

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +14,6 @@ use renkei_domain::policy::Denial;
 use renkei_protocol::api::PasswordRule;
 use renkei_protocol::{ApiError, ErrorCode};
 
-use crate::app::App;
 use crate::config::Config;
 use crate::hub::HubError;
 use crate::password::PasswordError;
@@ -247,15 +245,21 @@ pub fn client_of(config: &Config, parts_extensions: &Extensions, headers: &Heade
     client_ip(config, peer, headers)
 }
 
+/// What the extractors here need of the handlers' state: the settings (which proxies are
+/// trusted), and nothing of the handlers.
+pub trait Settings {
+    fn settings(&self) -> &Config;
+}
+
 /// The client's address as [`client_of`] finds it.
 pub struct ClientIp(pub IpAddr);
 
-impl FromRequestParts<Arc<App>> for ClientIp {
+impl<S: Settings + Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
         Ok(ClientIp(client_of(
-            &app.config,
+            state.settings(),
             &parts.extensions,
             &parts.headers,
         )))
@@ -306,11 +310,11 @@ impl AuditReads {
 /// An id in a path; anything else is a clear 400, not a 404.
 pub struct Id(pub i64);
 
-impl FromRequestParts<Arc<App>> for Id {
+impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, app)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| HttpError::bad_request(e.body_text()))?;
         raw.parse()
@@ -322,11 +326,11 @@ impl FromRequestParts<Arc<App>> for Id {
 /// Two ids in a path (a group and a user, or a group and a sequence number).
 pub struct Ids(pub i64, pub i64);
 
-impl FromRequestParts<Arc<App>> for Ids {
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, HttpError> {
-        let Path((a, b)) = Path::<(String, String)>::from_request_parts(parts, app)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let Path((a, b)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|e| HttpError::bad_request(e.body_text()))?;
         let parse = |raw: &str| {

@@ -120,7 +120,13 @@ impl Passwords {
     /// waiting.
     pub fn new(cost: Cost, workers: u32, queue: u32) -> Result<Self, PasswordError> {
         let workers = workers.max(1) as usize;
-        let decoy = hash_with(cost, &crate::session::random_token())?;
+        // The decoy that unknown logins are checked against: any secret nobody knows.
+        let unknowable = rand::distributions::DistString::sample_string(
+            &rand::distributions::Alphanumeric,
+            &mut rand::rngs::OsRng,
+            43,
+        );
+        let decoy = hash_with(cost, &unknowable)?;
         Ok(Passwords {
             cost,
             workers: Arc::new(Semaphore::new(workers)),
