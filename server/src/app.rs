@@ -33,9 +33,9 @@ pub struct App {
     /// The key TOTP secrets are encrypted under (from `RENKEI_SECRET_KEY_FILE`).
     pub secrets: crate::secret::SecretKey,
     /// The bytes of uploaded files.
-    pub files: crate::attachment::FileStore,
+    pub files: crate::files::FileStore,
     /// Uploads in progress, and their bounds.
-    pub uploads: crate::attachment::Uploads,
+    pub uploads: crate::files::Uploads,
     /// Reaching people away from the page: push and e-mail.
     pub notices: crate::notice::Notifications,
     /// Cancelled when the server stops: sockets finish their posts and close.

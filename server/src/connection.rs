@@ -30,7 +30,7 @@ use crate::outbox::{Delivery, Effect, Ending, Outbox, SLOW_CONSUMER};
 use crate::sequencer::{PostError, PostRequest};
 use crate::store::{GroupRecord, Placement, UserRecord};
 use crate::throttle::TokenBucket;
-use crate::{attachment, reading, wire};
+use crate::{files, reading, wire};
 use renkei_domain::audit::{self, AuditEntry};
 
 /// Posts of one socket awaiting their commit; beyond this the socket is not read.
@@ -576,17 +576,19 @@ impl Connection {
         }
         let file = match file {
             None => None,
-            Some(id) => match attachment::attachable(&self.app, id, group, self.user.id).await {
-                Ok(file) => Some(file),
-                Err(err) => {
-                    if matches!(err, attachment::AttachError::Store(_)) {
-                        tracing::warn!(error = %err, "file not checked");
+            Some(id) => {
+                match files::attachable(self.app.store.as_ref(), id, group, self.user.id).await {
+                    Ok(file) => Some(file),
+                    Err(err) => {
+                        if matches!(err, files::AttachError::Store(_)) {
+                            tracing::warn!(error = %err, "file not checked");
+                        }
+                        return writer
+                            .error(refuse(err.code(), &err.public_message()))
+                            .await;
                     }
-                    return writer
-                        .error(refuse(err.code(), &err.public_message()))
-                        .await;
                 }
-            },
+            }
         };
         let sequencer = self.app.sequencer.clone();
         let request = PostRequest {

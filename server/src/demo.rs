@@ -9,7 +9,7 @@ use rand::Rng as _;
 use renkei_protocol::api::{Consent, ConsentSigner, FacilityKind, Patient};
 use renkei_protocol::{GroupKind, Role};
 
-use crate::attachment::{self, AttachError, FileStore, Upload};
+use crate::files::{self, AttachError, FileStore, Upload};
 use crate::password::{self, PasswordError};
 use crate::store::{
     AppendOutcome, Change, NewFacility, NewGroup, NewPost, NewUser, Store, StoreError,
@@ -413,10 +413,9 @@ async fn week_of_posts(
                 kind: renkei_domain::upload::Kind::Png,
                 at,
             };
-            let incoming = attachment::Incoming::from_bytes(&calendar_png()?).await?;
-            let decoding = attachment::Decoding::default();
-            new.file =
-                Some(attachment::store_upload(store, files, &decoding, upload, incoming).await?);
+            let incoming = files::Incoming::from_bytes(&calendar_png()?).await?;
+            let decoding = files::Decoding::default();
+            new.file = Some(files::store_upload(store, files, &decoding, upload, incoming).await?);
         }
         let seq = match store.append_posts(&[new]).await?.first() {
             Some(AppendOutcome::Committed(placement)) => placement.seq,

@@ -16,6 +16,7 @@ pub mod connection;
 pub mod demo;
 pub mod export;
 pub mod facility;
+pub mod files;
 pub mod group;
 pub mod http;
 pub mod hub;

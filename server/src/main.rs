@@ -89,7 +89,7 @@ async fn demo(
     empty: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let store = renkei::node::open_store(&config).await?;
-    let files = renkei::attachment::FileStore::open(&config)?;
+    let files = renkei::files::FileStore::open(&config)?;
     let week = (!empty).then_some(&files);
     let logins = renkei::demo::seed(store.as_ref(), week).await?;
     print!("{}", renkei::demo::table(&logins));

@@ -158,8 +158,8 @@ pub async fn run_with(
     )?;
     let audit = crate::audit::Auditor::start(Arc::clone(&store));
     let requests = crate::throttle::RequestLimits::new(&config.limits);
-    let files = crate::attachment::FileStore::open(&config).map_err(ServeError::Config)?;
-    let uploads = crate::attachment::Uploads::new(&config);
+    let files = crate::files::FileStore::open(&config).map_err(ServeError::Config)?;
+    let uploads = crate::files::Uploads::new(&config);
     let app = Arc::new(App {
         files,
         uploads,
