@@ -153,7 +153,7 @@ impl Target {
             // for a facility's NAT would throttle the whole population.
             .env("RENKEI_ADDRESS_REQUESTS_PER_SECOND", "1000000")
             .env("RENKEI_ADDRESS_REQUEST_BURST", "1000000")
-            .env("RUST_LOG", "warn,renkei::app=info");
+            .env("RUST_LOG", "warn,renkei::node=info");
         if let Some(dir) = &db.dir {
             command.env("RENKEI_DATA_DIR", dir.path());
         }
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn finds_the_address_in_either_log_format() {
-        let json = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4321"},"target":"renkei::app"}"#;
+        let json = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4321"},"target":"renkei::node"}"#;
         assert_eq!(
             listening_address(json),
             Some("127.0.0.1:4321".parse().expect("addr"))
